@@ -1,0 +1,317 @@
+"""The ``vdf-stream`` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from fractions import Fraction
+
+from . import __version__
+from .errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, Interrupted,
+                     ReaderClosed, UsageError, VdfError)
+
+DESCRIPTION = """\
+vdf-stream protects portrait video against personalised 3-D talking-face deepfakes
+(ER-NeRF, GeneFace, SyncTalk, TalkingGaussian...). It adds a bounded, invisible
+perturbation that makes the face reading those generators depend on fail, as a
+streaming filter: files, ffmpeg pipes, and live video."""
+
+EXAMPLES = """\
+examples:
+  vdf-stream protect talk.mp4                      writes talk_protected.mp4 (audio kept)
+  vdf-stream protect talk.mp4 -o out.mp4 --crf 20 --preset slow
+  vdf-stream protect talk.mp4 -o small.mp4 --vf "scale=w=1280:h=-2,jpeg=quality=75"
+  ffmpeg -i in.mp4 -f yuv4mpegpipe - | vdf-stream protect - -o - | ffmpeg -i - out.mp4
+  vdf-stream filters                               what filters exist and their options
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes as one line and exit code 2."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = text.lower().split("x")
+        return int(width), int(height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 1280x720") from None
+
+
+def _rate(text: str) -> Fraction:
+    try:
+        value = Fraction(text.replace(":", "/"))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame rate like 30 or 30000/1001")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"frame rate {text} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vdf-stream",
+        description=DESCRIPTION,
+        epilog=EXAMPLES + "\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vdf-stream {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    protect = commands.add_parser(
+        "protect",
+        help="protect a video file or a piped stream",
+        description="Decode INPUT, run it through the filter graph, encode it to OUTPUT. "
+                    "Every frame is kept, in order, with its timestamp; audio and subtitle "
+                    "streams are copied without re-encoding.",
+        epilog=EXAMPLES + "\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    protect.add_argument("input", metavar="INPUT",
+                         help="a video file, or - to read y4m / NUT (detected) or raw frames "
+                              "from stdin")
+    protect.add_argument("-o", "--output", metavar="OUTPUT",
+                         help="output file (container chosen by its extension), or - for "
+                              "stdout; default: INPUT_protected with the same extension")
+    protect.add_argument("--vf", default="null", metavar="GRAPH",
+                         help='filter graph, ffmpeg-like: "name=opt=value:opt=value,name2" '
+                              "(default: null; list filters with `vdf-stream filters`)")
+    protect.add_argument("-y", "--overwrite", action="store_true",
+                         help="overwrite OUTPUT if it exists")
+    protect.add_argument("--device", default="auto", metavar="DEVICE",
+                         help="where frames are processed: auto (a CUDA GPU when present), "
+                              "cpu, cuda, cuda:1 (default: auto)")
+    encode = protect.add_argument_group("encoding (file output)")
+    encode.add_argument("--codec", default="libx264",
+                        help="video encoder: libx264 (default), libx265, h264_nvenc, "
+                             "hevc_nvenc (NVIDIA; libx264 is used when unavailable), ffv1...")
+    encode.add_argument("--crf", type=float, default=18.0,
+                        help="quality, lower is better (x264/x265 CRF, NVENC CQ; default 18)")
+    encode.add_argument("--preset", default="medium",
+                        help="speed/size trade-off: ultrafast ... medium ... veryslow "
+                             "(default medium)")
+    encode.add_argument("--pix-fmt", dest="pix_fmt", metavar="FMT",
+                        help="pixel format of the output (default yuv420p); with --size it "
+                             "describes raw frames on stdin instead (rgb24, bgr24, yuv420p)")
+    encode.add_argument("--output-pix-fmt", dest="output_pix_fmt", metavar="FMT",
+                        help="pixel format of the output when --pix-fmt describes raw input")
+    encode.add_argument("--no-audio", action="store_true",
+                        help="drop audio and subtitle streams instead of copying them")
+    pipes = protect.add_argument_group("pipes")
+    pipes.add_argument("-f", "--format", dest="format", metavar="FORMAT",
+                       help="with -o -: y4m (default), nut (keeps timestamps) or rawvideo; "
+                            "with a file: force the container (mp4, matroska, mov, nut...)")
+    pipes.add_argument("--size", type=_size, metavar="WxH",
+                       help="raw frames on stdin: their size (needs --fps and --pix-fmt)")
+    pipes.add_argument("--fps", type=_rate, metavar="N/D",
+                       help="raw frames on stdin: their frame rate, e.g. 30 or 30000/1001")
+    tuning = protect.add_argument_group("engine")
+    tuning.add_argument("--batch-size", type=int, default=1, metavar="N",
+                        help="frames filtered together when available (default 1)")
+    tuning.add_argument("--queue-size", type=int, default=8, metavar="N",
+                        help="frames buffered between stages (default 8)")
+    tuning.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="decoder threads (default 0: automatic)")
+    _common(protect)
+
+    filters = commands.add_parser("filters", help="list the filters and their options",
+                                  description="List every filter (built-in and from other "
+                                              "installed packages) with its options.")
+    _common(filters)
+
+    try:
+        from .models import cli as models_cli  # added by the model zoo
+
+        models_cli.add_parser(commands, _common)
+    except ImportError:
+        pass
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar and no summary on stderr")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
+
+
+def default_output(input_path: str) -> str:
+    root, extension = os.path.splitext(input_path)
+    return f"{root}_protected{extension or '.mp4'}"
+
+
+def run_filters_command(args) -> int:
+    from .filter import available_filters, describe_option, load_filter_class, option_fields
+
+    for name in available_filters():
+        try:
+            cls = load_filter_class(name)
+        except VdfError as error:
+            print(f"{name}\n    (cannot be loaded: {error})")
+            continue
+        print(f"{name}: {cls.description}")
+        print(f"    formats: {', '.join(cls.formats)}")
+        fields = option_fields(cls.Options)
+        if not fields:
+            print("    options: none")
+        for field in fields:
+            print(f"    {describe_option(field, cls.Options)}")
+    return EXIT_OK
+
+
+def run_protect(args) -> int:
+    from .engine import Engine, resolve_device
+    from .filter import build_filters
+    from .sinks import EncodeOptions, open_sink
+    from .sources import RawFormat, open_source
+
+    if args.batch_size < 1 or args.queue_size < 1:
+        raise UsageError("--batch-size and --queue-size must be at least 1")
+    raw = None
+    raw_given = [args.size is not None, args.fps is not None]
+    if any(raw_given):
+        if not all(raw_given) or not args.pix_fmt:
+            raise UsageError("raw frames on stdin need all of --size WxH, --fps N/D and "
+                             "--pix-fmt (rgb24, bgr24 or yuv420p)")
+        if args.input != "-":
+            raise UsageError("--size/--fps describe raw frames on stdin; use them with INPUT -")
+        raw = RawFormat(args.size[0], args.size[1], args.fps, args.pix_fmt)
+    output = args.output
+    if output is None:
+        if args.input == "-":
+            output = "-"
+        else:
+            output = default_output(args.input)
+    if output != "-" and os.path.exists(output) and not args.overwrite:
+        if args.input != "-" and os.path.realpath(output) == os.path.realpath(args.input):
+            from .errors import OutputError
+
+            raise OutputError(f"{output}: the output is the input; choose another name")
+        from .errors import OutputError
+
+        raise OutputError(f"{output} exists; use -y to overwrite it")
+    if output == "-" and args.format is None:
+        stdout_format = "y4m"
+    else:
+        stdout_format = args.format or "y4m"
+    if raw is not None:
+        out_pix_fmt = args.output_pix_fmt or (
+            raw.pix_fmt if (output == "-" and stdout_format == "rawvideo") else None)
+    else:
+        out_pix_fmt = args.output_pix_fmt or args.pix_fmt
+    device = resolve_device(args.device)
+    filters = build_filters(args.vf)
+    show = not args.quiet
+    warn = (lambda message: print(message, file=sys.stderr)) if show else (lambda m: None)
+    if show and not any(getattr(f, "protects", False) for f in filters):
+        print(f"note: the filter graph {args.vf!r} contains no protection filter; "
+              "frames are not protected", file=sys.stderr)
+
+    options = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset,
+                            pix_fmt=out_pix_fmt, copy_audio=not args.no_audio)
+    source = open_source(args.input, raw=raw, threads=args.threads)
+    bar = None
+    try:
+        def sink_factory(info):
+            return open_sink(output, info, options, stdout_format=stdout_format,
+                             copy_from=source.copy_streams() if not args.no_audio else [],
+                             input_spec=args.input,
+                             container_format=args.format if output != "-" else None,
+                             warn=warn)
+
+        progress = None
+        if show and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(total=source.info.frame_count, unit="frame", file=sys.stderr,
+                       desc="protect", dynamic_ncols=True)
+            progress = bar.update
+        engine = Engine(source, filters, sink_factory, device=device,
+                        batch_size=args.batch_size, queue_size=args.queue_size,
+                        progress=progress, copy_streams=not args.no_audio)
+        try:
+            stats = engine.run()
+        finally:
+            if bar is not None:
+                bar.close()
+    finally:
+        source.close()
+    if stats.reader_closed:
+        return EXIT_OK
+    if show:
+        where = "stdout" if output == "-" else output
+        errors = f", {stats.decode_errors} undecodable packets skipped" if stats.decode_errors else ""
+        print(f"wrote {stats.frames_out} frames to {where} in {stats.seconds:.1f} s "
+              f"({stats.fps:.1f} fps){errors}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _quiet_stdout() -> None:
+    """After the reader of stdout went away: stop Python complaining when it flushes."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not in the main thread (embedded use)
+        pass
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        if args.command == "protect":
+            return run_protect(args)
+        if args.command == "filters":
+            return run_filters_command(args)
+        if args.command == "models":
+            from .models import cli as models_cli
+
+            return models_cli.run(args)
+        raise UsageError(f"unknown command {args.command!r}")
+    except ReaderClosed:
+        _quiet_stdout()
+        return EXIT_OK
+    except Interrupted:
+        print("vdf-stream: interrupted; the output was finalised up to the last frame written",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("vdf-stream: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except VdfError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"vdf-stream: {error}", file=sys.stderr)
+        return error.exit_code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_OK
+    except Exception as error:  # a bug: one line, the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"vdf-stream: internal error: {type(error).__name__}: {error} "
+              "(run again with --debug and report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

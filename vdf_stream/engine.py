@@ -1,0 +1,389 @@
+"""The engine: decode (thread) -> bounded queue -> filters -> bounded queue -> encode (thread).
+
+One decoder thread, one filter stage (the calling thread, so Ctrl-C lands there) and one
+encoder thread, joined by bounded FIFO queues: frames can neither be dropped, duplicated nor
+reordered, and a slow stage holds the others back (back-pressure) instead of filling memory.
+An end marker closes each queue. Any stage failing, or Ctrl-C, sets a stop event; the
+frames already filtered are encoded, the encoder is flushed and the container finalised, so
+the output is playable up to that point.
+
+Format negotiation happens once, before the first frame (as FFmpeg negotiates a filter
+graph): the decoder produces the first filter's preferred layout directly (on the CPU via
+swscale, with the stream's colour matrix), layouts are converted between filters only when
+two neighbours disagree, and the sink receives I420 or RGB as suits it. On a GPU, the
+decoder hands over I420 and every conversion runs on the device.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import colour
+from .errors import DamagedInputError, Interrupted, ReaderClosed, VdfError
+from .filter import Filter
+from .frames import Frames, VideoInfo
+from .sinks import Sink
+from .sources import Source
+
+_END = object()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when a GPU is usable, else the CPU."""
+    from .errors import UsageError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA GPU is available here (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device; use auto, cpu or cuda") from None
+
+
+@dataclass
+class StageTimes:
+    decode: float = 0.0
+    filter: float = 0.0
+    encode: float = 0.0
+
+
+@dataclass
+class RunStats:
+    """What a run did, for the closing line, reports and benchmarks."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    decode_errors: int = 0
+    seconds: float = 0.0
+    stage_seconds: StageTimes = field(default_factory=StageTimes)
+    damage: str | None = None
+    interrupted: bool = False
+    reader_closed: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.seconds if self.seconds > 0 else 0.0
+
+
+class Graph:
+    """A negotiated linear chain of filters."""
+
+    def __init__(self, filters: list[Filter]):
+        self.filters = filters
+        self.input_formats: list[str] = []  # the layout each filter receives
+        self.input_info: VideoInfo | None = None
+        self.output_info: VideoInfo | None = None
+
+    def negotiate(self, info: VideoInfo, device: torch.device, native: str) -> VideoInfo:
+        """Set up every filter once; return the description of the graph's output."""
+        self.input_info = info
+        current = native
+        for item in self.filters:
+            if current not in item.formats:
+                current = item.formats[0]
+            self.input_formats.append(current)
+            info = item.setup(info, device)
+            if info.width % 2 or info.height % 2:
+                # odd sizes cannot be carried as I420 inside the graph
+                if current == "yuv420p":
+                    current = "rgb24"
+        self.output_info = info
+        return info
+
+    @property
+    def first_format(self) -> str | None:
+        return self.input_formats[0] if self.input_formats else None
+
+    def process(self, frames: Frames, info: VideoInfo) -> Frames:
+        for item, layout in zip(self.filters, self.input_formats):
+            frames = colour.convert(frames, layout, info.colorspace, info.color_range)
+            frames = item.process(frames)
+        return frames
+
+    def flush(self, info: VideoInfo) -> list[Frames]:
+        """Flush each filter in turn, passing what it releases through the rest."""
+        released = []
+        for position, item in enumerate(self.filters):
+            held = item.flush()
+            if held is None or len(held) == 0:
+                continue
+            for later, layout in zip(self.filters[position + 1:],
+                                     self.input_formats[position + 1:]):
+                held = later.process(colour.convert(held, layout, info.colorspace,
+                                                    info.color_range))
+            released.append(held)
+        return released
+
+    def close(self) -> None:
+        for item in self.filters:
+            try:
+                item.close()
+            except Exception:
+                pass
+
+
+class Engine:
+    """Run ``source -> graph -> sink`` once.
+
+    Args:
+        source: an opened :class:`~vdf_stream.sources.Source`.
+        filters: the filters (not yet set up), in order.
+        sink_factory: called with the graph's output description to open the sink, so a
+            sink is never created for a graph that fails to negotiate.
+        device: where frames live between filters.
+        batch_size: most frames handed to the filters at once (never waits to fill a batch).
+        queue_size: frames each queue holds before the stage feeding it waits.
+        progress: a callable taking the number of frames just written, or None.
+    """
+
+    def __init__(self, source: Source, filters: list[Filter], sink_factory, device=None,
+                 batch_size: int = 1, queue_size: int = 8, progress=None, copy_streams=True):
+        self.source = source
+        self.graph = Graph(filters)
+        self.device = device or torch.device("cpu")
+        self.batch_size = max(1, batch_size)
+        self.queue_size = max(1, queue_size)
+        self.progress = progress
+        self.copy_streams = copy_streams
+        self.sink_factory = sink_factory
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.stats = RunStats()
+        native = source.native_format()
+        self.output_info = self.graph.negotiate(source.info, self.device, native)
+        wanted = self.graph.first_format or native
+        on_gpu = self.device.type == "cuda"
+        # what the decoder thread produces (CPU arrays)
+        if on_gpu and native == "yuv420p":
+            self.decode_format = "yuv420p"
+        elif wanted == "yuv420p" and native == "yuv420p":
+            self.decode_format = "yuv420p"
+        else:
+            self.decode_format = "rgb24"
+        self.sink: Sink = sink_factory(self.output_info)
+        out = self.output_info
+        last = self.graph.input_formats[-1] if self.graph.input_formats else native
+        even = not (out.width % 2 or out.height % 2)
+        self.sink_layout = "yuv420p" if (
+            getattr(self.sink, "accepts", "rgb24") == "yuv420p" and even
+            and (last == "yuv420p" or on_gpu)
+        ) else "rgb24"
+        if hasattr(self.sink, "set_accepts"):
+            self.sink.set_accepts(self.sink_layout)
+
+    # -- the three stages ------------------------------------------------------------
+
+    def _put(self, target: queue.Queue, item) -> bool:
+        while True:
+            if self.stop.is_set() and item is not _END:
+                return False
+            try:
+                target.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if self.stop.is_set() and item is _END:
+                    # make room for the end marker: a stopped run drops queued input
+                    try:
+                        target.get_nowait()
+                    except queue.Empty:
+                        pass
+
+    def _decode_stage(self, output: queue.Queue) -> None:
+        started = time.perf_counter()
+        try:
+            on_packet = self.sink.mux_copy if self.copy_streams else None
+            layout = self.decode_format
+            for decoded in self.source.frames(layout, on_packet=on_packet):
+                tensor = torch.from_numpy(decoded.pixels)
+                if layout == "rgb24":
+                    tensor = tensor.permute(2, 0, 1)
+                else:
+                    tensor = tensor.unsqueeze(0)
+                tensor = tensor.unsqueeze(0)
+                if self.device.type == "cuda":
+                    tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+                item = Frames(tensor, layout, [decoded.pts], [decoded.index],
+                              self.source.info.time_base)
+                self.stats.stage_seconds.decode += time.perf_counter() - started
+                if not self._put(output, item):
+                    break
+                self.stats.frames_in += 1
+                started = time.perf_counter()
+        except BaseException as error:  # handed to the main thread
+            self.errors.append(error)
+            self.stop.set()
+        finally:
+            self._put(output, _END)
+
+    def _encode_stage(self, source: queue.Queue) -> None:
+        info = self.output_info
+        try:
+            while True:
+                item = source.get()
+                if item is _END:
+                    break
+                started = time.perf_counter()
+                frames = colour.convert(item, self.sink_layout, info.colorspace,
+                                        info.color_range)
+                data = frames.data
+                if data.device.type != "cpu":
+                    data = data.cpu()
+                for position in range(len(frames)):
+                    pixels = data[position]
+                    if self.sink_layout == "rgb24":
+                        pixels = pixels.permute(1, 2, 0)
+                    else:
+                        pixels = pixels[0]
+                    self.sink.write(np.ascontiguousarray(pixels.numpy()), frames.pts[position])
+                    self.stats.frames_out += 1
+                    if self.progress is not None:
+                        self.progress(1)
+                self.stats.stage_seconds.encode += time.perf_counter() - started
+        except BaseException as error:
+            self.errors.append(error)
+            self.stop.set()
+            # keep draining so that the filter stage never blocks on a full queue
+            while True:
+                try:
+                    if source.get(timeout=0.5) is _END:
+                        break
+                except queue.Empty:
+                    if not self._filter_alive:
+                        break
+
+    _filter_alive = True
+
+    def _filter_stage(self, decoded: queue.Queue, filtered: queue.Queue) -> None:
+        info = self.graph.input_info
+        expected_index = 0
+        while True:
+            item = decoded.get()
+            if item is _END:
+                break
+            batch = [item]
+            ended = False
+            while len(batch) < self.batch_size:
+                try:
+                    more = decoded.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _END:
+                    ended = True
+                    break
+                batch.append(more)
+            frames = Frames.concat(batch)
+            started = time.perf_counter()
+            with torch.inference_mode(False):
+                result = self.graph.process(frames, info)
+            self.stats.stage_seconds.filter += time.perf_counter() - started
+            if result.indices and result.indices[0] < expected_index:
+                raise RuntimeError("a filter reordered frames")
+            if result.indices:
+                expected_index = result.indices[-1] + 1
+            if not self._put(filtered, result):
+                return
+            if ended:
+                break
+        for held in self.graph.flush(info):
+            if not self._put(filtered, held):
+                return
+
+    # -- running ---------------------------------------------------------------------
+
+    def run(self) -> RunStats:
+        """Process the whole stream. Raises the first failure after finalising the output."""
+        decoded: queue.Queue = queue.Queue(self.queue_size)
+        filtered: queue.Queue = queue.Queue(self.queue_size)
+        decoder = threading.Thread(target=self._decode_stage, args=(decoded,),
+                                   name="vdf-decode", daemon=True)
+        encoder = threading.Thread(target=self._encode_stage, args=(filtered,),
+                                   name="vdf-encode", daemon=True)
+        started = time.perf_counter()
+        interrupted = False
+        decoder.start()
+        encoder.start()
+        try:
+            try:
+                self._filter_stage(decoded, filtered)
+            except KeyboardInterrupt:
+                interrupted = True
+                self.stop.set()
+            except BaseException as error:
+                self.errors.append(error)
+                self.stop.set()
+            finally:
+                self._filter_alive = False
+                self._put(filtered, _END)
+                encoder.join()
+                self.stop.set()
+                # let the decoder notice the stop and exit (drain what it may be putting)
+                while decoder.is_alive():
+                    try:
+                        decoded.get(timeout=0.1)
+                    except queue.Empty:
+                        pass
+                decoder.join()
+        except KeyboardInterrupt:  # a second Ctrl-C while finishing
+            interrupted = True
+        finally:
+            self.graph.close()
+            close_error = self._close_sink()
+        self.stats.seconds = time.perf_counter() - started
+        self.stats.decode_errors = self.source.decode_errors
+        self.stats.damage = self.source.damage
+        errors = [e for e in self.errors if not isinstance(e, ReaderClosed)]
+        if any(isinstance(e, ReaderClosed) for e in self.errors) or isinstance(
+                close_error, ReaderClosed):
+            self.stats.reader_closed = True
+        if interrupted or any(isinstance(e, KeyboardInterrupt) for e in errors):
+            self.stats.interrupted = True
+            raise Interrupted()
+        if errors:
+            raise errors[0]
+        if close_error is not None and not isinstance(close_error, ReaderClosed):
+            raise close_error
+        if self.stats.reader_closed:
+            return self.stats
+        if self.stats.frames_out != self.stats.frames_in:
+            raise RuntimeError(
+                f"{self.stats.frames_in} frames were decoded but {self.stats.frames_out} "
+                "were written"
+            )
+        if self.stats.damage:
+            raise DamagedInputError(
+                f"{self.source.name}: {self.stats.damage}; the {self.stats.frames_out} frames "
+                "before it were processed and the output is complete up to there"
+            )
+        if self.stats.frames_in == 0:
+            from .errors import InputError
+
+            raise InputError(f"{self.source.name}: no frame could be decoded")
+        return self.stats
+
+    def _close_sink(self) -> BaseException | None:
+        try:
+            self.sink.close()
+        except BaseException as error:
+            return error
+        return None
+
+
+def to_numpy_frames(frames: Frames) -> list[np.ndarray]:
+    """Helper for people iterating: each frame of a batch as a CPU NumPy array (H, W, C)."""
+    data = frames.data.detach().cpu()
+    if frames.format == "yuv420p":
+        return [data[i, 0].numpy() for i in range(len(frames))]
+    return [data[i].permute(1, 2, 0).numpy() for i in range(len(frames))]
+
+
+__all__ = ["Engine", "Graph", "RunStats", "resolve_device", "to_numpy_frames", "VdfError",
+           "sys"]
