@@ -23,6 +23,7 @@ from vdf_stream.filters.gaussian_blur import (
     gaussian_blur2d,
     gaussian_kernel1d,
     reflect_indices,
+    reflect_pad2d,
 )
 from vdf_stream.filters.jpeg import JpegFilter
 from vdf_stream.filters.median import MedianFilter, median_blur2d
@@ -542,6 +543,14 @@ def test_reflect_indices_mirror_without_repeating_the_edge():
     torch_padded = torch.nn.functional.pad(torch.arange(6.0).view(1, 1, 6), (4, 4),
                                            mode="reflect")
     assert reflect_indices(6, 4).tolist() == torch_padded.view(-1).long().tolist()
+
+
+def test_reflect_pad_is_the_same_with_and_without_torch_padding():
+    data = random_rgb24(2, 9, 7)
+    rows, columns = reflect_indices(9, 3), reflect_indices(7, 3)
+    expected = data.index_select(-2, rows).index_select(-1, columns)
+    assert torch.equal(reflect_pad2d(data, 3), expected)  # torch's reflect padding
+    assert torch.equal(reflect_pad2d(data, 8)[..., 5:-5, 5:-5], expected)  # indices
 
 
 def test_gaussian_blur_rejects_integer_images():
