@@ -199,7 +199,9 @@ def read_graph(source: str | Path | bytes) -> GraphSpec:
         outputs = tuple(int(i) for i in operator.OutputsAsNumpy())
         if number == _CUSTOM_OPERATOR:
             kind = code.CustomCode().decode()
-            custom = bytes(operator.CustomOptionsAsNumpy()) if operator.CustomOptionsLength() else b""
+            custom = b""
+            if operator.CustomOptionsLength():
+                custom = bytes(operator.CustomOptionsAsNumpy())
             options = _custom_options(kind, custom)
         else:
             kind = builtin_names.get(number, f"BUILTIN_{number}")
@@ -286,7 +288,8 @@ _OPTION_FIELDS.update(
         ),
         "FULLY_CONNECTED": (
             "FullyConnectedOptions",
-            _ACTIVATION_FIELD + [("KeepNumDims", "keep_num_dims"), ("WeightsFormat", "weights_format")],
+            _ACTIVATION_FIELD
+            + [("KeepNumDims", "keep_num_dims"), ("WeightsFormat", "weights_format")],
         ),
         "ADD": ("AddOptions", _ACTIVATION_FIELD),
         "SUB": ("SubOptions", _ACTIVATION_FIELD),
@@ -526,13 +529,14 @@ class TFLiteModule(nn.Module):
 
         def weight(index: int, role: str, transform) -> str:
             if index not in self._constants:
-                raise ModelConversionError(f"{kind}: weights computed at run time are not supported")
+                raise ModelConversionError(f"{kind}: weights computed at run time are unsupported")
             return self._parameter(index, role, transform(self._float_constant(index)))
 
         def bias(position: int) -> str | None:
             if len(inputs) <= position or inputs[position] < 0:
                 return None
-            return self._parameter(inputs[position], "value", self._float_constant(inputs[position]))
+            index = inputs[position]
+            return self._parameter(index, "value", self._float_constant(index))
 
         if kind == "CONV_2D":
             w = weight(inputs[1], "oihw", lambda a: a.transpose(0, 3, 1, 2))
@@ -559,16 +563,15 @@ class TFLiteModule(nn.Module):
             w = weight(inputs[1], "value", lambda a: a)
             return _Step(kind, (inputs[0], w, bias(2)), output, options)
         if kind in ("ADD", "SUB", "MUL", "DIV"):
-            return _Step(
-                kind, (self._operand(inputs[0], rank), self._operand(inputs[1], rank)), output,
-                options | {"ranks": tuple(len(self._spec_shapes[i]) for i in inputs[:2]), "rank": rank},
-            )
+            operands = (self._operand(inputs[0], rank), self._operand(inputs[1], rank))
+            ranks = tuple(len(self._spec_shapes[i]) for i in inputs[:2])
+            return _Step(kind, operands, output, options | {"ranks": ranks, "rank": rank})
         if kind == "PRELU":
             return _Step(
                 kind, (inputs[0], self._operand(inputs[1], rank)), output,
                 {"ranks": (rank, len(self._spec_shapes[inputs[1]])), "rank": rank},
             )
-        if kind in ("RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU"):
+        if kind in _UNARY:
             return _Step(kind, (inputs[0],), output, options)
         if kind == "DEQUANTIZE":  # of a run-time float16 tensor: a cast
             return _Step(kind, (inputs[0],), output, {})
@@ -596,7 +599,8 @@ class TFLiteModule(nn.Module):
             if rank == 4:
                 axis = _NHWC_TO_NCHW_AXIS[axis]
             operands = tuple(self._operand(i, rank) for i in inputs)
-            return _Step(kind, operands, output, {"axis": axis, "activation": options["activation"]})
+            attributes = {"axis": axis, "activation": options["activation"]}
+            return _Step(kind, operands, output, attributes)
         if kind == "RESIZE_BILINEAR":
             options["size"] = tuple(self._int_constant(inputs[1], "RESIZE_BILINEAR size"))
             return _Step(kind, (inputs[0],), output, options)
@@ -615,11 +619,12 @@ class TFLiteModule(nn.Module):
             raise ValueError(f"expected {len(self.input_indices)} inputs, got {len(inputs)}")
         dtype = self.dtype
         values: dict[int, torch.Tensor] = {}
-        for index, name, shape, x in zip(self.input_indices, self.input_names, self.input_shapes, inputs):
+        for index, x in zip(self.input_indices, inputs):
+            name, rank = self._tensor_names[index], len(self._spec_shapes[index])
             if not torch.is_floating_point(x):
                 raise TypeError(f"input {name!r} must be a floating-point tensor, got {x.dtype}")
-            if x.dim() != len(shape):
-                raise ValueError(f"input {name!r} must have rank {len(shape)}, got shape {tuple(x.shape)}")
+            if x.dim() != rank:
+                raise ValueError(f"input {name!r} must have rank {rank}, got {tuple(x.shape)}")
             values[index] = x.to(dtype)
         for step, release in zip(self._steps, self._release):
             arguments = [
@@ -657,8 +662,10 @@ class TFLiteModule(nn.Module):
             out_h, out_w = x.shape[2] * sh, x.shape[3] * sw
         else:
             out_h, out_w = y.shape[2], y.shape[3]
-        top = max((x.shape[2] - 1) * sh + kh - out_h, 0) // 2 if o["padding"] == _PADDING_SAME else 0
-        left = max((x.shape[3] - 1) * sw + kw - out_w, 0) // 2 if o["padding"] == _PADDING_SAME else 0
+        top = left = 0
+        if o["padding"] == _PADDING_SAME:  # crop as TFLite pads: the extra row/column after
+            top = max((x.shape[2] - 1) * sh + kh - out_h, 0) // 2
+            left = max((x.shape[3] - 1) * sw + kw - out_w, 0) // 2
         y = y[:, :, top : top + out_h, left : left + out_w]
         return _activation(y, o["activation"])
 
@@ -791,6 +798,8 @@ def _resize_bilinear_legacy(x: torch.Tensor, size: tuple[int, int]) -> torch.Ten
     rows = x[:, :, top] * (1 - wy)[:, None] + x[:, :, bottom] * wy[:, None]
     return rows[:, :, :, left] * (1 - wx) + rows[:, :, :, right] * wx
 
+
+_UNARY = ("RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU")
 
 _SUPPORTED = {
     "ADD", "SUB", "MUL", "DIV", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV",

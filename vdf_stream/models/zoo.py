@@ -16,8 +16,10 @@ selfie_segmentation  256   [0, 1]     mask (B, 1, 256, 256) probability, logits 
 
 The "input" column is the range the network itself was trained on, as MediaPipe 0.10.9's
 graphs feed it (detector: ``output_tensor_float_range {-1, 1}`` in its FaceDetection
-graph; landmarks and selfie segmentation: ``{0, 1}``; iris: ``zero_center: false``). The
-modules map ``[0, 1]`` to it; callers always pass ``[0, 1]``.
+graph; landmarks and selfie segmentation: ``{0, 1}``; iris: ``zero_center: false``), read
+from the graphs inside that wheel. (Trying both ranges on real crops does not settle it:
+all four networks give nearly the same answers either way.) The modules map ``[0, 1]`` to
+it; callers always pass ``[0, 1]``.
 
 The models are the ``.tflite`` files of the pinned ``mediapipe==0.10.9`` wheel
 (:mod:`vdf_stream.assets`), converted by :mod:`vdf_stream.models.tflite` each time a
@@ -36,26 +38,14 @@ from .tflite import TFLiteModule, read_graph
 
 MODEL_NAMES = ("face_detection", "face_landmark", "iris_landmark", "selfie_segmentation")
 
-# Face detector anchors: SSD layers of strides 8, 16, 16, 16 on a 128 x 128 input; layers
-# with the same stride share one grid: 16 x 16 cells x 2 anchors, then 8 x 8 cells x 6.
-DETECTION_GRIDS = ((16, 2), (8, 6))
-DETECTION_SCALE = 128.0  # regressors are in pixels of the 128 x 128 input
-DETECTION_KEYPOINTS = (
-    "right_eye",
-    "left_eye",
-    "nose_tip",
-    "mouth_centre",
-    "right_ear_tragion",
-    "left_ear_tragion",
-)  # the person's right and left
-
 
 class FaceDetectionOutput(NamedTuple):
     """Raw BlazeFace (short range) outputs for 896 anchors.
 
     regressors: ``(B, 896, 16)``, pixels of the 128 x 128 input, relative to the anchor
-        centre: box centre offset x, y, box width, height, then 6 keypoints x, y (order in
-        ``DETECTION_KEYPOINTS``). :func:`decode_face_detections` turns them into boxes.
+        centre: box centre offset x, y, box width, height, then 6 keypoints x, y (the
+        person's right eye, left eye, nose tip, mouth centre, right ear tragion, left ear
+        tragion). :mod:`vdf_stream.models.detection` has the anchors and the decoding.
     scores: ``(B, 896, 1)`` logits, unbounded; ``sigmoid`` gives the face probability
         (MediaPipe clips the logits to [-100, 100] and keeps anchors with probability
         >= 0.5 before non-maximum suppression).
@@ -245,7 +235,10 @@ def load(
         dtype: ``torch.float32`` or ``torch.bfloat16`` (or float16 on CUDA); inputs are
             cast to it and outputs come in it.
     """
-    return _load_cached(name, torch.device(device), dtype)
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" share one copy
+        device = torch.device("cuda", torch.cuda.current_device())
+    return _load_cached(name, device, dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -255,36 +248,3 @@ def _load_cached(name: str, device: torch.device, dtype: torch.dtype) -> _ImageM
     module = build(name).to(device=device, dtype=dtype).eval()
     module.requires_grad_(False)
     return module
-
-
-def face_detection_anchors(
-    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """Anchor centres of the face detector, ``(896, 2)`` as (x, y) in [0, 1] of the input,
-    in the order of the detector's outputs (row by row, anchors of a cell together)."""
-    centres = []
-    for grid, per_cell in DETECTION_GRIDS:
-        steps = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
-        y, x = torch.meshgrid(steps, steps, indexing="ij")
-        cells = torch.stack([x, y], dim=-1).reshape(-1, 2)
-        centres.append(cells.repeat_interleave(per_cell, dim=0))
-    return torch.cat(centres).to(device=device, dtype=dtype)
-
-
-def decode_face_detections(regressors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes and keypoints from the detector's regressors (differentiable).
-
-    Args:
-        regressors: ``(B, 896, 16)`` from :class:`FaceDetector`.
-
-    Returns:
-        boxes ``(B, 896, 4)`` as centre x, centre y, width, height, and keypoints
-        ``(B, 896, 6, 2)`` as x, y, all in [0, 1] units of the 128 x 128 input.
-    """
-    if regressors.dim() != 3 or regressors.shape[1:] != (896, 16):
-        raise ValueError(f"regressors must be (B, 896, 16), got {tuple(regressors.shape)}")
-    anchors = face_detection_anchors(regressors.device, regressors.dtype)
-    offsets = regressors / DETECTION_SCALE
-    boxes = torch.cat([anchors + offsets[..., 0:2], offsets[..., 2:4]], dim=-1)
-    keypoints = anchors[:, None, :] + offsets[..., 4:].reshape(*offsets.shape[:2], 6, 2)
-    return boxes, keypoints
