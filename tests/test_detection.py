@@ -36,7 +36,7 @@ def test_anchors_follow_the_ssd_layout():
 
 def test_anchors_agree_with_the_model_zoo():
     zoo = pytest.importorskip("vdf_stream.models.zoo")
-    torch.testing.assert_close(detection.anchors(), zoo.face_detection_anchors())
+    torch.testing.assert_close(detection.anchors(dtype=torch.float64), zoo.face_detection_anchors(dtype=torch.float64))
 
 
 def test_decode():
