@@ -290,9 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     except ReaderClosed:
         _quiet_stdout()
         return EXIT_OK
-    except Interrupted:
-        print("vdf-stream: interrupted; the output was finalised up to the last frame written",
-              file=sys.stderr)
+    except Interrupted as stop:
+        print(f"vdf-stream: {stop or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("vdf-stream: interrupted", file=sys.stderr)

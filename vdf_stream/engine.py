@@ -346,7 +346,8 @@ class Engine:
             self.stats.reader_closed = True
         if interrupted or any(isinstance(e, KeyboardInterrupt) for e in errors):
             self.stats.interrupted = True
-            raise Interrupted()
+            raise Interrupted(f"interrupted after {self.stats.frames_out} frames; the output "
+                              "is finalised up to there")
         if errors:
             raise errors[0]
         if close_error is not None and not isinstance(close_error, ReaderClosed):
@@ -360,8 +361,8 @@ class Engine:
             )
         if self.stats.damage:
             raise DamagedInputError(
-                f"{self.source.name}: {self.stats.damage}; the {self.stats.frames_out} frames "
-                "before it were processed and the output is complete up to there"
+                f"{self.source.name}: {self.stats.damage}; {self.stats.frames_out} frames were "
+                "processed and the output is finalised"
             )
         if self.stats.frames_in == 0:
             from .errors import InputError

@@ -86,6 +86,7 @@ class Source:
 
     def __init__(self) -> None:
         self.decode_errors = 0
+        self.timestamps_repaired = 0
         self.frames_decoded = 0
         self.damage: str | None = None  # set when the stream broke part-way
 
@@ -142,7 +143,8 @@ class ContainerSource(Source):
         except av.error.PermissionError:
             raise InputError(f"{name}: permission denied") from None
         except (av.error.InvalidDataError, av.error.EOFError):
-            raise InputError(f"{name}: not a video file FFmpeg can read (invalid data)") from None
+            raise InputError(f"{name}: not a readable video (FFmpeg found invalid data: not a "
+                             "video file, or damaged or truncated)") from None
         except _av_errors() as error:
             raise InputError(f"{name}: cannot open: {error}") from None
         if not self.container.streams.video:
@@ -159,6 +161,7 @@ class ContainerSource(Source):
         self._demuxer = None
         self._pending_packets: list = []
         self._pending_frames: list = []
+        self.discarded = 0  # packets an edit list hides
         self._preroll()
         self.info = self._describe()
 
@@ -229,6 +232,8 @@ class ContainerSource(Source):
             if packet.stream.index != self.stream.index:
                 self._pending_packets.append(packet)
                 continue
+            if packet.size and packet.is_discard:
+                self.discarded += 1
             self._pending_frames.extend(self._decode(packet))
             if self._pending_frames or count > limit:
                 break
@@ -241,8 +246,13 @@ class ContainerSource(Source):
 
         def emit(frame):
             nonlocal index, last_pts
-            pts = frame.pts if frame.pts is not None else (
-                last_pts + 1 if last_pts is not None else 0)
+            pts = frame.pts
+            if pts is None or (last_pts is not None and pts <= last_pts):
+                # absent, or going backwards (only in damaged streams): the next tick keeps
+                # the output's timestamps strictly increasing, as every encoder needs
+                if pts is not None:
+                    self.timestamps_repaired += 1
+                pts = last_pts + 1 if last_pts is not None else 0
             last_pts = pts
             decoded = DecodedFrame(index, pts, frame_to_array(frame, format, self.info))
             index += 1
@@ -260,6 +270,8 @@ class ContainerSource(Source):
                 if on_packet is not None and packet.dts is not None:
                     on_packet(packet)
                 continue
+            if packet.size and packet.is_discard:
+                self.discarded += 1  # hidden by an edit list: decoded, never presented
             for frame in self._decode(packet):
                 yield emit(frame)
         try:  # the decoder's delayed frames (when demuxing ended without a flush packet)
@@ -271,11 +283,17 @@ class ContainerSource(Source):
             self.decode_errors += 1
         self.frames_decoded = index
         declared = self.info.frame_count
-        if self.damage is None and declared and index + 2 < declared * 0.98:
+        if self.damage is None and self.decode_errors:
+            self.damage = (f"{self.decode_errors} packets could not be decoded (corrupt data), "
+                           "they were skipped")
+        if self.damage is None and declared and index < declared - self.discarded:
             self.damage = (
                 f"the container declares {declared} frames but only {index} could be decoded "
                 "(truncated or corrupt file)"
             )
+        if self.timestamps_repaired:
+            repaired = f"{self.timestamps_repaired} out-of-order timestamps were repaired"
+            self.damage = f"{self.damage}; {repaired}" if self.damage else repaired
 
     def close(self) -> None:
         self.container.close()
@@ -423,8 +441,7 @@ class RawSource(_PlanarSource):
             if len(data) < size:
                 self.damage = (
                     f"raw input ended with {len(data)} bytes, not a whole frame "
-                    f"({size} bytes for {self.raw.width}x{self.raw.height} {self.raw.pix_fmt}); "
-                    f"{index} whole frames were processed"
+                    f"({size} bytes for {self.raw.width}x{self.raw.height} {self.raw.pix_fmt})"
                 )
                 break
             yield DecodedFrame(index, index, self._to_array(data, format))

@@ -248,3 +248,27 @@ def _load_cached(name: str, device: torch.device, dtype: torch.dtype) -> _ImageM
     module = build(name).to(device=device, dtype=dtype).eval()
     module.requires_grad_(False)
     return module
+
+
+# Anchor grids of the face detector: SSD layers of strides 8, 16, 16, 16 on the 128 x 128
+# input; layers of equal stride share one grid: 16 x 16 cells x 2 anchors, 8 x 8 cells x 6.
+_DETECTION_GRIDS = ((16, 2), (8, 6))
+
+
+def face_detection_anchors(
+    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Anchor centres of the face detector, ``(896, 2)`` as (x, y) in [0, 1] of its input,
+    in the order of its outputs (cells row by row, the anchors of a cell together).
+
+    Kept next to the model as an independent statement of its layout; the decoding that
+    uses anchors lives in :mod:`vdf_stream.models.detection`, whose tests check its own
+    anchors against these.
+    """
+    centres = []
+    for grid, per_cell in _DETECTION_GRIDS:
+        steps = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
+        y, x = torch.meshgrid(steps, steps, indexing="ij")
+        cells = torch.stack([x, y], dim=-1).reshape(-1, 2)
+        centres.append(cells.repeat_interleave(per_cell, dim=0))
+    return torch.cat(centres).to(device=device, dtype=dtype)
