@@ -258,6 +258,22 @@ def test_input_checks_name_expected_and_actual():
         zoo.load("hand_landmark")
 
 
+def test_detection_anchors_follow_the_output_layout(results):
+    anchors = zoo.face_detection_anchors(dtype=torch.float64)
+    assert anchors.shape == (896, 2)
+    torch.testing.assert_close(anchors[1], anchors[0])  # 2 anchors a cell on the 16 x 16 grid
+    torch.testing.assert_close(anchors[2], torch.tensor([1.5 / 16, 0.5 / 16], dtype=torch.float64))
+    torch.testing.assert_close(anchors[512], torch.tensor([0.5 / 8, 0.5 / 8], dtype=torch.float64))
+    torch.testing.assert_close(anchors[-1], torch.tensor([7.5 / 8, 7.5 / 8], dtype=torch.float64))
+    # The real face's best anchor, plus its regressed offset, lands on the face: the middle
+    # of the detector's crop horizontally, a little below the middle vertically.
+    images, detection = results("face_detection")
+    best = detection.scores[..., 0].argmax(dim=1)
+    for b in range(len(images)):
+        centre = anchors[best[b]] + detection.regressors[b, best[b], :2].double() / 128
+        assert abs(centre[0] - 0.5) < 0.1 and abs(centre[1] - 0.6) < 0.15
+
+
 def test_converter_reports_operators_and_rejects_garbage():
     spec = tflite.read_graph(assets.fetch("selfie_segmentation.tflite"))
     assert "Convolution2DTransposeBias" in spec.operator_kinds()
