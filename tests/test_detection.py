@@ -164,3 +164,20 @@ def test_face_score_is_differentiable(detector, single_face):
     assert best == selected.anchor_indices[0]
     # The merged box is close to the best anchor's own box.
     assert (boxes[0, best] - selected.boxes[0]).abs().max() < 10
+
+
+def test_results_map_back_to_frame_pixels(detector, single_face):
+    frame = single_face[0:1]
+    (reference,) = detector.detect(frame)
+    # Twice the size: the same face at twice the coordinates.
+    (doubled,) = detector.detect(torch.nn.functional.interpolate(frame, scale_factor=2.0, mode="bilinear"))
+    assert (doubled.boxes[0] / 2 - reference.boxes[0]).abs().max() < 3
+    assert (doubled.keypoints[0] / 2 - reference.keypoints[0]).abs().max() < 3
+    # Portrait: the middle 360 x 360 of the frame placed 140 rows down a 640 x 360 canvas
+    # (letterboxed with bars left and right).
+    portrait = torch.zeros(1, 3, 640, 360)
+    portrait[..., 140:500, :] = frame[..., :, 140:500]
+    (upright,) = detector.detect(portrait)
+    shift = torch.tensor([-140.0, 140.0])
+    assert len(upright) == 1
+    assert (upright.keypoints[0] - shift - reference.keypoints[0]).abs().max() < 6

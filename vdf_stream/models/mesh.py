@@ -162,9 +162,11 @@ class FacePipeline(nn.Module):
         """``(landmarks (B, 468, 3) frame pixels, presence logits (B,))`` for given regions."""
         crops = alignment.crop(frames, roi, MESH_INPUT_SIZE)
         output = self.landmarker(crops)
-        roi = roi.to(device=frames.device, dtype=output.landmarks.dtype)
-        landmarks = alignment.crop_points_to_frame(output.landmarks, roi, MESH_INPUT_SIZE)
-        return landmarks, output.presence
+        # Back to the frames' precision before mapping (bfloat16 cannot hold frame pixels).
+        crop_points = output.landmarks.to(frames.dtype)
+        roi = roi.to(device=frames.device, dtype=frames.dtype)
+        landmarks = alignment.crop_points_to_frame(crop_points, roi, MESH_INPUT_SIZE)
+        return landmarks, output.presence.to(frames.dtype)
 
     def iris(self, frames: torch.Tensor, landmarks: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,11 +186,11 @@ class FacePipeline(nn.Module):
         crops = torch.where(mirrored[:, None, None, None], crops.flip(-1), crops)
         output = self.iris_landmarker(crops)
         points = []
-        for crop_points in (output.iris, output.eye_contour):
+        regions = regions.to(dtype=frames.dtype)
+        for crop_points in (output.iris.to(frames.dtype), output.eye_contour.to(frames.dtype)):
             x = torch.where(mirrored[:, None], IRIS_INPUT_SIZE - crop_points[..., 0], crop_points[..., 0])
             crop_points = torch.cat([x.unsqueeze(-1), crop_points[..., 1:]], dim=-1)
-            frame_points = alignment.crop_points_to_frame(crop_points, regions.to(dtype=crop_points.dtype),
-                                                          IRIS_INPUT_SIZE)
+            frame_points = alignment.crop_points_to_frame(crop_points, regions, IRIS_INPUT_SIZE)
             points.append(frame_points.unflatten(0, (2, batch)).transpose(0, 1))
         return points[0], points[1]
 
@@ -203,7 +205,7 @@ class FacePipeline(nn.Module):
         size = SEGMENTATION_INPUT_SIZE
         resized = F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False,
                                 antialias=True)
-        logits = self.segmenter(resized).logits
+        logits = self.segmenter(resized).logits.to(frames.dtype)
         return F.interpolate(logits, size=tuple(frames.shape[-2:]), mode="bilinear", align_corners=False)
 
     def forward(self, frames: torch.Tensor, roi: RegionOfInterest | None = None,
