@@ -41,6 +41,7 @@ _BUILTIN = {
     "jpeg": "vdf_stream.filters.jpeg:JpegFilter",
     "gaussian_blur": "vdf_stream.filters.gaussian_blur:GaussianBlurFilter",
     "median": "vdf_stream.filters.median:MedianFilter",
+    "noise": "vdf_stream.filters.noise:NoiseFilter",
 }
 
 
