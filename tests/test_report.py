@@ -1,0 +1,289 @@
+"""The evaluation report: one self-contained HTML page, checked as text and in a real
+headless browser (Debian's Chromium)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vdf_stream.errors import OutputError
+from vdf_stream.report import PICTURE_SIDE, write_report
+
+NAN = float("nan")
+PICTURES_PER_VIEW = 5  # original, protected, difference, two readings
+
+
+@dataclass
+class FakeView:
+    index: int
+    original: np.ndarray
+    protected: np.ndarray
+    original_reading: dict
+    protected_reading: dict
+    metrics: dict = field(default_factory=dict)
+
+
+def portrait(height: int, width: int, seed: int) -> np.ndarray:
+    """A synthetic 'portrait': gradient background, skin-coloured ellipse, dark eyes."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    frame = np.empty((height, width, 3), np.float32)
+    frame[..., 0] = 40 + 80 * x / width
+    frame[..., 1] = 60 + 60 * y / height
+    frame[..., 2] = 120
+    centre_x, centre_y = width * 0.5, height * 0.45
+    face = ((x - centre_x) / (width * 0.17)) ** 2 + ((y - centre_y) / (height * 0.3)) ** 2 < 1
+    frame[face] = (214, 170, 140)
+    for side in (-1, 1):
+        eye = ((x - centre_x - side * width * 0.06) ** 2
+               + (y - centre_y + height * 0.06) ** 2) < (height * 0.025) ** 2
+        frame[eye] = (40, 30, 30)
+    frame += rng.normal(0, 3, frame.shape)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def reading(height: int, width: int, shift: float = 0.0, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    angles = rng.uniform(0, 2 * np.pi, 468)
+    radii = np.sqrt(rng.uniform(0, 1, 468))
+    landmarks = np.stack([width * (0.5 + shift) + radii * np.cos(angles) * width * 0.15,
+                          height * 0.45 + radii * np.sin(angles) * height * 0.27], axis=1)
+    y, x = np.mgrid[0:height, 0:width]
+    mask = (((x - width * 0.5) / (width * 0.18)) ** 2
+            + ((y - height * 0.45) / (height * 0.32)) ** 2 < 1).astype(np.float32)
+    box = np.array([width * 0.32, height * 0.13, width * 0.68, height * 0.77])
+    return {"landmarks": landmarks, "box": box, "mask": mask}
+
+
+def fake_views() -> list[FakeView]:
+    views = []
+    rng = np.random.default_rng(7)
+    for number, (index, height, width) in enumerate(((0, 360, 640), (24, 720, 1280),
+                                                     (48, 640, 360))):
+        original = portrait(height, width, number)
+        noise = rng.integers(-4, 5, original.shape)
+        protected = np.clip(original.astype(int) + noise, 0, 255).astype(np.uint8)
+        protected_reading = reading(height, width, shift=0.04, seed=number + 10)
+        if number == 2:  # the face is lost on the protected frame
+            protected_reading = {"landmarks": None, "box": None, "mask": None}
+        views.append(FakeView(index, original, protected, reading(height, width, seed=number),
+                              protected_reading,
+                              {"psnr": 42.3 - number, "ssim": 0.991, "landmark_nme": 0.14,
+                               "pose_error_degrees": NAN if number == 1 else 6.2,
+                               "parse_flip": 0.41, "detection_loss": float(number == 2),
+                               "blink_rate": 0.5}))
+    return views
+
+
+def summary(median, mean, shares=None) -> dict:
+    return {"median": median, "mean": mean, "share_above": shares or {}}
+
+
+def fake_result(frames: int = 60) -> dict:
+    rng = np.random.default_rng(3)
+    indices = list(range(0, frames * 2, 2))
+    psnr = list(41 + rng.normal(0, 1.0, frames))
+    psnr[5] = None
+    nme = list(np.abs(0.12 + rng.normal(0, 0.03, frames)))
+    nme[10] = NAN
+    return {
+        "config": {"eps": 8, "crf": 23, "robustness": True, "scales": [0.5, 1, 2],
+                   "nested": {"device": "cpu", "missing": None, "bad": NAN}},
+        "versions": {"vdf-stream": "0.1.0", "torch": "2.4.0", "av": "14.0.0"},
+        "machine": {"cpu": "fake CPU", "gpu": None, "os": "Linux"},
+        "inputs": {"original": {"path": "/videos/talk.mp4", "width": 640, "height": 360,
+                                "frames": 120, "fps": 29.97},
+                   "protected": {"path": "/videos/talk_protected.mp4", "width": 640,
+                                 "height": 360, "frames": 120, "fps": None}},
+        "fidelity": {"psnr": summary(41.2, 41.0, {"35": 1.0, "40": 0.83}),
+                     "ssim": summary(0.987, 0.985, {"0.95": 1.0}),
+                     "max_abs_difference": summary(8.0, 7.8),
+                     "temporal_flicker": summary(NAN, None)},
+        "efficacy": {"landmark_nme": summary(0.121, 0.125, {"0.05": 0.98, "0.1": 0.71}),
+                     "pose_error_degrees": summary(6.4, NAN, {"5": 0.62}),
+                     "parse_flip": summary(0.35, 0.33, {"0.3": 0.6}),
+                     "detection_loss": summary(0.0, 0.05),
+                     "presence": summary(None, None),
+                     "blink_rate": summary(0.4, 0.41)},
+        "per_frame": {"psnr": psnr,
+                      "ssim": list(0.985 + rng.normal(0, 0.002, frames)),
+                      "temporal_flicker": list(rng.uniform(0, 2, frames - 1)),
+                      "landmark_nme": nme,
+                      "pose_error_degrees": list(np.abs(6 + rng.normal(0, 2, frames))),
+                      "parse_flip": list(rng.uniform(0.2, 0.5, frames)),
+                      "detection_loss": [float(i % 20 == 0) for i in range(frames)],
+                      "presence": [None] * frames,  # no value at all: no plot
+                      "blink_rate": list(rng.uniform(0, 1, frames))},
+        "frames": indices,
+        "parser": "BiSeNet 79999_iter.pth (face-parsing.PyTorch)",
+        "robustness": [
+            {"degradation": "h264", "params": {"crf": 23},
+             "efficacy": {"landmark_nme": summary(0.11, 0.1), "pose_error_degrees":
+                          summary(5.5, 5.6), "parse_flip": summary(0.31, 0.3)},
+             "floor": {"landmark_nme": summary(0.01, 0.01),
+                       "pose_error_degrees": summary(0.6, 0.7),
+                       "parse_flip": summary(0.02, 0.02)}},
+            {"degradation": "scale", "params": {"factor": 0.5},
+             "efficacy": {"landmark_nme": summary(0.05, 0.05),
+                          "pose_error_degrees": summary(NAN, NAN)},
+             "floor": {"landmark_nme": summary(0.03, 0.03),
+                       "pose_error_degrees": summary(1.1, 1.2)}},
+            {"degradation": "jpeg", "params": {"quality": 75},
+             "efficacy": {"landmark_nme": summary(0.09, 0.09),
+                          "pose_error_degrees": summary(4.1, 4.0),
+                          "blink_rate": summary(0.3, 0.3)},
+             "floor": {"landmark_nme": summary(0.02, 0.02), "pose_error_degrees": None}},
+        ],
+        "timing": {"seconds": 12.5, "seconds_per_frame": 0.208},
+        "notes": ["Robustness measured on 60 frames only."],
+    }
+
+
+# Per-frame plots with at least one value (presence has none) + robustness bars for
+# NME, pose error, parse flip and the unknown blink_rate.
+EXPECTED_PLOTS = 8 + 4
+
+
+def data_uris(page: str) -> list[str]:
+    return re.findall(r'<img[^>]*\ssrc="(data:image/(?:png|jpeg);base64,[^"]+)"', page)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    return write_report(fake_result(), fake_views(), tmp_path_factory.mktemp("report"))
+
+
+def test_writes_one_self_contained_page(report):
+    assert report.name == "index.html" and report.is_file()
+    assert [path.name for path in report.parent.iterdir()] == ["index.html"]
+    page = report.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    # Nothing fetched from anywhere: no remote (or protocol-relative) src/href/url(), no
+    # script, no external style sheet.
+    assert not re.search(r'(?:src|href)\s*=\s*["\']?\s*(?:https?:)?//', page, re.I)
+    assert not re.search(r"url\(\s*['\"]?\s*(?:https?:)?//", page, re.I)
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert page.count("<img") == len(data_uris(page)) == PICTURES_PER_VIEW * 3
+    assert page.count("<svg") == page.count('<svg class="plot') == EXPECTED_PLOTS
+    assert len(page) < 3_000_000
+
+
+def test_pictures_are_downscaled_jpeg(report):
+    page = report.read_text(encoding="utf-8")
+    for uri in data_uris(page):
+        image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+        assert image.format == "JPEG"
+        assert max(image.size) <= PICTURE_SIDE
+    sizes = {Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size
+             for uri in data_uris(page)}
+    assert sizes == {(640, 360), (360, 640)}  # 1280x720 came down to 640x360
+
+
+def test_missing_values_and_unknown_metrics(report):
+    page = report.read_text(encoding="utf-8")
+    assert "\u2014" in page  # NaN / None shown as a dash
+    assert "nan" not in re.sub(r"<img[^>]*>", "", page).lower().replace("nanos", "")
+    assert "blink_rate" in page  # unknown metric, shown by its raw name
+    for words in ("PSNR", "SSIM", "Landmark shift", "Head-pose error", "Parse flip",
+                  "Detection loss", "Is my video protected?", "Does it still look the same?",
+                  "BiSeNet 79999_iter.pth", "Robustness measured on 60 frames only.",
+                  "h264 (crf=23)", "<details"):
+        assert words in page, words
+
+
+def test_verdicts(report):
+    page = report.read_text(encoding="utf-8")
+    # PSNR 41.2 dB and SSIM 0.987: invisible; NME, pose and parse flip over their thresholds.
+    assert 'class="verdict good"><div class="question">Does it still look the same?' in page
+    assert 'class="verdict good"><div class="question">Is my video protected?' in page
+    # h264 holds, scale and jpeg do not: partly.
+    assert 'class="verdict fair"><div class="question">Does the protection survive' in page
+
+
+def test_empty_result_renders(tmp_path):
+    path = write_report({}, [], tmp_path / "made" / "here")
+    page = path.read_text(encoding="utf-8")
+    assert "Unknown" in page and "not measured" in page
+    assert "<img" not in page and "<svg" not in page
+
+
+def test_hostile_values_never_crash(tmp_path):
+    result = {"fidelity": {"psnr": {"median": float("inf"), "mean": "x", "share_above": None},
+                           "ssim": None, "odd": 3},
+              "efficacy": [], "per_frame": {"psnr": [float("inf")] * 3, "ssim": "bad",
+                                            "landmark_nme": [0.1, 0.1, 0.1]},
+              "frames": [0, "one", 2], "robustness": [None, {"degradation": None}],
+              "inputs": {"original": None}, "timing": {"seconds": NAN}, "notes": "not a list",
+              "config": {"text": "<b>escaped</b>"}, "parser": None}
+    view = FakeView(3, portrait(50, 80, 1), portrait(50, 80, 1), {"landmarks": [[1, 2]],
+                    "box": [1, 2, 3], "mask": np.full((10, 10), NAN)}, {}, {"psnr": None})
+    page = write_report(result, [view], tmp_path).read_text(encoding="utf-8")
+    assert "&lt;b&gt;escaped&lt;/b&gt;" in page and "<b>escaped</b>" not in page
+    assert "\u221e" in page
+    assert page.count("<img") == PICTURES_PER_VIEW
+
+
+def test_bad_frame_is_named(tmp_path):
+    view = FakeView(5, np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.uint8), {}, {})
+    with pytest.raises(ValueError, match=r"view 5: original.*\(H, W, 3\) uint8.*\(4, 4\)"):
+        write_report({}, [view], tmp_path)
+
+
+def test_unwritable_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OutputError, match="cannot write the report"):
+        write_report({}, [], blocker / "report")
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def screenshot(page: Path, out: Path, width: int, height: int) -> np.ndarray:
+    chromium = find_chromium()
+    if chromium is None:
+        message = "Chromium is not installed (Debian package: chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    shot = out / "shot.png"
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+               f"--user-data-dir={out / 'profile'}", f"--screenshot={shot}",
+               f"--window-size={width},{height}", page.resolve().as_uri()]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "HOME": str(out)})
+    assert shot.is_file(), (f"no screenshot (exit {completed.returncode}):\n"
+                            f"{completed.stderr[-2000:]}")
+    return np.asarray(Image.open(shot).convert("RGB"))
+
+
+def test_renders_in_headless_chromium(report, tmp_path):
+    pixels = screenshot(report, tmp_path, 1280, 2400)
+    assert pixels.shape[:2] == (2400, 1280)
+    # Not blank: text, cards and plots make the page far from uniform...
+    assert pixels.astype(np.float32).std() > 20
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500
+    # ...and the verdict colours were rendered (the style sheet applied): the green left
+    # border of a "good" verdict card.
+    green = (np.abs(pixels.astype(int) - (0x1a, 0x7f, 0x37)).sum(axis=2) < 30).sum()
+    assert green > 500
+    if os.environ.get("VDF_KEEP_SCREENSHOT"):
+        Image.fromarray(pixels).save(os.environ["VDF_KEEP_SCREENSHOT"])

@@ -1,0 +1,1167 @@
+"""The evaluation report: one self-contained HTML page.
+
+``vdf-stream eval ORIGINAL PROTECTED --report DIR`` calls :func:`write_report`, which writes
+``DIR/index.html`` for a person who publishes their face and asks two questions: *is my
+video protected?* and *does it still look the same?* The page answers them first (verdicts
+and key figures, each explained in plain words), then shows the evidence: one line plot per
+metric over the evaluated frames, robustness under degradations as bars beside their noise
+floor, a few frames with the face readings drawn over them, and the configuration, library
+versions and machine.
+
+The page is a single file that works offline: pictures are embedded as base64 data URIs
+(JPEG, longest side at most :data:`PICTURE_SIDE` pixels), plots are inline SVG drawn here
+(no plotting library), the style sheet is inline and there is no script at all.
+
+Inputs (what :mod:`vdf_stream.evaluate` hands over):
+
+``result``, a JSON-like dict: ``config``, ``versions``, ``machine`` (dicts); ``inputs``
+(``original`` / ``protected``: ``path``, ``width``, ``height``, ``frames``, ``fps``);
+``fidelity`` and ``efficacy`` (metric name -> ``{"median", "mean", "share_above":
+{threshold text: share}}``); ``per_frame`` (metric name -> one value or ``None`` per
+evaluated frame); ``frames`` (the evaluated frame indices); ``parser`` (which parser measured
+parse flip); ``robustness`` (list of ``{"degradation", "params", "efficacy", "floor"}``,
+where ``floor`` is the same metric measured on the degraded *original*: what the
+degradation alone does); ``timing`` (``seconds``, ``seconds_per_frame``); ``notes`` (list of
+text). Every key may be missing and every number may be ``None`` or NaN: those are shown as
+"—". Metric names this module does not know are shown by their raw name.
+
+``views``, objects with ``index``, ``original`` and ``protected`` (``(H, W, 3)`` uint8 RGB),
+``original_reading`` and ``protected_reading`` (dicts with optional ``landmarks``
+``(N, 2)`` frame pixels, ``box`` ``(x0, y0, x1, y1)``, ``mask`` ``(H, W)`` in [0, 1]) and
+``metrics`` (name -> value).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from . import __version__
+from .errors import OutputError
+
+__all__ = ["write_report", "METRICS", "PICTURE_SIDE"]
+
+PICTURE_SIDE = 640  # longest side of an embedded picture, in pixels
+JPEG_QUALITY = 85
+MISSING = "\u2014"  # em dash: a value that is missing, None or NaN
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one metric is named, formatted, explained and judged on the page.
+
+    ``threshold`` is a rule of thumb (not a guarantee) for the verdicts: for a fidelity
+    metric the value at or above which (``higher_is_better``) viewers see no difference,
+    for an efficacy metric the value at or above which that face reading counts as broken.
+    ``statistic`` is the summary field the headline uses ("median" or "mean").
+    """
+
+    label: str
+    explanation: str
+    unit: str = ""
+    digits: int = 3
+    percent: bool = False
+    statistic: str = "median"
+    threshold: float | None = None
+    higher_is_better: bool = True
+    kind: str = "other"  # "fidelity", "efficacy" or "other"
+
+
+METRICS: dict[str, Metric] = {
+    "psnr": Metric(
+        "PSNR", "Peak signal-to-noise ratio between each original frame and its protected "
+        "version. Higher means closer: from about 40 dB on, viewers see no difference; "
+        "35\u201340 dB is hard to see.", unit="dB", digits=1, threshold=40.0,
+        kind="fidelity"),
+    "ssim": Metric(
+        "SSIM", "Structural similarity of the protected frame to the original (1 means "
+        "identical). From about 0.98 on, edges, textures and shading look the same.",
+        digits=4, threshold=0.98, kind="fidelity"),
+    "max_abs_difference": Metric(
+        "Largest pixel change", "The largest change of any pixel value (on the 0\u2013255 "
+        "scale) in the frame. The protection bounds it; a few levels are invisible.",
+        digits=1, higher_is_better=False, kind="fidelity"),
+    "temporal_flicker": Metric(
+        "Temporal flicker", "How much the added change varies from one frame to the next. "
+        "Low values mean no shimmer when the video plays.", digits=2,
+        higher_is_better=False, kind="fidelity"),
+    "landmark_nme": Metric(
+        "Landmark shift (NME)", "How far the face points found on the protected frame lie "
+        "from those found on the original, as a share of the distance between the outer "
+        "eye corners. From about 0.10 on, the 3-D face fit a deepfake is built on goes "
+        "wrong.", digits=3, threshold=0.10, kind="efficacy"),
+    "pose_error_degrees": Metric(
+        "Head-pose error", "The angle between the head orientation measured on the "
+        "protected frame and on the original. The deepfake uses it as its camera pose: "
+        "from about 5\u00b0 on, it learns the head from the wrong viewpoints.", unit="\u00b0",
+        digits=1, threshold=5.0, kind="efficacy"),
+    "parse_flip": Metric(
+        "Parse flip", "The share of the original's face and head pixels that the face "
+        "parser no longer labels as face or head. Wrong masks spoil the head, torso and "
+        "background images the deepfake trains on.", percent=True, threshold=0.30,
+        kind="efficacy"),
+    "detection_loss": Metric(
+        "Detection loss", "The share of frames where a face is found in the original but "
+        "not in the protected video. Deepfake preprocessing drops those frames.",
+        percent=True, statistic="mean", threshold=0.50, kind="efficacy"),
+    "presence": Metric(
+        "Mesh presence", "How the face-mesh model's confidence that its crop shows a face "
+        "changes on the protected frames.", digits=3, kind="efficacy"),
+}
+
+KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip",
+               "detection_loss")
+FIDELITY_ORDER = ("psnr", "ssim", "max_abs_difference", "temporal_flicker")
+EFFICACY_ORDER = ("landmark_nme", "pose_error_degrees", "parse_flip", "detection_loss",
+                  "presence")
+CRITERIA = ("landmark_nme", "pose_error_degrees", "parse_flip", "detection_loss")
+ROBUSTNESS_ALWAYS = ("landmark_nme", "pose_error_degrees")
+FLOOR_FACTOR = 2.0  # under a degradation, a reading counts as broken only this far above the floor
+
+# Colours of the readings drawn over the pictures (RGB).
+MASK_COLOUR = (59, 130, 246)
+BOX_COLOUR = (250, 204, 21)
+ORIGINAL_POINTS = (34, 197, 94)
+PROTECTED_POINTS = (244, 63, 94)
+
+
+# --------------------------------------------------------------------------------------
+# Small, tolerant accessors and formatting
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, None, NaN, infinite, not a number)."""
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return None
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def _metric(name: str) -> Metric:
+    known = METRICS.get(name)
+    if known is not None:
+        return known
+    return Metric(str(name), "A metric this report does not describe; shown as measured.",
+                  digits=4)
+
+
+def _format(value: Any, metric: Metric, unit: bool = True) -> str:
+    """A metric value as text: percent for shares, the metric's digits, its unit."""
+    if isinstance(value, (float, np.floating)) and math.isinf(value):
+        return ("\u221e" if value > 0 else "\u2212\u221e") + (f" {metric.unit}" if unit
+                                                              and metric.unit else "")
+    number = _number(value)
+    if number is None:
+        return MISSING
+    if metric.percent:
+        text = f"{number * 100:.1f}"
+        return f"{text} %" if unit else text
+    if metric.digits >= 4 and metric.label not in ("SSIM",):
+        text = f"{number:.4g}"
+    else:
+        text = f"{number:.{metric.digits}f}"
+    text = text.replace("-", "\u2212")
+    if unit and metric.unit:
+        return f"{text}\u00b0" if metric.unit == "\u00b0" else f"{text} {metric.unit}"
+    return text
+
+
+def _format_threshold(text: Any, metric: Metric) -> str:
+    number = _number(text) if not isinstance(text, str) else None
+    if isinstance(text, str):
+        try:
+            number = _number(float(text))
+        except ValueError:
+            number = None
+    if number is None:
+        return html.escape(str(text))
+    if metric.percent:
+        return f"{number * 100:g} %"
+    return f"{number:g}\u00b0" if metric.unit == "\u00b0" else (
+        f"{number:g} {metric.unit}".strip())
+
+
+def _statistic(summary: Any, metric: Metric) -> float | None:
+    summary = _dict(summary)
+    value = _number(summary.get(metric.statistic))
+    if value is None:  # fall back on the other statistic rather than show nothing
+        other = "mean" if metric.statistic == "median" else "median"
+        value = _number(summary.get(other))
+    return value
+
+
+def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
+    names = [str(name) for name in names]
+    known = [name for name in order if name in names]
+    return known + sorted(name for name in names if name not in order)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+# --------------------------------------------------------------------------------------
+# Verdicts
+
+
+@dataclass
+class Verdict:
+    question: str
+    level: str  # "good", "fair", "poor", "unknown"
+    answer: str
+    lines: list[str]
+
+
+def _fidelity_verdict(fidelity: dict) -> Verdict:
+    question = "Does it still look the same?"
+    checks = []
+    lines = []
+    for name, fair in (("psnr", 35.0), ("ssim", 0.95)):
+        metric = METRICS[name]
+        summary = fidelity.get(name)
+        value = _statistic(summary, metric)
+        if value is None and not (isinstance(_dict(summary).get("median"), float)
+                                  and math.isinf(_dict(summary)["median"])):
+            continue
+        if value is None:  # infinite PSNR: identical frames
+            checks.append("good")
+            lines.append(f"median {metric.label} \u221e (identical frames)")
+            continue
+        level = "good" if value >= metric.threshold else ("fair" if value >= fair else "poor")
+        checks.append(level)
+        lines.append(f"median {metric.label} {_format(value, metric)} "
+                     f"(\u2265 {_format_threshold(metric.threshold, metric)} looks identical)")
+    if not checks:
+        return Verdict(question, "unknown", "Unknown: fidelity was not measured", lines)
+    level = "poor" if "poor" in checks else ("fair" if "fair" in checks else "good")
+    answer = {"good": "Yes \u2014 the change is invisible",
+              "fair": "Almost \u2014 differences may show on close inspection",
+              "poor": "No \u2014 the change is likely visible"}[level]
+    return Verdict(question, level, answer, lines)
+
+
+def _criteria(efficacy: dict, floor: dict | None = None) -> tuple[int, int, list[str]]:
+    """(criteria met, criteria measured, one line each) for the face readings broken."""
+    met = measured = 0
+    lines = []
+    for name in CRITERIA:
+        metric = METRICS[name]
+        value = _statistic(efficacy.get(name), metric)
+        if value is None:
+            continue
+        measured += 1
+        floor_value = _statistic(_dict(floor).get(name), metric) if floor is not None else None
+        broken = value >= metric.threshold and (
+            floor_value is None or value >= FLOOR_FACTOR * floor_value)
+        met += broken
+        mark = "\u2713" if broken else "\u2717"
+        lines.append(f"{mark} {metric.label}: {metric.statistic} {_format(value, metric)} "
+                     f"(broken from {_format_threshold(metric.threshold, metric)})")
+    return met, measured, lines
+
+
+def _efficacy_level(met: int, measured: int) -> str:
+    if measured == 0:
+        return "unknown"
+    return "good" if met >= 2 else ("fair" if met == 1 else "poor")
+
+
+def _efficacy_verdict(efficacy: dict) -> Verdict:
+    question = "Is my video protected?"
+    met, measured, lines = _criteria(efficacy)
+    level = _efficacy_level(met, measured)
+    answer = {"good": "Yes \u2014 the face readings a deepfake needs are broken",
+              "fair": "Partly \u2014 only one face reading is broken",
+              "poor": "No \u2014 face models still read this video correctly",
+              "unknown": "Unknown: efficacy was not measured"}[level]
+    return Verdict(question, level, answer, lines)
+
+
+def _robustness_verdict(robustness: list) -> Verdict:
+    question = "Does the protection survive re-encoding and editing?"
+    levels = []
+    lines = []
+    for entry in robustness:
+        met, measured, _ = _criteria(_dict(entry.get("efficacy")), _dict(entry.get("floor")))
+        level = _efficacy_level(met, measured)
+        if level == "unknown":
+            continue
+        levels.append(level)
+        word = {"good": "holds", "fair": "partly holds", "poor": "fails"}[level]
+        lines.append(f"{_degradation_label(entry)}: {word}")
+    if not levels:
+        return Verdict(question, "unknown", "Not measured in this run", lines)
+    holds = levels.count("good")
+    if holds == len(levels):
+        level, answer = "good", f"Yes \u2014 under all {len(levels)} degradations tested"
+    elif holds or "fair" in levels:
+        level, answer = "fair", f"Partly \u2014 fully under {holds} of {len(levels)} degradations"
+    else:
+        level, answer = "poor", f"No \u2014 under none of the {len(levels)} degradations"
+    return Verdict(question, level, answer, lines)
+
+
+def _degradation_label(entry: dict) -> str:
+    name = str(entry.get("degradation") or "unnamed")
+    params = _dict(entry.get("params"))
+    if not params:
+        return name
+    inner = ", ".join(f"{key}={value}" for key, value in params.items())
+    return f"{name} ({inner})"
+
+
+# --------------------------------------------------------------------------------------
+# SVG plots
+
+
+def _nice_step(span: float, count: int) -> float:
+    raw = span / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if raw <= factor * magnitude:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def _ticks(low: float, high: float, count: int = 5) -> tuple[float, float, list[float]]:
+    """A rounded range covering ``[low, high]`` and the tick values inside it."""
+    if not high > low:
+        pad = abs(low) * 0.05 or 1.0
+        low, high = low - pad, high + pad
+    step = _nice_step(high - low, count)
+    start = math.floor(low / step + 1e-9) * step
+    stop = math.ceil(high / step - 1e-9) * step
+    ticks = []
+    value = start
+    while value <= stop + step * 1e-6 and len(ticks) < 50:
+        ticks.append(round(value, 12))
+        value += step
+    return start, stop, ticks
+
+
+def _tick_text(value: float, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 0
+    if step > 0 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-6:
+        decimals += 1
+    return f"{value:.{decimals}f}".replace("-", "\u2212")
+
+
+def _thresholds(summary: Any, metric: Metric) -> list[float]:
+    values = []
+    for text in _dict(_dict(summary).get("share_above")):
+        try:
+            number = _number(float(text))
+        except (TypeError, ValueError):
+            number = None
+        if number is not None:
+            values.append(number)
+    if metric.threshold is not None:
+        values.append(metric.threshold)
+    unique: list[float] = []
+    for value in sorted(values):
+        if not any(abs(value - seen) <= 1e-9 * max(1.0, abs(seen)) for seen in unique):
+            unique.append(value)
+    return unique
+
+
+def _line_plot(name: str, values: Sequence[Any], frames: Sequence[Any],
+               summary: Any) -> str | None:
+    """An SVG line plot of one metric over the frames; None when it has no finite value."""
+    metric = _metric(name)
+    scale = 100.0 if metric.percent else 1.0
+    values = list(values)
+    frames = [_number(frame) for frame in frames]
+    if len(frames) == len(values) and all(frame is not None for frame in frames):
+        xs = frames
+    elif len(frames) == len(values) + 1 and all(frame is not None for frame in frames):
+        xs = frames[1:]  # a metric between consecutive frames (flicker)
+    else:
+        xs = [float(index) for index in range(len(values))]
+    points = [(x, _number(value)) for x, value in zip(xs, values)]
+    finite = [(x, y * scale) for x, y in points if y is not None]
+    if not finite:
+        return None
+    missing = [x for x, y in points if y is None]
+    lines = [value * scale for value in _thresholds(summary, metric)]
+
+    width, height = 600, 260
+    left, right, top, bottom = 62, 58, 16, 44
+    plot_width, plot_height = width - left - right, height - top - bottom
+    ys = [y for _, y in finite] + lines
+    low, high = min(ys), max(ys)
+    if metric.kind == "efficacy" or metric.percent:
+        low = min(low, 0.0)
+    y_low, y_high, y_ticks = _ticks(low, high)
+    x_all = [x for x, _ in points]
+    x_low, x_high, x_ticks = _ticks(min(x_all), max(x_all), 6)
+    x_low, x_high = min(x_all), max(x_all)
+    if x_high == x_low:
+        x_low, x_high = x_low - 1, x_high + 1
+    x_ticks = [tick for tick in x_ticks if x_low <= tick <= x_high and tick == int(tick)]
+
+    def px(x: float) -> float:
+        return left + (x - x_low) / (x_high - x_low) * plot_width
+
+    def py(y: float) -> float:
+        return top + (y_high - y) / (y_high - y_low) * plot_height
+
+    unit = "%" if metric.percent else metric.unit
+    axis_unit = {"\u00b0": "degrees", "": metric.label}.get(unit, unit)
+    title = f"{metric.label} per frame" + (f" ({unit})" if unit else "")
+    parts = [f'<svg class="plot" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg">',
+             f"<title>{_e(title)}</title>"]
+    y_step = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 1.0
+    for tick in y_ticks:
+        y = py(tick)
+        parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_width}" '
+                     f'y1="{y:.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" '
+                     f'text-anchor="end">{_tick_text(tick, y_step)}</text>')
+    x_step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0
+    for tick in x_ticks:
+        x = px(tick)
+        parts.append(f'<line class="axis" x1="{x:.1f}" x2="{x:.1f}" '
+                     f'y1="{top + plot_height}" y2="{top + plot_height + 5}"/>')
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{top + plot_height + 18}" '
+                     f'text-anchor="middle">{_tick_text(tick, max(x_step, 1))}</text>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" '
+                 f'y2="{top + plot_height}"/>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_width}" '
+                 f'y1="{top + plot_height}" y2="{top + plot_height}"/>')
+    for value in lines:
+        y = py(value)
+        label = _format_threshold(value / scale, metric)
+        parts.append(f'<line class="threshold" x1="{left}" x2="{left + plot_width}" '
+                     f'y1="{y:.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<text class="threshold-label" x="{left + plot_width + 5}" '
+                     f'y="{y + 4:.1f}">{label}</text>')
+    segment: list[str] = []
+    segments = []
+    for x, y in points:
+        if y is None:
+            if segment:
+                segments.append(segment)
+            segment = []
+        else:
+            segment.append(f"{px(x):.1f},{py(y * scale):.1f}")
+    if segment:
+        segments.append(segment)
+    for segment in segments:
+        if len(segment) > 1:
+            parts.append(f'<polyline class="series" points="{" ".join(segment)}"/>')
+    if len(finite) <= 80 or any(len(segment) == 1 for segment in segments):
+        radius = 2.6 if len(finite) <= 80 else 1.6
+        for x, y in finite:
+            parts.append(f'<circle class="dot" cx="{px(x):.1f}" cy="{py(y):.1f}" '
+                         f'r="{radius}"/>')
+    for x in missing:
+        parts.append(f'<text class="missing" x="{px(x):.1f}" y="{top + plot_height - 3}" '
+                     f'text-anchor="middle">\u00d7</text>')
+    parts.append(f'<text class="axis-label" x="{left + plot_width / 2:.1f}" '
+                 f'y="{height - 6}" text-anchor="middle">frame</text>')
+    parts.append(f'<text class="axis-label" transform="translate(14 {top + plot_height / 2:.1f}) '
+                 f'rotate(-90)" text-anchor="middle">{_e(axis_unit)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bar_chart(name: str, robustness: list, efficacy: dict) -> str | None:
+    """Horizontal grouped bars: per degradation, the protected value beside its floor."""
+    metric = _metric(name)
+    scale = 100.0 if metric.percent else 1.0
+    rows = [("as evaluated (no extra degradation)",
+             _statistic(efficacy.get(name), metric), None, False)]
+    for entry in robustness:
+        rows.append((_degradation_label(entry),
+                     _statistic(_dict(entry.get("efficacy")).get(name), metric),
+                     _statistic(_dict(entry.get("floor")).get(name), metric), True))
+    if all(value is None and floor is None for _, value, floor, _ in rows[1:]):
+        return None
+    values = [value * scale for _, value, floor, _ in rows if value is not None]
+    values += [floor * scale for _, _, floor, _ in rows if floor is not None]
+    if metric.threshold is not None:
+        values.append(metric.threshold * scale)
+    high = max(values + [0.0])
+    _, x_high, x_ticks = _ticks(0.0, high if high > 0 else 1.0, 5)
+
+    width = 600
+    left, right, top = 12, 70, 8
+    bar, gap, label_height, row_gap = 14, 3, 20, 14
+    row_height = label_height + 2 * bar + gap + row_gap
+    axis_top = top + row_height * len(rows)
+    height = axis_top + 40
+    plot_width = width - left - right
+
+    def px(value: float) -> float:
+        return left + value / x_high * plot_width
+
+    title = f"{metric.label} under degradations ({metric.statistic})"
+    parts = [f'<svg class="plot bars" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg">',
+             f"<title>{_e(title)}</title>"]
+    step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0
+    for tick in x_ticks:
+        x = px(tick)
+        parts.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" '
+                     f'y2="{axis_top}"/>')
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{axis_top + 16}" '
+                     f'text-anchor="middle">{_tick_text(tick, step)}</text>')
+    unit = "%" if metric.percent else metric.unit
+    parts.append(f'<text class="axis-label" x="{left + plot_width / 2:.1f}" '
+                 f'y="{axis_top + 34}" text-anchor="middle">{_e(metric.label)}'
+                 f'{" (" + _e(unit) + ")" if unit else ""}</text>')
+    for row, (label, value, floor, has_floor) in enumerate(rows):
+        y = top + row * row_height
+        parts.append(f'<text class="bar-label" x="{left}" y="{y + 14}">{_e(label)}</text>')
+        bars = [("protected", value, y + label_height)]
+        if has_floor:
+            bars.append(("floor", floor, y + label_height + bar + gap))
+        for kind, number, bar_y in bars:
+            if number is None:
+                parts.append(f'<text class="bar-value" x="{left + 4}" y="{bar_y + bar - 3}">'
+                             f'{MISSING} not measured</text>')
+                continue
+            end = px(number * scale)
+            parts.append(f'<rect class="bar {kind}" x="{left}" y="{bar_y}" '
+                         f'width="{max(end - left, 1.0):.1f}" height="{bar}"/>')
+            parts.append(f'<text class="bar-value" x="{end + 4:.1f}" y="{bar_y + bar - 3}">'
+                         f'{_format(number, metric)}</text>')
+    if metric.threshold is not None:
+        x = px(metric.threshold * scale)
+        parts.append(f'<line class="threshold" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" '
+                     f'y2="{axis_top}"/>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{axis_top}"/>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_width}" y1="{axis_top}" '
+                 f'y2="{axis_top}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------
+# Pictures
+
+
+def _check_frame(frame: Any, what: str) -> np.ndarray | None:
+    if frame is None:
+        return None
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"{what}: expected an (H, W, 3) uint8 RGB frame, got "
+                         f"{frame.shape} {frame.dtype}")
+    return frame
+
+
+def _display_size(width: int, height: int) -> tuple[int, int]:
+    factor = min(1.0, PICTURE_SIDE / max(width, height))
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def _shrink(frame: np.ndarray, resample=Image.LANCZOS) -> Image.Image:
+    image = Image.fromarray(frame)
+    size = _display_size(image.width, image.height)
+    return image if size == image.size else image.resize(size, resample)
+
+
+def _data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _difference(original: np.ndarray, protected: np.ndarray) -> np.ndarray:
+    return np.abs(protected.astype(np.int16) - original.astype(np.int16)).astype(np.uint8)
+
+
+def _amplification(views: list) -> int:
+    """One factor for every difference picture: the 99.5th percentile maps to ~200."""
+    levels = []
+    for view in views:
+        _, original, protected = _view_frames(view)
+        if original is not None and protected is not None and original.shape == protected.shape:
+            levels.append(float(np.percentile(_difference(original, protected), 99.5)))
+    level = max(levels, default=0.0)
+    if level <= 0:
+        return 10
+    return int(min(50, max(1, round(200 / level))))
+
+
+def _points(landmarks: Any) -> np.ndarray | None:
+    if landmarks is None:
+        return None
+    try:
+        points = np.asarray(landmarks, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if points.ndim != 2 or points.shape[1] < 2 or len(points) == 0:
+        return None
+    points = points[:, :2]
+    return points[np.isfinite(points).all(axis=1)]
+
+
+def _box(box: Any) -> tuple[float, float, float, float] | None:
+    if box is None:
+        return None
+    try:
+        values = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    if values.size != 4 or not np.isfinite(values).all():
+        return None
+    x0, y0, x1, y1 = values.tolist()
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+def _draw_reading(frame: np.ndarray, reading: Any, reference: Any,
+                  colour: tuple[int, int, int]) -> tuple[Image.Image, list[str]]:
+    """The frame at display size with the reading's mask, box and points drawn on it.
+
+    ``reference`` (another reading, or None) has its points drawn underneath in the
+    original's colour, so that a shift shows. Returns the picture and what was drawn.
+    """
+    reading = _dict(reading)
+    image = _shrink(frame)
+    factor = image.width / frame.shape[1]
+    drawn = []
+    mask = reading.get("mask")
+    if mask is not None:
+        try:
+            mask = np.asarray(mask, dtype=np.float32)
+        except (TypeError, ValueError):
+            mask = None
+    if mask is not None and mask.ndim == 2 and mask.size:
+        mask = np.nan_to_num(np.clip(mask, 0.0, 1.0))
+        alpha = Image.fromarray(mask).resize(image.size, Image.BILINEAR)
+        alpha = np.clip(np.asarray(alpha, dtype=np.float32), 0.0, 1.0)[..., None] * 0.45
+        pixels = np.asarray(image, dtype=np.float32)
+        pixels = pixels * (1 - alpha) + np.asarray(MASK_COLOUR, np.float32) * alpha
+        image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
+        drawn.append("mask")
+    draw = ImageDraw.Draw(image)
+    box = _box(reading.get("box"))
+    if box is not None:
+        line = max(2, round(image.width / 320))
+        draw.rectangle([value * factor for value in box], outline=BOX_COLOUR, width=line)
+        drawn.append("box")
+    radius = max(1.2, image.width / 400)
+    points = _points(reading.get("landmarks"))
+    reference_points = _points(_dict(reference).get("landmarks")) if reference else None
+    if reference_points is not None and points is not None and len(points):
+        for x, y in reference_points * factor:
+            draw.ellipse([x - radius * 0.8, y - radius * 0.8, x + radius * 0.8,
+                          y + radius * 0.8], fill=ORIGINAL_POINTS)
+    if points is not None and len(points):
+        for x, y in points * factor:
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
+        drawn.append(f"{len(points)} points")
+    return image, drawn
+
+
+def _view_frames(view: Any) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+    """(frame index as text, original, protected) of a view, the frames checked."""
+    index = _number(getattr(view, "index", None))
+    index_text = str(int(index)) if index is not None else MISSING
+    original = _check_frame(getattr(view, "original", None), f"view {index_text}: original")
+    protected = _check_frame(getattr(view, "protected", None),
+                             f"view {index_text}: protected")
+    return index_text, original, protected
+
+
+def _view_section(view: Any, amplification: int) -> str:
+    index_text, original, protected = _view_frames(view)
+    original_reading = _dict(getattr(view, "original_reading", None))
+    protected_reading = _dict(getattr(view, "protected_reading", None))
+    metrics = _dict(getattr(view, "metrics", None))
+
+    def figure(uri: str | None, caption: str, alt: str) -> str:
+        if uri is None:
+            return (f'<figure><div class="absent">not available</div>'
+                    f"<figcaption>{caption}</figcaption></figure>")
+        return (f'<figure><img src="{uri}" alt="{_e(alt)}" loading="lazy">'
+                f"<figcaption>{caption}</figcaption></figure>")
+
+    pictures = [
+        figure(_data_uri(_shrink(original)) if original is not None else None,
+               "Original", f"original frame {index_text}"),
+        figure(_data_uri(_shrink(protected)) if protected is not None else None,
+               "Protected", f"protected frame {index_text}"),
+    ]
+    if original is not None and protected is not None and original.shape == protected.shape:
+        difference = _difference(original, protected)
+        largest = int(difference.max())
+        amplified = np.clip(difference.astype(np.int32) * amplification, 0, 255).astype(np.uint8)
+        pictures.append(figure(
+            _data_uri(_shrink(amplified, Image.BOX)),
+            f"Difference |protected \u2212 original| \u00d7 {amplification} "
+            f"(largest change {largest} of 255)",
+            f"amplified difference of frame {index_text}"))
+    else:
+        reason = "frames missing" if original is None or protected is None else (
+            f"sizes differ: {original.shape[1]}\u00d7{original.shape[0]} and "
+            f"{protected.shape[1]}\u00d7{protected.shape[0]}")
+        pictures.append(figure(None, f"Difference ({_e(reason)})", ""))
+
+    readings = []
+    for label, frame, reading, reference, colour in (
+            ("Original", original, original_reading, None, ORIGINAL_POINTS),
+            ("Protected", protected, protected_reading, original_reading, PROTECTED_POINTS)):
+        if frame is None:
+            readings.append(figure(None, f"{label}: what the face models read", ""))
+            continue
+        image, drawn = _draw_reading(frame, reading, reference, colour)
+        found = "no face found" if not any(
+            item.endswith("points") or item == "box" for item in drawn) else ", ".join(drawn)
+        readings.append(figure(_data_uri(image),
+                               f"{label}: what the face models read ({_e(found)})",
+                               f"face readings on the {label.lower()} frame {index_text}"))
+
+    caption_items = []
+    for name in _ordered(metrics, FIDELITY_ORDER + EFFICACY_ORDER):
+        metric = _metric(name)
+        caption_items.append(f"<span><b>{_e(metric.label)}</b> "
+                             f"{_e(_format(metrics[name], metric))}</span>")
+    caption = " ".join(caption_items) or "<span>no metrics for this frame</span>"
+    shape = original.shape if original is not None else (
+        protected.shape if protected is not None else (0, 0))
+    if shape[0] > shape[1]:  # portrait: five narrow pictures in a row
+        grids = f'<div class="pictures five">{"".join(pictures + readings)}</div>'
+    else:
+        grids = (f'<div class="pictures three">{"".join(pictures)}</div>'
+                 f'<div class="pictures two">{"".join(readings)}</div>')
+    return (f'<section class="view"><h3>Frame {index_text}</h3>'
+            f'<p class="view-metrics">{caption}</p>{grids}</section>')
+
+
+# --------------------------------------------------------------------------------------
+# Page sections
+
+
+def _verdict_html(verdict: Verdict) -> str:
+    items = "".join(f"<li>{_e(line)}</li>" for line in verdict.lines)
+    return (f'<div class="verdict {verdict.level}"><div class="question">'
+            f"{_e(verdict.question)}</div><div class=\"answer\">{_e(verdict.answer)}</div>"
+            f'{"<ul>" + items + "</ul>" if items else ""}</div>')
+
+
+def _shares(summary: Any, metric: Metric) -> str:
+    shares = _dict(_dict(summary).get("share_above"))
+    items = []
+    for threshold, share in shares.items():
+        share_text = _format(share, METRICS["parse_flip"])  # a share, in percent
+        items.append(f"{share_text} of frames above {_format_threshold(threshold, metric)}")
+    return "; ".join(items)
+
+
+def _key_figure(name: str, summary: Any, parser: str | None) -> str:
+    metric = _metric(name)
+    summary_dict = _dict(summary)
+    value = summary_dict.get(metric.statistic)
+    if _number(value) is None and not (isinstance(value, float) and math.isinf(value)):
+        value = _statistic(summary, metric)
+    statistic = metric.statistic
+    status = ""
+    number = _number(value)
+    if number is not None and metric.threshold is not None:
+        passed = number >= metric.threshold
+        if metric.kind == "fidelity":
+            word = "looks identical" if passed else "may be visible"
+        else:
+            word = "broken" if passed else "still readable"
+        mark = "\u2713" if passed else "\u2717"
+        status = (f'<span class="status {"pass" if passed else "fail"}">'
+                  f"{mark} {word}</span>")
+    shares = _shares(summary, metric)
+    mean = ""
+    if statistic == "median" and _number(summary_dict.get("mean")) is not None:
+        mean = f"mean {_format(summary_dict.get('mean'), metric)}"
+    details = "; ".join(part for part in (mean, shares) if part)
+    shares_html = f'<div class="shares">{details}</div>' if details else ""
+    parser_line = (f'<p class="parser">Measured with: {_e(parser)}</p>'
+                   if name == "parse_flip" and parser else "")
+    return (f'<div class="figure-card"><div class="label">{_e(metric.label)}</div>'
+            f'<div class="value">{_e(_format(value, metric))}</div>'
+            f'<div class="statistic">{_e(statistic)} over frames {status}</div>'
+            f"{shares_html}"
+            f"<p>{_e(metric.explanation)}</p>{parser_line}</div>")
+
+
+def _summary_table(section: dict, order: Sequence[str]) -> str:
+    rows = []
+    for name in _ordered(section, order):
+        metric = _metric(name)
+        summary = _dict(section.get(name))
+        rows.append(
+            f"<tr><td>{_e(metric.label)}<div class=\"raw\">{_e(name)}</div></td>"
+            f'<td class="num">{_e(_format(summary.get("median"), metric))}</td>'
+            f'<td class="num">{_e(_format(summary.get("mean"), metric))}</td>'
+            f"<td>{_shares(summary, metric) or MISSING}</td></tr>")
+    if not rows:
+        return f"<p>{MISSING} not measured</p>"
+    return ('<div class="table-wrap"><table><thead><tr><th>metric</th><th class="num">median'
+            '</th><th class="num">mean</th><th>frames above thresholds</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _inputs_table(inputs: dict) -> str:
+    rows = []
+    for role in ("original", "protected"):
+        item = _dict(inputs.get(role))
+        width, height = _number(item.get("width")), _number(item.get("height"))
+        size = f"{int(width)}\u00d7{int(height)}" if width and height else MISSING
+        frames = _number(item.get("frames"))
+        fps = _number(item.get("fps"))
+        rows.append(f"<tr><th>{role}</th><td class=\"path\">{_e(item.get('path') or MISSING)}"
+                    f"</td><td>{size}</td>"
+                    f"<td class=\"num\">{int(frames) if frames is not None else MISSING}</td>"
+                    f"<td class=\"num\">{f'{fps:.3g}' if fps is not None else MISSING}</td>"
+                    "</tr>")
+    return ('<div class="table-wrap"><table class="inputs"><thead><tr><th></th><th>file</th>'
+            '<th>size</th><th class="num">frames</th><th class="num">fps</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        rows = []
+        for key, item in value.items():
+            rows.extend(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return rows or [(prefix, "{}")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(prefix, MISSING if math.isnan(value) else str(value))]
+    if value is None:
+        return [(prefix, MISSING)]
+    if isinstance(value, (list, tuple)):
+        try:
+            text = json.dumps(value, default=str)
+        except (TypeError, ValueError):
+            text = str(value)
+    else:
+        text = str(value)
+    return [(prefix, text)]
+
+
+def _key_value_table(title: str, value: Any) -> str:
+    rows = "".join(f"<tr><th>{_e(key)}</th><td>{_e(text)}</td></tr>"
+                   for key, text in _flatten(_dict(value)))
+    body = (f'<div class="table-wrap"><table class="settings">{rows}</table></div>'
+            if rows else f"<p>{MISSING}</p>")
+    return f"<h3>{_e(title)}</h3>{body}"
+
+
+def _robustness_section(robustness: list, efficacy: dict) -> str:
+    intro = ("<p>Each degradation is applied to the protected video and, separately, to the "
+             "original. The <b>floor</b> is what the degradation alone does to the readings of "
+             "the unprotected original; protection holds when the protected value stays above "
+             f"the rule of thumb and at least {FLOOR_FACTOR:g}\u00d7 the floor.</p>"
+             '<p class="legend"><span class="swatch protected"></span>protected '
+             '<span class="swatch floor"></span>floor (original, same degradation) '
+             '<span class="swatch threshold"></span>rule of thumb</p>')
+    if not robustness:
+        return ("<p>Robustness was not measured in this run: the figures above hold for the "
+                "protected file exactly as given.</p>")
+    names = set(ROBUSTNESS_ALWAYS)
+    for entry in robustness:
+        names.update(_dict(entry.get("efficacy")))
+        names.update(_dict(entry.get("floor")))
+    charts = []
+    for name in _ordered(names, EFFICACY_ORDER):
+        svg = _bar_chart(name, robustness, efficacy)
+        metric = _metric(name)
+        if svg is None:
+            charts.append(f'<div class="chart"><h3>{_e(metric.label)}</h3>'
+                          f"<p>{MISSING} not measured under any degradation</p></div>")
+        else:
+            charts.append(f'<div class="chart"><h3>{_e(metric.label)}</h3>{svg}</div>')
+    rows = []
+    for entry in robustness:
+        met, measured, _ = _criteria(_dict(entry.get("efficacy")), _dict(entry.get("floor")))
+        level = _efficacy_level(met, measured)
+        word = {"good": "holds", "fair": "partly", "poor": "fails",
+                "unknown": MISSING}[level]
+        cells = []
+        for name in CRITERIA:
+            metric = METRICS[name]
+            value = _statistic(_dict(entry.get("efficacy")).get(name), metric)
+            floor = _statistic(_dict(entry.get("floor")).get(name), metric)
+            cells.append(f'<td class="num">{_e(_format(value, metric))}'
+                         f'<div class="raw">floor {_e(_format(floor, metric))}</div></td>')
+        rows.append(f"<tr><td>{_e(_degradation_label(entry))}</td>{''.join(cells)}"
+                    f'<td><span class="level {level}">{word}</span></td></tr>')
+    header = "".join(f'<th class="num">{_e(METRICS[name].label)}</th>' for name in CRITERIA)
+    table = ('<div class="table-wrap"><table><thead><tr><th>degradation</th>'
+             f'{header}<th>protection</th></tr></thead><tbody>{"".join(rows)}</tbody>'
+             "</table></div>")
+    return f'{intro}<div class="plots">{"".join(charts)}</div>{table}'
+
+
+STYLE = """
+:root { --fg: #1f2328; --muted: #57606a; --bg: #ffffff; --panel: #f6f8fa;
+  --border: #d0d7de; --good: #1a7f37; --fair: #9a6700; --poor: #cf222e;
+  --unknown: #6e7781; --accent: #0969da; --floor: #9aa4ae; --threshold: #d1242f; }
+* { box-sizing: border-box; }
+html { -webkit-text-size-adjust: 100%; }
+body { margin: 0; color: var(--fg); background: var(--bg);
+  font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue",
+  "Liberation Sans", "DejaVu Sans", Arial, sans-serif; }
+main { max-width: 1120px; margin: 0 auto; padding: 28px 18px 64px; }
+h1 { font-size: 1.9rem; line-height: 1.2; margin: 0 0 .3rem; }
+h2 { font-size: 1.4rem; margin: 2.6rem 0 .8rem; padding-bottom: .3rem;
+  border-bottom: 1px solid var(--border); }
+h3 { font-size: 1.05rem; margin: 1.2rem 0 .5rem; }
+p { margin: .5rem 0; }
+.subtitle { color: var(--muted); margin: 0 0 1rem; overflow-wrap: anywhere; }
+.verdicts { display: grid; gap: 14px;
+  grid-template-columns: repeat(auto-fit, minmax(min(100%, 300px), 1fr)); }
+.verdict { background: var(--panel); border: 1px solid var(--border);
+  border-left: 8px solid var(--unknown); border-radius: 8px; padding: 14px 16px; }
+.verdict.good { border-left-color: var(--good); }
+.verdict.fair { border-left-color: var(--fair); }
+.verdict.poor { border-left-color: var(--poor); }
+.verdict .question { color: var(--muted); font-weight: 600; }
+.verdict .answer { font-size: 1.25rem; font-weight: 700; line-height: 1.3; margin: .2rem 0; }
+.verdict.good .answer { color: var(--good); }
+.verdict.fair .answer { color: var(--fair); }
+.verdict.poor .answer { color: var(--poor); }
+.verdict ul { margin: .4rem 0 0; padding-left: 1.1rem; font-size: .92rem; }
+.notes { border: 1px solid #d4a72c; background: #fff8c5; border-radius: 8px;
+  padding: 10px 16px; margin: 16px 0; }
+.notes ul { margin: .3rem 0; padding-left: 1.2rem; }
+.figures { display: grid; gap: 12px;
+  grid-template-columns: repeat(auto-fill, minmax(min(100%, 320px), 1fr)); }
+.figure-card { border: 1px solid var(--border); border-radius: 8px; padding: 12px 16px; }
+.figure-card .label { font-weight: 600; }
+.figure-card .value { font-size: 2rem; font-weight: 700; line-height: 1.2;
+  font-variant-numeric: tabular-nums; }
+.figure-card .statistic, .figure-card .shares { color: var(--muted); font-size: .88rem; }
+.figure-card p { color: var(--muted); font-size: .9rem; margin: .5rem 0 0; }
+.figure-card .parser { font-style: italic; }
+.status { font-weight: 600; margin-left: .4rem; white-space: nowrap; }
+.status.pass { color: var(--good); }
+.status.fail { color: var(--poor); }
+.level { font-weight: 600; }
+.level.good { color: var(--good); } .level.fair { color: var(--fair); }
+.level.poor { color: var(--poor); } .level.unknown { color: var(--unknown); }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums;
+  font-size: .93rem; }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--border);
+  vertical-align: top; }
+.num { text-align: right; }
+td.path, table.settings td { overflow-wrap: anywhere; }
+table.settings th { font-weight: 500; color: var(--muted); width: 40%;
+  overflow-wrap: anywhere; }
+.raw { color: var(--muted); font-size: .8rem; font-family: ui-monospace, "DejaVu Sans Mono",
+  monospace; }
+.plots { display: grid; gap: 22px;
+  grid-template-columns: repeat(auto-fill, minmax(min(100%, 460px), 1fr)); }
+.chart h3 { margin: 0 0 .2rem; }
+.chart p.explain { color: var(--muted); font-size: .85rem; margin: 0 0 .3rem; }
+svg.plot { display: block; width: 100%; height: auto; overflow: visible; }
+svg.plot text { font-family: inherit; font-size: 13px; fill: var(--fg); }
+svg.plot .tick { fill: var(--muted); font-size: 12px; }
+svg.plot .grid { stroke: #eaeef2; stroke-width: 1; }
+svg.plot .axis { stroke: #57606a; stroke-width: 1; }
+svg.plot .series { fill: none; stroke: var(--accent); stroke-width: 2;
+  stroke-linejoin: round; }
+svg.plot .dot { fill: var(--accent); }
+svg.plot .threshold { stroke: var(--threshold); stroke-width: 1.4; stroke-dasharray: 6 4; }
+svg.plot .threshold-label { fill: var(--threshold); font-size: 12px; }
+svg.plot .missing { fill: var(--unknown); font-size: 13px; }
+svg.plot .axis-label { fill: var(--muted); font-size: 12px; }
+svg.plot .bar.protected { fill: var(--accent); }
+svg.plot .bar.floor { fill: var(--floor); }
+svg.plot .bar-label { font-weight: 600; }
+svg.plot .bar-value { font-size: 12px; fill: var(--muted); }
+.legend { color: var(--muted); font-size: .9rem; }
+.swatch { display: inline-block; width: 14px; height: 14px; border-radius: 3px;
+  vertical-align: -2px; margin: 0 4px 0 12px; }
+.swatch:first-child { margin-left: 0; }
+.swatch.protected { background: var(--accent); }
+.swatch.floor { background: var(--floor); }
+.swatch.threshold { height: 0; border-top: 2px dashed var(--threshold); border-radius: 0;
+  vertical-align: 4px; }
+.swatch.mask { background: rgb(59 130 246 / .55); }
+.swatch.box { border: 2px solid rgb(250 204 21); }
+.swatch.original-points { background: rgb(34 197 94); border-radius: 50%; }
+.swatch.protected-points { background: rgb(244 63 94); border-radius: 50%; }
+.view { border: 1px solid var(--border); border-radius: 8px; padding: 12px 14px;
+  margin: 16px 0; }
+.view h3 { margin: 0 0 .3rem; }
+.view-metrics { font-size: .9rem; color: var(--muted); }
+.view-metrics span { display: inline-block; margin-right: 1rem; white-space: nowrap; }
+.view-metrics b { color: var(--fg); font-weight: 600; }
+.pictures { display: grid; gap: 10px; margin-top: 10px; }
+.pictures.three { grid-template-columns: repeat(auto-fit, minmax(min(100%, 220px), 1fr)); }
+.pictures.two { grid-template-columns: repeat(auto-fit, minmax(min(100%, 300px), 1fr)); }
+.pictures.five { grid-template-columns: repeat(auto-fill, minmax(min(45%, 170px), 1fr)); }
+figure { margin: 0; }
+figure img { display: block; width: 100%; height: auto; border-radius: 4px;
+  background: #000; }
+figcaption { color: var(--muted); font-size: .85rem; margin-top: .2rem; }
+.absent { display: flex; align-items: center; justify-content: center; min-height: 120px;
+  background: var(--panel); border: 1px dashed var(--border); border-radius: 4px;
+  color: var(--muted); }
+details { border: 1px solid var(--border); border-radius: 8px; padding: 8px 14px;
+  margin-top: 2rem; }
+summary { cursor: pointer; font-weight: 600; font-size: 1.1rem; }
+footer { color: var(--muted); font-size: .85rem; margin-top: 2rem; }
+@media (max-width: 600px) {
+  body { font-size: 15px; }
+  main { padding: 18px 12px 48px; }
+  h1 { font-size: 1.5rem; }
+  .figure-card .value { font-size: 1.6rem; }
+  th, td { padding: 5px 6px; }
+}
+"""
+
+
+def _page(result: dict, views: list) -> str:
+    config = _dict(result.get("config"))
+    versions = _dict(result.get("versions"))
+    machine = _dict(result.get("machine"))
+    inputs = _dict(result.get("inputs"))
+    fidelity = _dict(result.get("fidelity"))
+    efficacy = _dict(result.get("efficacy"))
+    per_frame = _dict(result.get("per_frame"))
+    frames = _list(result.get("frames"))
+    parser = result.get("parser")
+    parser = str(parser) if parser else None
+    robustness = [entry for entry in _list(result.get("robustness"))
+                  if isinstance(entry, dict)]
+    timing = _dict(result.get("timing"))
+    notes = [str(note) for note in _list(result.get("notes"))]
+
+    original_name = Path(str(_dict(inputs.get("original")).get("path") or "original")).name
+    protected_name = Path(str(_dict(inputs.get("protected")).get("path") or "protected")).name
+    created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    version = versions.get("vdf-stream") or versions.get("vdf_stream") or __version__
+
+    verdicts = [_fidelity_verdict(fidelity), _efficacy_verdict(efficacy),
+                _robustness_verdict(robustness)]
+    sections = {"fidelity": fidelity, "efficacy": efficacy}
+    cards = []
+    for name in KEY_FIGURES:
+        section = sections[METRICS[name].kind]
+        cards.append(_key_figure(name, section.get(name), parser))
+
+    seconds, per_frame_seconds = _number(timing.get("seconds")), _number(
+        timing.get("seconds_per_frame"))
+    evaluated = (f"{len(frames)} frames evaluated" + (
+        f" (frames {int(min(frames))}\u2013{int(max(frames))})"
+        if frames and all(_number(frame) is not None for frame in frames) else "")
+        if frames else "evaluated frames not listed")
+    timing_text = (f"; evaluation took {seconds:.1f} s" if seconds is not None else "") + (
+        f" ({per_frame_seconds:.3f} s per frame)" if per_frame_seconds is not None else "")
+
+    body = [f"<h1>Protection report</h1>"
+            f'<p class="subtitle">{_e(protected_name)} compared with {_e(original_name)} '
+            f"\u00b7 {_e(evaluated)}{_e(timing_text)}</p>"]
+    if notes:
+        body.append('<div class="notes"><b>Notes</b><ul>'
+                    + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul></div>")
+    body.append('<section id="verdict"><div class="verdicts">'
+                + "".join(_verdict_html(verdict) for verdict in verdicts) + "</div>"
+                "<p class=\"legend\">The verdicts use rules of thumb (shown beside each "
+                "figure), not guarantees: they say whether the measured face readings are "
+                "off by enough to spoil the usual talking-face deepfake preprocessing.</p>"
+                "</section>")
+    body.append('<section id="figures"><h2>Key figures</h2>'
+                f'<div class="figures">{"".join(cards)}</div></section>')
+    body.append('<section id="all"><h2>All measurements</h2><h3>Fidelity: does it look the '
+                f"same?</h3>{_summary_table(fidelity, FIDELITY_ORDER)}"
+                "<h3>Efficacy: are the face readings broken?</h3>"
+                f"{_summary_table(efficacy, EFFICACY_ORDER)}</section>")
+
+    plots = []
+    for name in _ordered(per_frame, FIDELITY_ORDER + EFFICACY_ORDER):
+        metric = _metric(name)
+        summary = fidelity.get(name) if name in fidelity else efficacy.get(name)
+        values = per_frame.get(name)
+        values = list(values) if isinstance(values, (list, tuple, np.ndarray)) else []
+        svg = _line_plot(name, values, frames, summary)
+        content = svg if svg is not None else f"<p>{MISSING} no value measured</p>"
+        plots.append(f'<div class="chart"><h3>{_e(metric.label)}</h3>{content}</div>')
+    body.append('<section id="per-frame"><h2>Frame by frame</h2>'
+                "<p>Each metric over the evaluated frames. Dashed red lines are thresholds; "
+                "\u00d7 on the axis marks a frame with no reading.</p>"
+                + (f'<div class="plots">{"".join(plots)}</div>' if plots
+                   else f"<p>{MISSING} no per-frame values</p>") + "</section>")
+    body.append('<section id="robustness"><h2>Robustness: after re-encoding, resizing and '
+                f"cleaning</h2>{_robustness_section(robustness, efficacy)}</section>")
+
+    if views:
+        amplification = _amplification(views)
+        view_html = "".join(_view_section(view, amplification) for view in views)
+        body.append(
+            '<section id="frames"><h2>Frames</h2><p>The pictures are downscaled and '
+            "JPEG-compressed for this page; the difference is computed on the full frames. "
+            "Below each frame, what the face models read from it:</p>"
+            '<p class="legend"><span class="swatch mask"></span>face mask '
+            '<span class="swatch box"></span>face box '
+            '<span class="swatch original-points"></span>points on the original '
+            '<span class="swatch protected-points"></span>points on the protected</p>'
+            f"{view_html}</section>")
+
+    body.append('<details id="settings"><summary>Configuration, versions and machine'
+                "</summary>" + _inputs_table(inputs)
+                + (f"<h3>Parser</h3><p>{_e(parser)}</p>" if parser else "")
+                + _key_value_table("Configuration", config)
+                + _key_value_table("Versions", versions)
+                + _key_value_table("Machine", machine)
+                + _key_value_table("Timing", timing) + "</details>")
+    body.append(f"<footer>Written by vdf-stream {_e(version)} on {created}.</footer>")
+    title = f"Protection report: {protected_name}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{STYLE}</style></head>"
+            f"<body><main>{''.join(body)}</main></body></html>\n")
+
+
+def write_report(result: dict, views: list, directory: Path) -> Path:
+    """Write the self-contained evaluation page ``directory/index.html`` and return its path.
+
+    Args:
+        result: the evaluation result (see the module docstring); any key may be missing
+            and any number None or NaN.
+        views: frames to show, each with ``index``, ``original`` and ``protected``
+            ``(H, W, 3)`` uint8 RGB, ``original_reading`` / ``protected_reading`` and
+            ``metrics``; may be empty.
+        directory: created if needed.
+
+    Raises:
+        ValueError: a view's frame is not an ``(H, W, 3)`` uint8 array.
+        OutputError: the page cannot be written.
+    """
+    page = _page(_dict(result), list(views or []))
+    directory = Path(directory)
+    path = directory / "index.html"
+    partial = directory / ".index.html.partial"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        partial.write_text(page, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:
+        raise OutputError(f"cannot write the report to {path}: {error.strerror or error}") \
+            from error
+    return path
