@@ -402,11 +402,13 @@ def _line_plot(name: str, values: Sequence[Any], frames: Sequence[Any],
     finite = [(x, y * scale) for x, y in points if y is not None]
     if not finite:
         return None
-    missing = [x for x, y in points if y is None]
+    infinite = {x for x, value in zip(xs, values)
+                if isinstance(value, (float, np.floating)) and math.isinf(value)}
+    missing = [x for x, y in points if y is None and x not in infinite]
     lines = [value * scale for value in _thresholds(summary, metric)]
 
-    width, height = 600, 260
-    left, right, top, bottom = 62, 58, 16, 44
+    width, height = 600, 270
+    left, right, top, bottom = 62, 58, 16, 52
     plot_width, plot_height = width - left - right, height - top - bottom
     ys = [y for _, y in finite] + lines
     low, high = min(ys), max(ys)
@@ -444,7 +446,7 @@ def _line_plot(name: str, values: Sequence[Any], frames: Sequence[Any],
         x = px(tick)
         parts.append(f'<line class="axis" x1="{x:.1f}" x2="{x:.1f}" '
                      f'y1="{top + plot_height}" y2="{top + plot_height + 5}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{top + plot_height + 18}" '
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{top + plot_height + 20}" '
                      f'text-anchor="middle">{_tick_text(tick, max(x_step, 1))}</text>')
     parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" '
                  f'y2="{top + plot_height}"/>')
@@ -479,8 +481,11 @@ def _line_plot(name: str, values: Sequence[Any], frames: Sequence[Any],
     for x in missing:
         parts.append(f'<text class="missing" x="{px(x):.1f}" y="{top + plot_height - 3}" '
                      f'text-anchor="middle">\u00d7</text>')
+    for x in sorted(infinite):
+        parts.append(f'<text class="missing" x="{px(x):.1f}" y="{top + 12}" '
+                     f'text-anchor="middle">\u221e</text>')
     parts.append(f'<text class="axis-label" x="{left + plot_width / 2:.1f}" '
-                 f'y="{height - 6}" text-anchor="middle">frame</text>')
+                 f'y="{height - 5}" text-anchor="middle">frame</text>')
     parts.append(f'<text class="axis-label" transform="translate(14 {top + plot_height / 2:.1f}) '
                  f'rotate(-90)" text-anchor="middle">{_e(axis_unit)}</text>')
     parts.append("</svg>")
@@ -508,10 +513,10 @@ def _bar_chart(name: str, robustness: list, efficacy: dict) -> str | None:
 
     width = 600
     left, right, top = 12, 70, 8
-    bar, gap, label_height, row_gap = 14, 3, 20, 14
+    bar, gap, label_height, row_gap = 16, 3, 24, 12
     row_height = label_height + 2 * bar + gap + row_gap
     axis_top = top + row_height * len(rows)
-    height = axis_top + 40
+    height = axis_top + 46
     plot_width = width - left - right
 
     def px(value: float) -> float:
@@ -526,27 +531,27 @@ def _bar_chart(name: str, robustness: list, efficacy: dict) -> str | None:
         x = px(tick)
         parts.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" '
                      f'y2="{axis_top}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{axis_top + 16}" '
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{axis_top + 19}" '
                      f'text-anchor="middle">{_tick_text(tick, step)}</text>')
     unit = "%" if metric.percent else metric.unit
     parts.append(f'<text class="axis-label" x="{left + plot_width / 2:.1f}" '
-                 f'y="{axis_top + 34}" text-anchor="middle">{_e(metric.label)}'
+                 f'y="{axis_top + 41}" text-anchor="middle">{_e(metric.label)}'
                  f'{" (" + _e(unit) + ")" if unit else ""}</text>')
     for row, (label, value, floor, has_floor) in enumerate(rows):
         y = top + row * row_height
-        parts.append(f'<text class="bar-label" x="{left}" y="{y + 14}">{_e(label)}</text>')
+        parts.append(f'<text class="bar-label" x="{left + 4}" y="{y + 17}">{_e(label)}</text>')
         bars = [("protected", value, y + label_height)]
         if has_floor:
             bars.append(("floor", floor, y + label_height + bar + gap))
         for kind, number, bar_y in bars:
             if number is None:
-                parts.append(f'<text class="bar-value" x="{left + 4}" y="{bar_y + bar - 3}">'
+                parts.append(f'<text class="bar-value" x="{left + 4}" y="{bar_y + bar - 4}">'
                              f'{MISSING} not measured</text>')
                 continue
             end = px(number * scale)
             parts.append(f'<rect class="bar {kind}" x="{left}" y="{bar_y}" '
                          f'width="{max(end - left, 1.0):.1f}" height="{bar}"/>')
-            parts.append(f'<text class="bar-value" x="{end + 4:.1f}" y="{bar_y + bar - 3}">'
+            parts.append(f'<text class="bar-value" x="{end + 4:.1f}" y="{bar_y + bar - 4}">'
                          f'{_format(number, metric)}</text>')
     if metric.threshold is not None:
         x = px(metric.threshold * scale)
@@ -764,13 +769,15 @@ def _verdict_html(verdict: Verdict) -> str:
             f'{"<ul>" + items + "</ul>" if items else ""}</div>')
 
 
-def _shares(summary: Any, metric: Metric) -> str:
+def _shares(summary: Any, metric: Metric, separator: str = "; ") -> str:
+    """The summary's shares of frames above thresholds, as HTML."""
     shares = _dict(_dict(summary).get("share_above"))
     items = []
     for threshold, share in shares.items():
         share_text = _format(share, METRICS["parse_flip"])  # a share, in percent
-        items.append(f"{share_text} of frames above {_format_threshold(threshold, metric)}")
-    return "; ".join(items)
+        items.append(f'<span class="share">{share_text} of frames above '
+                     f"{_format_threshold(threshold, metric)}</span>")
+    return separator.join(items)
 
 
 def _key_figure(name: str, summary: Any, parser: str | None) -> str:
@@ -815,7 +822,7 @@ def _summary_table(section: dict, order: Sequence[str]) -> str:
             f"<tr><td>{_e(metric.label)}<div class=\"raw\">{_e(name)}</div></td>"
             f'<td class="num">{_e(_format(summary.get("median"), metric))}</td>'
             f'<td class="num">{_e(_format(summary.get("mean"), metric))}</td>'
-            f"<td>{_shares(summary, metric) or MISSING}</td></tr>")
+            f"<td>{_shares(summary, metric, '<br>') or MISSING}</td></tr>")
     if not rows:
         return f"<p>{MISSING} not measured</p>"
     return ('<div class="table-wrap"><table><thead><tr><th>metric</th><th class="num">median'
@@ -834,11 +841,15 @@ def _inputs_table(inputs: dict) -> str:
         rows.append(f"<tr><th>{role}</th><td class=\"path\">{_e(item.get('path') or MISSING)}"
                     f"</td><td>{size}</td>"
                     f"<td class=\"num\">{int(frames) if frames is not None else MISSING}</td>"
-                    f"<td class=\"num\">{f'{fps:.3g}' if fps is not None else MISSING}</td>"
+                    f"<td class=\"num\">{_fps_text(fps)}</td>"
                     "</tr>")
     return ('<div class="table-wrap"><table class="inputs"><thead><tr><th></th><th>file</th>'
             '<th>size</th><th class="num">frames</th><th class="num">fps</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _fps_text(fps: float | None) -> str:
+    return MISSING if fps is None else f"{fps:.3f}".rstrip("0").rstrip(".")
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -967,7 +978,8 @@ table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nu
   font-size: .93rem; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--border);
   vertical-align: top; }
-.num { text-align: right; }
+.num { text-align: right; white-space: nowrap; }
+.share { white-space: nowrap; }
 td.path, table.settings td { overflow-wrap: anywhere; }
 table.settings th { font-weight: 500; color: var(--muted); width: 40%;
   overflow-wrap: anywhere; }
@@ -1032,6 +1044,9 @@ footer { color: var(--muted); font-size: .85rem; margin-top: 2rem; }
   h1 { font-size: 1.5rem; }
   .figure-card .value { font-size: 1.6rem; }
   th, td { padding: 5px 6px; }
+  /* plots are scaled down to the screen: larger text in their own units stays legible */
+  svg.plot text, svg.plot .tick, svg.plot .axis-label, svg.plot .bar-value,
+  svg.plot .threshold-label { font-size: 17px; }
 }
 """
 
@@ -1100,11 +1115,18 @@ def _page(result: dict, views: list) -> str:
         values = per_frame.get(name)
         values = list(values) if isinstance(values, (list, tuple, np.ndarray)) else []
         svg = _line_plot(name, values, frames, summary)
-        content = svg if svg is not None else f"<p>{MISSING} no value measured</p>"
+        if svg is not None:
+            content = svg
+        elif values and all(isinstance(value, (float, np.floating)) and math.isinf(value)
+                            for value in values):
+            content = "<p>\u221e on every frame (identical frames)</p>"
+        else:
+            content = f"<p>{MISSING} no value measured</p>"
         plots.append(f'<div class="chart"><h3>{_e(metric.label)}</h3>{content}</div>')
     body.append('<section id="per-frame"><h2>Frame by frame</h2>'
                 "<p>Each metric over the evaluated frames. Dashed red lines are thresholds; "
-                "\u00d7 on the axis marks a frame with no reading.</p>"
+                "\u00d7 on the axis marks a frame with no reading, \u221e at the top an "
+                "infinite value (identical frames).</p>"
                 + (f'<div class="plots">{"".join(plots)}</div>' if plots
                    else f"<p>{MISSING} no per-frame values</p>") + "</section>")
     body.append('<section id="robustness"><h2>Robustness: after re-encoding, resizing and '
