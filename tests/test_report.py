@@ -130,10 +130,11 @@ def fake_result(frames: int = 60) -> dict:
         "robustness": [
             {"degradation": "h264", "params": {"crf": 23},
              "efficacy": {"landmark_nme": summary(0.11, 0.1), "pose_error_degrees":
-                          summary(5.5, 5.6), "parse_flip": summary(0.31, 0.3)},
+                          summary(5.5, 5.6), "parse_flip": summary(0.31, 0.3),
+                          "presence": summary(-0.2, -0.25)},  # a drop: negative bars
              "floor": {"landmark_nme": summary(0.01, 0.01),
                        "pose_error_degrees": summary(0.6, 0.7),
-                       "parse_flip": summary(0.02, 0.02)}},
+                       "parse_flip": summary(0.02, 0.02), "presence": summary(-0.01, 0)}},
             {"degradation": "scale", "params": {"factor": 0.5},
              "efficacy": {"landmark_nme": summary(0.05, 0.05),
                           "pose_error_degrees": summary(NAN, NAN)},
@@ -151,8 +152,8 @@ def fake_result(frames: int = 60) -> dict:
 
 
 # Per-frame plots with at least one value (presence has none) + robustness bars for
-# NME, pose error, parse flip and the unknown blink_rate.
-EXPECTED_PLOTS = 8 + 4
+# NME, pose error, parse flip, presence and the unknown blink_rate.
+EXPECTED_PLOTS = 8 + 5
 
 
 def data_uris(page: str) -> list[str]:

@@ -62,19 +62,19 @@ class Metric:
     """How one metric is named, formatted, explained and judged on the page.
 
     ``threshold`` is a rule of thumb (not a guarantee) for the verdicts: for a fidelity
-    metric the value at or above which (``higher_is_better``) viewers see no difference,
-    for an efficacy metric the value at or above which that face reading counts as broken.
-    ``statistic`` is the summary field the headline uses ("median" or "mean").
+    metric the value at or above which viewers see no difference, for an efficacy metric
+    the value at or above which that face reading counts as broken. ``statistic`` is the
+    summary field the headline uses ("median" or "mean"). ``digits`` None: four
+    significant digits.
     """
 
     label: str
     explanation: str
     unit: str = ""
-    digits: int = 3
+    digits: int | None = 3
     percent: bool = False
     statistic: str = "median"
     threshold: float | None = None
-    higher_is_better: bool = True
     kind: str = "other"  # "fidelity", "efficacy" or "other"
 
 
@@ -91,11 +91,10 @@ METRICS: dict[str, Metric] = {
     "max_abs_difference": Metric(
         "Largest pixel change", "The largest change of any pixel value (on the 0\u2013255 "
         "scale) in the frame. The protection bounds it; a few levels are invisible.",
-        digits=1, higher_is_better=False, kind="fidelity"),
+        digits=1, kind="fidelity"),
     "temporal_flicker": Metric(
         "Temporal flicker", "How much the added change varies from one frame to the next. "
-        "Low values mean no shimmer when the video plays.", digits=2,
-        higher_is_better=False, kind="fidelity"),
+        "Low values mean no shimmer when the video plays.", digits=2, kind="fidelity"),
     "landmark_nme": Metric(
         "Landmark shift (NME)", "How far the face points found on the protected frame lie "
         "from those found on the original, as a share of the distance between the outer "
@@ -163,12 +162,16 @@ def _metric(name: str) -> Metric:
     if known is not None:
         return known
     return Metric(str(name), "A metric this report does not describe; shown as measured.",
-                  digits=4)
+                  digits=None)
+
+
+def _infinite(value: Any) -> bool:
+    return isinstance(value, (float, np.floating)) and math.isinf(value)
 
 
 def _format(value: Any, metric: Metric, unit: bool = True) -> str:
     """A metric value as text: percent for shares, the metric's digits, its unit."""
-    if isinstance(value, (float, np.floating)) and math.isinf(value):
+    if _infinite(value):
         return ("\u221e" if value > 0 else "\u2212\u221e") + (f" {metric.unit}" if unit
                                                               and metric.unit else "")
     number = _number(value)
@@ -177,7 +180,7 @@ def _format(value: Any, metric: Metric, unit: bool = True) -> str:
     if metric.percent:
         text = f"{number * 100:.1f}"
         return f"{text} %" if unit else text
-    if metric.digits >= 4 and metric.label not in ("SSIM",):
+    if metric.digits is None:
         text = f"{number:.4g}"
     else:
         text = f"{number:.{metric.digits}f}"
@@ -202,13 +205,26 @@ def _format_threshold(text: Any, metric: Metric) -> str:
         f"{number:g} {metric.unit}".strip())
 
 
-def _statistic(summary: Any, metric: Metric) -> float | None:
+def _pick(summary: Any, metric: Metric) -> tuple[float | None, str]:
+    """(value, statistic it is): the metric's statistic, else the other one rather than
+    nothing; an infinite value (PSNR of identical frames) is kept."""
     summary = _dict(summary)
-    value = _number(summary.get(metric.statistic))
-    if value is None:  # fall back on the other statistic rather than show nothing
-        other = "mean" if metric.statistic == "median" else "median"
-        value = _number(summary.get(other))
-    return value
+    other = "mean" if metric.statistic == "median" else "median"
+    for statistic in (metric.statistic, other):
+        value = summary.get(statistic)
+        if _number(value) is not None or _infinite(value):
+            return float(value), statistic
+    return None, metric.statistic
+
+
+def _statistic(summary: Any, metric: Metric) -> float | None:
+    """The finite value of :func:`_pick`, or None."""
+    return _number(_pick(summary, metric)[0])
+
+
+def _percent(share: Any) -> str:
+    number = _number(share)
+    return MISSING if number is None else f"{number * 100:.1f} %"
 
 
 def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
@@ -239,18 +255,12 @@ def _fidelity_verdict(fidelity: dict) -> Verdict:
     lines = []
     for name, fair in (("psnr", 35.0), ("ssim", 0.95)):
         metric = METRICS[name]
-        summary = fidelity.get(name)
-        value = _statistic(summary, metric)
-        if value is None and not (isinstance(_dict(summary).get("median"), float)
-                                  and math.isinf(_dict(summary)["median"])):
-            continue
-        if value is None:  # infinite PSNR: identical frames
-            checks.append("good")
-            lines.append(f"median {metric.label} \u221e (identical frames)")
+        value, statistic = _pick(fidelity.get(name), metric)
+        if value is None:
             continue
         level = "good" if value >= metric.threshold else ("fair" if value >= fair else "poor")
         checks.append(level)
-        lines.append(f"median {metric.label} {_format(value, metric)} "
+        lines.append(f"{statistic} {metric.label} {_format(value, metric)} "
                      f"(\u2265 {_format_threshold(metric.threshold, metric)} looks identical)")
     if not checks:
         return Verdict(question, "unknown", "Unknown: fidelity was not measured", lines)
@@ -361,6 +371,8 @@ def _ticks(low: float, high: float, count: int = 5) -> tuple[float, float, list[
 
 
 def _tick_text(value: float, step: float) -> str:
+    if abs(value) < abs(step) * 1e-6:
+        value = 0.0  # never "-0.00"
     decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 0
     if step > 0 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-6:
         decimals += 1
@@ -402,8 +414,7 @@ def _line_plot(name: str, values: Sequence[Any], frames: Sequence[Any],
     finite = [(x, y * scale) for x, y in points if y is not None]
     if not finite:
         return None
-    infinite = {x for x, value in zip(xs, values)
-                if isinstance(value, (float, np.floating)) and math.isinf(value)}
+    infinite = {x for x, value in zip(xs, values) if _infinite(value)}
     missing = [x for x, y in points if y is None and x not in infinite]
     lines = [value * scale for value in _thresholds(summary, metric)]
 
@@ -508,8 +519,10 @@ def _bar_chart(name: str, robustness: list, efficacy: dict) -> str | None:
     values += [floor * scale for _, _, floor, _ in rows if floor is not None]
     if metric.threshold is not None:
         values.append(metric.threshold * scale)
-    high = max(values + [0.0])
-    _, x_high, x_ticks = _ticks(0.0, high if high > 0 else 1.0, 5)
+    low, high = min(values + [0.0]), max(values + [0.0])
+    if high == low:
+        high = 1.0
+    x_low, x_high, x_ticks = _ticks(low, high, 5)
 
     width = 600
     left, right, top = 12, 70, 8
@@ -520,7 +533,7 @@ def _bar_chart(name: str, robustness: list, efficacy: dict) -> str | None:
     plot_width = width - left - right
 
     def px(value: float) -> float:
-        return left + value / x_high * plot_width
+        return left + (value - x_low) / (x_high - x_low) * plot_width
 
     title = f"{metric.label} under degradations ({metric.statistic})"
     parts = [f'<svg class="plot bars" viewBox="0 0 {width} {height}" role="img" '
@@ -548,16 +561,17 @@ def _bar_chart(name: str, robustness: list, efficacy: dict) -> str | None:
                 parts.append(f'<text class="bar-value" x="{left + 4}" y="{bar_y + bar - 4}">'
                              f'{MISSING} not measured</text>')
                 continue
-            end = px(number * scale)
-            parts.append(f'<rect class="bar {kind}" x="{left}" y="{bar_y}" '
-                         f'width="{max(end - left, 1.0):.1f}" height="{bar}"/>')
+            start, end = sorted((px(0.0), px(number * scale)))
+            parts.append(f'<rect class="bar {kind}" x="{start:.1f}" y="{bar_y}" '
+                         f'width="{max(end - start, 1.0):.1f}" height="{bar}"/>')
             parts.append(f'<text class="bar-value" x="{end + 4:.1f}" y="{bar_y + bar - 4}">'
                          f'{_format(number, metric)}</text>')
     if metric.threshold is not None:
         x = px(metric.threshold * scale)
         parts.append(f'<line class="threshold" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" '
                      f'y2="{axis_top}"/>')
-    parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{axis_top}"/>')
+    parts.append(f'<line class="axis" x1="{px(0.0):.1f}" x2="{px(0.0):.1f}" y1="{top}" '
+                 f'y2="{axis_top}"/>')
     parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_width}" y1="{axis_top}" '
                  f'y2="{axis_top}"/>')
     parts.append("</svg>")
@@ -774,8 +788,7 @@ def _shares(summary: Any, metric: Metric, separator: str = "; ") -> str:
     shares = _dict(_dict(summary).get("share_above"))
     items = []
     for threshold, share in shares.items():
-        share_text = _format(share, METRICS["parse_flip"])  # a share, in percent
-        items.append(f'<span class="share">{share_text} of frames above '
+        items.append(f'<span class="share">{_percent(share)} of frames above '
                      f"{_format_threshold(threshold, metric)}</span>")
     return separator.join(items)
 
@@ -783,14 +796,10 @@ def _shares(summary: Any, metric: Metric, separator: str = "; ") -> str:
 def _key_figure(name: str, summary: Any, parser: str | None) -> str:
     metric = _metric(name)
     summary_dict = _dict(summary)
-    value = summary_dict.get(metric.statistic)
-    if _number(value) is None and not (isinstance(value, float) and math.isinf(value)):
-        value = _statistic(summary, metric)
-    statistic = metric.statistic
+    value, statistic = _pick(summary, metric)
     status = ""
-    number = _number(value)
-    if number is not None and metric.threshold is not None:
-        passed = number >= metric.threshold
+    if value is not None and metric.threshold is not None:
+        passed = value >= metric.threshold
         if metric.kind == "fidelity":
             word = "looks identical" if passed else "may be visible"
         else:
@@ -1117,8 +1126,7 @@ def _page(result: dict, views: list) -> str:
         svg = _line_plot(name, values, frames, summary)
         if svg is not None:
             content = svg
-        elif values and all(isinstance(value, (float, np.floating)) and math.isinf(value)
-                            for value in values):
+        elif values and all(_infinite(value) for value in values):
             content = "<p>\u221e on every frame (identical frames)</p>"
         else:
             content = f"<p>{MISSING} no value measured</p>"
