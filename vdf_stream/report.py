@@ -669,6 +669,8 @@ def _draw_reading(frame: np.ndarray, reading: Any, reference: Any,
             mask = np.asarray(mask, dtype=np.float32)
         except (TypeError, ValueError):
             mask = None
+    if mask is not None and mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
     if mask is not None and mask.ndim == 2 and mask.size:
         mask = np.nan_to_num(np.clip(mask, 0.0, 1.0))
         alpha = Image.fromarray(mask).resize(image.size, Image.BILINEAR)
