@@ -1,0 +1,622 @@
+"""Speed of the face models: forward, and forward + backward to the input pixels.
+
+Cases (inputs RGB in [0, 1]):
+
+``face_detection``, ``face_landmark``, ``iris_landmark``, ``selfie_segmentation``
+    the MediaPipe networks of :mod:`vdf_stream.models.zoo` at their own input sizes (128,
+    192, 64, 256), uniform random input;
+``face_pipeline``
+    :class:`vdf_stream.models.mesh.FacePipeline` with iris and segmentation on real 640x360
+    frames of ``single_face.mp4`` (the first ``B``). Forward: the whole pipeline as a user
+    calls it (detection, suppression and region choice, mesh, pose, iris, segmentation).
+    Forward + backward: what an attack step costs: the regions chosen once on the clean
+    frames (not timed), then mesh, pose, iris, segmentation and the detector's face score
+    on frames that require a gradient, and one backward pass to the pixels;
+``bisenet``
+    :class:`vdf_stream.models.bisenet.BiSeNet` at 512x512 with random weights (eval mode;
+    the checkpoint is not needed to time it), uniform random input.
+
+Forward runs under ``torch.no_grad``; forward + backward sums every output into one scalar
+and calls ``backward`` (the weights are frozen, as in an attack: the gradient goes to the
+input). Each case is warmed up, then repeated; the median is reported (CUDA timed with
+events after a synchronize). A case stops repeating after ``--max-seconds`` once it has
+three runs. Speed is measured and reported, never asserted.
+
+The table goes to stdout, progress to stderr, and everything (every run, medians, the
+resolved configuration, library versions, machine, load average) to
+``benchmarks/results/models-<machine tag>.json``.
+
+Usage::
+
+    python benchmarks/models.py                      # CPU (and CUDA when present)
+    python benchmarks/models.py --devices cuda --dtypes float32,bfloat16
+    python benchmarks/models.py --quick --output /tmp/models.json   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+RESULTS_FOLDER = REPOSITORY / "benchmarks" / "results"
+SCHEMA_VERSION = 1
+
+ZOO_CASES = ("face_detection", "face_landmark", "iris_landmark", "selfie_segmentation")
+CASES = ZOO_CASES + ("face_pipeline", "bisenet")
+MODES = ("forward", "forward_backward")
+PIPELINE_CLIP = "single_face.mp4"
+PIPELINE_SIZE = (640, 360)  # width, height of the clip's frames
+BISENET_SIZE = 512
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+class BenchmarkError(RuntimeError):
+    """A case could not be prepared (a missing asset, an unusable device or dtype)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run measures; resolved from the command line once."""
+
+    cases: tuple[str, ...]
+    devices: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    batches: tuple[int, ...]
+    modes: tuple[str, ...]
+    warmup: int
+    repeat: int
+    max_seconds: float
+    threads: int
+    quick: bool
+
+
+@dataclass
+class Result:
+    """One case on one device, dtype, batch and mode."""
+
+    case: str
+    device: str
+    dtype: str
+    batch: int
+    mode: str
+    input_shape: list[int]
+    milliseconds: list[float] = field(default_factory=list)
+    median_ms: float = 0.0
+    median_ms_per_frame: float = 0.0
+    peak_memory_mib: float | None = None
+    error: str | None = None
+
+
+# -------------------------------------------------------------------------------------
+# Cases
+
+
+@dataclass
+class Prepared:
+    """A case ready to time: ``forward()`` and ``forward_backward()`` each run once."""
+
+    input_shape: list[int]
+    forward: Callable[[], None]
+    forward_backward: Callable[[], None]
+    parameters: int
+
+
+def _total(outputs) -> "torch.Tensor":
+    """Every tensor in ``outputs`` summed into one float32 scalar."""
+    import torch
+
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float().sum()
+    return sum(_total(output) for output in outputs if output is not None)
+
+
+def _parameter_count(module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def prepare_zoo(name: str, device, dtype, batch: int) -> Prepared:
+    import torch
+
+    from vdf_stream.models import zoo
+
+    model = zoo.load(name, device=device, dtype=dtype)
+    size = model.input_size
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(batch, 3, size, size, generator=generator).to(device)
+
+    def forward():
+        with torch.no_grad():
+            model(images)
+
+    def forward_backward():
+        pixels = images.clone().requires_grad_(True)
+        _total(model(pixels)).backward()
+
+    return Prepared([batch, 3, size, size], forward, forward_backward, _parameter_count(model))
+
+
+def pipeline_frames(batch: int, device):
+    """The first ``batch`` frames of the real clip, ``(B, 3, 360, 640)`` in [0, 1]."""
+    import torch
+
+    from vdf_stream import assets
+    from vdf_stream.errors import AssetError
+    from vdf_stream.sources import open_source
+
+    try:
+        path = assets.fetch(PIPELINE_CLIP, progress=False)
+    except AssetError as error:
+        raise BenchmarkError(f"the face pipeline needs {PIPELINE_CLIP}: {error}") from None
+    frames = []
+    with open_source(str(path)) as source:
+        for decoded in source.frames("rgb24"):
+            frames.append(torch.from_numpy(decoded.pixels.copy()).permute(2, 0, 1))
+            if len(frames) == batch:
+                break
+    if len(frames) < batch:
+        raise BenchmarkError(f"{PIPELINE_CLIP} has only {len(frames)} frames, {batch} asked")
+    return (torch.stack(frames).float() / 255).to(device)
+
+
+def prepare_pipeline(device, dtype, batch: int) -> Prepared:
+    import torch
+
+    from vdf_stream.models import mesh
+
+    pipeline = mesh.FacePipeline(device=device, dtype=dtype, segmentation=True, iris=True)
+    frames = pipeline_frames(batch, device)
+    roi, found, _ = pipeline.regions(frames)
+    if not bool(found.all()):
+        raise BenchmarkError(f"no face found in {int((~found).sum())} of the {batch} frames")
+
+    def forward():
+        with torch.no_grad():
+            pipeline(frames)
+
+    def forward_backward():
+        pixels = frames.clone().requires_grad_(True)
+        result = pipeline(pixels, roi=roi, segmentation=True, iris=True)
+        loss = _total([result.landmarks, result.presence_logits, result.pose.angles,
+                       result.iris, result.eye_contours, result.segmentation_logits,
+                       pipeline.detector.face_score(pixels)])
+        loss.backward()
+
+    parameters = sum(_parameter_count(module) for module in
+                     (pipeline.detector.model, pipeline.landmarker, pipeline.iris_landmarker,
+                      pipeline.segmenter))
+    height = frames.shape[-2]
+    width = frames.shape[-1]
+    return Prepared([batch, 3, height, width], forward, forward_backward, parameters)
+
+
+def prepare_bisenet(device, dtype, batch: int) -> Prepared:
+    import torch
+
+    from vdf_stream.models.bisenet import BiSeNet
+
+    torch.manual_seed(0)
+    model = BiSeNet().to(device=device, dtype=dtype).eval()
+    model.requires_grad_(False)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(batch, 3, BISENET_SIZE, BISENET_SIZE, generator=generator)
+    images = images.to(device=device, dtype=dtype)
+
+    def forward():
+        with torch.no_grad():
+            model(images)
+
+    def forward_backward():
+        pixels = images.clone().requires_grad_(True)
+        _total(model(pixels)).backward()
+
+    return Prepared([batch, 3, BISENET_SIZE, BISENET_SIZE], forward, forward_backward,
+                    _parameter_count(model))
+
+
+def prepare(case: str, device, dtype, batch: int) -> Prepared:
+    if case in ZOO_CASES:
+        return prepare_zoo(case, device, dtype, batch)
+    if case == "face_pipeline":
+        return prepare_pipeline(device, dtype, batch)
+    if case == "bisenet":
+        return prepare_bisenet(device, dtype, batch)
+    raise BenchmarkError(f"unknown case {case!r}; known cases: {', '.join(CASES)}")
+
+
+# -------------------------------------------------------------------------------------
+# Timing
+
+
+def time_runs(function: Callable[[], None], device, warmup: int, repeat: int,
+              max_seconds: float) -> list[float]:
+    """Milliseconds of ``repeat`` runs of ``function`` after ``warmup`` untimed runs.
+
+    CUDA: each run between two events, after a synchronize. Stops early once
+    ``max_seconds`` of timed runs have passed and at least three runs are done.
+    """
+    import torch
+
+    cuda = device.type == "cuda"
+    for _ in range(warmup):
+        function()
+    if cuda:
+        torch.cuda.synchronize(device)
+    times = []
+    started = time.perf_counter()
+    for _ in range(repeat):
+        if cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            function()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            begin = time.perf_counter()
+            function()
+            times.append((time.perf_counter() - begin) * 1000)
+        if len(times) >= 3 and time.perf_counter() - started > max_seconds:
+            break
+    return times
+
+
+def measure(settings: Settings, log) -> tuple[list[Result], dict]:
+    """Every case x device x dtype x batch x mode; and each case's parameter count."""
+    import torch
+
+    results: list[Result] = []
+    parameters: dict[str, int] = {}
+    for device_name in settings.devices:
+        device = torch.device(device_name)
+        for dtype_name in settings.dtypes:
+            dtype = getattr(torch, dtype_name)
+            for case in settings.cases:
+                for batch in settings.batches:
+                    try:
+                        prepared = prepare(case, device, dtype, batch)
+                    except (BenchmarkError, RuntimeError, ValueError) as error:
+                        message = str(error).strip().splitlines()[0]
+                        log(f"{case} {device_name} {dtype_name} batch {batch}: skipped "
+                            f"({message})")
+                        for mode in settings.modes:
+                            results.append(Result(case, device_name, dtype_name, batch, mode,
+                                                  [], error=message))
+                        continue
+                    parameters[case] = prepared.parameters
+                    for mode in settings.modes:
+                        function = getattr(prepared, mode)
+                        result = Result(case, device_name, dtype_name, batch, mode,
+                                        prepared.input_shape)
+                        if device.type == "cuda":
+                            torch.cuda.reset_peak_memory_stats(device)
+                        try:
+                            result.milliseconds = [round(value, 4) for value in time_runs(
+                                function, device, settings.warmup, settings.repeat,
+                                settings.max_seconds)]
+                        except RuntimeError as error:  # out of memory, unsupported dtype
+                            result.error = str(error).strip().splitlines()[0]
+                            log(f"{case} {device_name} {dtype_name} batch {batch} {mode}: "
+                                f"failed ({result.error})")
+                            results.append(result)
+                            continue
+                        result.median_ms = round(statistics.median(result.milliseconds), 4)
+                        result.median_ms_per_frame = round(result.median_ms / batch, 4)
+                        if device.type == "cuda":
+                            result.peak_memory_mib = round(
+                                torch.cuda.max_memory_allocated(device) / 2**20, 1)
+                        log(f"{case:<20} {device_name:<5} {dtype_name:<8} batch {batch} "
+                            f"{mode:<16} {result.median_ms:10.2f} ms "
+                            f"({len(result.milliseconds)} runs)")
+                        results.append(result)
+                    del prepared
+    return results, parameters
+
+
+# -------------------------------------------------------------------------------------
+# Environment
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def gpu_description() -> dict | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    properties = torch.cuda.get_device_properties(0)
+    return {"name": properties.name, "count": torch.cuda.device_count(),
+            "memory_gib": round(properties.total_memory / 2**30, 1),
+            "capability": f"{properties.major}.{properties.minor}",
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def machine_tag() -> str:
+    """A stable name for this kind of machine: CPU model, core count, GPU if any (the same
+    rule as benchmarks/throughput.py, so both reports of one machine share the tag)."""
+    model = re.sub(r"\((r|tm)\)|cpu|processor|\d+-core|@.*", "", cpu_model(), flags=re.I)
+    tag = f"{slug(model)}-{usable_cores()}cpu"
+    gpu = gpu_description()
+    if gpu is not None:
+        tag += "-" + slug(gpu["name"].replace("NVIDIA", ""))
+    return tag
+
+
+def cpu_idle_fraction(seconds: float = 1.0) -> float | None:
+    """Share of CPU time idle over ``seconds``, from /proc/stat (None when unreadable)."""
+    def sample():
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        values = [int(value) for value in fields]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle_before, total_before = sample()
+        time.sleep(seconds)
+        idle_after, total_after = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total_after - total_before
+    return (idle_after - idle_before) / total if total > 0 else None
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", str(REPOSITORY), "describe", "--always",
+                                 "--dirty"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def library_versions() -> dict:
+    from importlib import metadata
+
+    import numpy
+    import torch
+
+    import vdf_stream
+
+    def version(distribution: str) -> str | None:
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "python": platform.python_version(),
+        "vdf_stream": vdf_stream.__version__,
+        "vdf_stream_commit": git_commit(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "numpy": numpy.__version__,
+        "av": version("av"),
+        "pillow": version("pillow"),
+        "tflite": version("tflite"),
+    }
+
+
+def machine_description(idle_before: float | None) -> dict:
+    import torch
+
+    return {
+        "hostname": socket.gethostname(),
+        "tag": machine_tag(),
+        "cpu_model": cpu_model(),
+        "cpu_cores": usable_cores(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "gpu": gpu_description(),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+        "cpu_idle_fraction_before_start": (round(idle_before, 3)
+                                           if idle_before is not None else None),
+    }
+
+
+# -------------------------------------------------------------------------------------
+# Reporting
+
+
+def format_table(results: list[Result], settings: Settings) -> str:
+    """Forward and forward + backward medians side by side, per case, device, dtype, batch."""
+    header = (f"{'model':<20} {'device':<6} {'dtype':<8} {'batch':>5}  "
+              f"{'forward ms':>11} {'per frame':>10}  {'fwd+bwd ms':>11} {'per frame':>10}")
+    lines = [header, "-" * len(header)]
+    keyed = {(r.case, r.device, r.dtype, r.batch, r.mode): r for r in results}
+
+    def cells(result: Result | None) -> str:
+        if result is None:
+            return f"{'':>11} {'':>10}"
+        if result.error is not None:
+            return f"{'failed':>11} {'':>10}"
+        return f"{result.median_ms:11.2f} {result.median_ms_per_frame:10.2f}"
+
+    for device in settings.devices:
+        for dtype in settings.dtypes:
+            for case in settings.cases:
+                for batch in settings.batches:
+                    forward = keyed.get((case, device, dtype, batch, "forward"))
+                    backward = keyed.get((case, device, dtype, batch, "forward_backward"))
+                    lines.append(f"{case:<20} {device:<6} {dtype:<8} {batch:>5}  "
+                                 f"{cells(forward)}  {cells(backward)}")
+    return "\n".join(lines)
+
+
+def default_output(quick: bool) -> Path:
+    suffix = "-quick" if quick else ""
+    return RESULTS_FOLDER / f"models-{machine_tag()}{suffix}.json"
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Forward and forward+backward time of the face models (median of "
+                    "repeated runs); a table on stdout, a JSON report under "
+                    "benchmarks/results/.")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: batch 1, no warm-up, one timed run (checks that every case "
+                             "runs; its figures include first-call costs)")
+    parser.add_argument("--cases", type=_list, default=CASES, metavar="LIST",
+                        help=f"comma-separated (default: all: {','.join(CASES)})")
+    parser.add_argument("--devices", type=_list, default=None, metavar="LIST",
+                        help="cpu, cuda, or both (default: cpu, and cuda when available)")
+    parser.add_argument("--dtypes", type=_list, default=("float32",), metavar="LIST",
+                        help="float32 (default), bfloat16, float16 (CUDA)")
+    parser.add_argument("--batches", type=_list, default=None, metavar="LIST",
+                        help="batch sizes (default 1,8; --quick: 1)")
+    parser.add_argument("--modes", type=_list, default=MODES, metavar="LIST",
+                        help="forward, forward_backward (default both)")
+    parser.add_argument("--warmup", type=int, default=None, metavar="N",
+                        help="untimed runs first (default 2; --quick 0)")
+    parser.add_argument("--repeat", type=int, default=None, metavar="N",
+                        help="timed runs, the median is reported (default 10; --quick 1)")
+    parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                        help="stop repeating a case after S seconds once it has 3 runs "
+                             "(default 30; --quick 5)")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="torch CPU threads (default 0: torch's choice)")
+    parser.add_argument("--output", type=Path, metavar="PATH",
+                        help="JSON report (default: benchmarks/results/models-<machine tag>"
+                             "[-quick].json)")
+    parser.add_argument("--note", default=None, help="a remark stored in the report")
+    return parser.parse_args(argv)
+
+
+def resolve(arguments: argparse.Namespace) -> Settings:
+    import torch
+
+    quick = arguments.quick
+    unknown = [case for case in arguments.cases if case not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    modes = [mode for mode in arguments.modes if mode not in MODES]
+    if modes:
+        raise SystemExit(f"unknown mode(s) {', '.join(modes)}; known: {', '.join(MODES)}")
+    dtypes = [dtype for dtype in arguments.dtypes if dtype not in DTYPES]
+    if dtypes:
+        raise SystemExit(f"unknown dtype(s) {', '.join(dtypes)}; known: {', '.join(DTYPES)}")
+    devices = arguments.devices
+    if devices is None:
+        devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+    for device in devices:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise SystemExit(f"--devices {device}: no CUDA GPU is available here")
+    batches = arguments.batches or (("1",) if quick else ("1", "8"))
+    try:
+        batches = tuple(int(batch) for batch in batches)
+    except ValueError:
+        raise SystemExit(f"--batches {','.join(batches)}: give whole numbers") from None
+    if arguments.threads:
+        torch.set_num_threads(arguments.threads)
+
+    def pick(value, normal, smoke):
+        return value if value is not None else (smoke if quick else normal)
+
+    return Settings(
+        cases=tuple(arguments.cases), devices=tuple(devices), dtypes=tuple(arguments.dtypes),
+        batches=batches, modes=tuple(arguments.modes),
+        warmup=pick(arguments.warmup, 2, 0), repeat=pick(arguments.repeat, 10, 1),
+        max_seconds=pick(arguments.max_seconds, 30.0, 5.0),
+        threads=torch.get_num_threads(), quick=quick,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    arguments = parse_arguments(argv)
+    settings = resolve(arguments)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    idle_before = cpu_idle_fraction()
+    machine = machine_description(idle_before)
+    cores = machine["cpu_cores"]
+    busy = (machine["load_average_at_start"][0] > cores / 2
+            or (idle_before is not None and idle_before < 0.75))
+    started = time.perf_counter()
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results, parameters = measure(settings, log)
+    machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
+    table = format_table(results, settings)
+    print(table)
+
+    report = {
+        "benchmark": "models",
+        "schema_version": SCHEMA_VERSION,
+        "date": date,
+        "duration_seconds": round(time.perf_counter() - started, 1),
+        "command": [Path(sys.executable).name, *sys.argv],
+        "note": arguments.note,
+        "conditions": {
+            "busy": busy,
+            "label": ("machine busy with other work when the run started: figures indicative "
+                      "only") if busy else "machine quiet when the run started",
+        },
+        "configuration": {
+            **asdict(settings),
+            "pipeline_clip": PIPELINE_CLIP,
+            "pipeline_frame_size": list(PIPELINE_SIZE),
+            "pipeline_options": {"iris": True, "segmentation": True},
+            "bisenet_input_size": BISENET_SIZE,
+            "bisenet_weights": "random (torch.manual_seed(0)), eval mode",
+            "inputs": "uniform random in [0, 1] (generator seed 0), face_pipeline: real frames",
+            "forward": "torch.no_grad()",
+            "forward_backward": "all outputs summed to one scalar, backward to the input "
+                                "pixels; weights frozen; face_pipeline regions chosen on the "
+                                "clean frames before timing",
+            "timing": "median of the timed runs after warm-up; CUDA between events after "
+                      "a synchronize",
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        },
+        "parameters": parameters,
+        "versions": library_versions(),
+        "machine": machine,
+        "results": [asdict(result) for result in results],
+    }
+    output = arguments.output or default_output(settings.quick)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    log(f"report written to {output}" + (" (machine busy: figures indicative only)"
+                                           if busy else ""))
+    failed = [result for result in results if result.error is not None]
+    return 1 if failed and len(failed) == len(results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
