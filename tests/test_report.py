@@ -248,6 +248,54 @@ def test_unwritable_directory(tmp_path):
         write_report({}, [], blocker / "report")
 
 
+def evaluator_shaped(result: dict) -> dict:
+    """``result`` as vdf_stream.evaluate writes it: shares as flat ``share_above_T`` /
+    ``share_below_T`` keys, ``pose_error`` for the pose, degradation labels, metric
+    descriptions, a parser note."""
+    def flat(summary, direction="above"):
+        if not isinstance(summary, dict):
+            return summary
+        flat = {key: value for key, value in summary.items() if key != "share_above"}
+        for threshold, share in summary.get("share_above", {}).items():
+            flat[f"share_{direction}_{threshold}"] = share
+        return flat
+
+    def section(metrics, below=()):
+        renamed = {("pose_error" if name == "pose_error_degrees" else name):
+                   flat(summary, "below" if name in below else "above")
+                   for name, summary in metrics.items()}
+        return renamed
+
+    shaped = dict(result)
+    shaped["fidelity"] = section(result["fidelity"], below=("psnr", "ssim"))
+    shaped["efficacy"] = section(result["efficacy"])
+    shaped["per_frame"] = section(result["per_frame"])
+    shaped["robustness"] = [{**entry, "label": f"{entry['degradation']} at some setting",
+                             "efficacy": section(entry["efficacy"]),
+                             "floor": section(entry["floor"])}
+                            for entry in result["robustness"]]
+    shaped["metrics"] = {"blink_rate": {"unit": "blinks/s", "description": "how often "
+                                        "the eyes close"}}
+    shaped["parser_note"] = "the stand-in parser"
+    shaped["timing"] = {**result["timing"], "stages": {"decode": 1.5, "read": 9.0}}
+    return shaped
+
+
+def test_evaluator_shaped_result(tmp_path):
+    views = fake_views()[:1]
+    views[0].why = "median NME"
+    page = write_report(evaluator_shaped(fake_result()), views, tmp_path)
+    page = page.read_text(encoding="utf-8")
+    # pose_error is the head-pose error: its key figure, plot, bars and criterion.
+    assert "6.4\u00b0" in page and "\u2713 Head-pose error: median 6.4\u00b0" in page
+    assert page.count("<svg") == EXPECTED_PLOTS
+    assert "83.0 % of frames below 40 dB" in page  # flat share_below_ keys
+    assert "71.0 % of frames above 0.1" in page
+    assert "h264 at some setting" in page and "how often the eyes close" in page
+    assert "the stand-in parser" in page and "stages.decode" in page
+    assert "Frame 0 (median NME)" in page
+
+
 def find_chromium() -> str | None:
     for name in ("chromium", "chromium-browser"):
         found = shutil.which(name)

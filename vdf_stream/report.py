@@ -17,13 +17,16 @@ Inputs (what :mod:`vdf_stream.evaluate` hands over):
 ``result``, a JSON-like dict: ``config``, ``versions``, ``machine`` (dicts); ``inputs``
 (``original`` / ``protected``: ``path``, ``width``, ``height``, ``frames``, ``fps``);
 ``fidelity`` and ``efficacy`` (metric name -> ``{"median", "mean", "share_above":
-{threshold text: share}}``); ``per_frame`` (metric name -> one value or ``None`` per
+{threshold text: share}}``, or the shares as flat ``share_above_T`` / ``share_below_T``
+keys); ``per_frame`` (metric name -> one value or ``None`` per
 evaluated frame); ``frames`` (the evaluated frame indices); ``parser`` (which parser measured
 parse flip); ``robustness`` (list of ``{"degradation", "params", "efficacy", "floor"}``,
 where ``floor`` is the same metric measured on the degraded *original*: what the
 degradation alone does); ``timing`` (``seconds``, ``seconds_per_frame``); ``notes`` (list of
-text). Every key may be missing and every number may be ``None`` or NaN: those are shown as
-"—". Metric names this module does not know are shown by their raw name.
+text); optionally ``metrics`` (name -> ``{"unit", "description"}``, used for metrics this
+module does not describe) and ``parser_note``. Every key may be missing and every number
+may be ``None`` or NaN: those are shown as "—". Metric names this module does not know are
+shown by their raw name; ``pose_error`` is read as ``pose_error_degrees``.
 
 ``views``, objects with ``index``, ``original`` and ``protected`` (``(H, W, 3)`` uint8 RGB),
 ``original_reading`` and ``protected_reading`` (dicts with optional ``landmarks``
@@ -34,6 +37,7 @@ text). Every key may be missing and every number may be ``None`` or NaN: those a
 from __future__ import annotations
 
 import base64
+import contextvars
 import datetime
 import html
 import io
@@ -93,8 +97,9 @@ METRICS: dict[str, Metric] = {
         "scale) in the frame. The protection bounds it; a few levels are invisible.",
         digits=1, kind="fidelity"),
     "temporal_flicker": Metric(
-        "Temporal flicker", "How much the added change varies from one frame to the next. "
-        "Low values mean no shimmer when the video plays.", digits=2, kind="fidelity"),
+        "Temporal flicker", "How much the added change varies from one frame to the next, "
+        "compared with how much the picture itself changes. Low values mean no shimmer when "
+        "the video plays.", digits=2, kind="fidelity"),
     "landmark_nme": Metric(
         "Landmark shift (NME)", "How far the face points found on the protected frame lie "
         "from those found on the original, as a share of the distance between the outer "
@@ -115,8 +120,9 @@ METRICS: dict[str, Metric] = {
         "not in the protected video. Deepfake preprocessing drops those frames.",
         percent=True, statistic="mean", threshold=0.50, kind="efficacy"),
     "presence": Metric(
-        "Mesh presence", "How the face-mesh model's confidence that its crop shows a face "
-        "changes on the protected frames.", digits=3, kind="efficacy"),
+        "Mesh presence", "The face-mesh model's confidence (0 to 1) that the protected "
+        "frame shows a face. Below about 0.5 the mesh gives the face up.", digits=3,
+        kind="efficacy"),
 }
 
 KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip",
@@ -157,12 +163,35 @@ def _list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else []
 
 
+ALIASES = {"pose_error": "pose_error_degrees"}  # the evaluator's name -> the report's
+
+# What the result says about metrics this module does not know (its "metrics" entry), for
+# the page being written.
+_described: contextvars.ContextVar[dict] = contextvars.ContextVar("described", default={})
+
+
 def _metric(name: str) -> Metric:
     known = METRICS.get(name)
     if known is not None:
         return known
-    return Metric(str(name), "A metric this report does not describe; shown as measured.",
-                  digits=None)
+    description = _dict(_described.get().get(name))
+    explanation = description.get("description")
+    unit = description.get("unit")
+    return Metric(str(name), str(explanation) if explanation else
+                  "A metric this report does not describe; shown as measured.",
+                  unit=str(unit) if isinstance(unit, str) else "", digits=None)
+
+
+def _canonical(section: Any) -> dict:
+    """A dict keyed by metric name with the evaluator's aliases renamed (an entry already
+    under the report's name wins)."""
+    section = _dict(section)
+    renamed = {ALIASES.get(name, name): value for name, value in section.items()
+               if name not in ALIASES}
+    for alias, name in ALIASES.items():
+        if alias in section and name not in renamed:
+            renamed[name] = section[alias]
+    return renamed
 
 
 def _infinite(value: Any) -> bool:
@@ -191,12 +220,7 @@ def _format(value: Any, metric: Metric, unit: bool = True) -> str:
 
 
 def _format_threshold(text: Any, metric: Metric) -> str:
-    number = _number(text) if not isinstance(text, str) else None
-    if isinstance(text, str):
-        try:
-            number = _number(float(text))
-        except ValueError:
-            number = None
+    number = _threshold_number(text)
     if number is None:
         return html.escape(str(text))
     if metric.percent:
@@ -333,6 +357,8 @@ def _robustness_verdict(robustness: list) -> Verdict:
 
 
 def _degradation_label(entry: dict) -> str:
+    if isinstance(entry.get("label"), str) and entry["label"]:
+        return entry["label"]
     name = str(entry.get("degradation") or "unnamed")
     params = _dict(entry.get("params"))
     if not params:
@@ -379,15 +405,30 @@ def _tick_text(value: float, step: float) -> str:
     return f"{value:.{decimals}f}".replace("-", "\u2212")
 
 
+def _share_items(summary: Any) -> list[tuple[str, Any, Any]]:
+    """``[(direction, threshold, share)]`` of a summary: its ``share_above`` dict
+    (threshold text -> share) and flat ``share_above_T`` / ``share_below_T`` keys."""
+    summary = _dict(summary)
+    items = [("above", threshold, share)
+             for threshold, share in _dict(summary.get("share_above")).items()]
+    for key, share in summary.items():
+        for direction in ("above", "below"):
+            prefix = f"share_{direction}_"
+            if isinstance(key, str) and key.startswith(prefix) and len(key) > len(prefix):
+                items.append((direction, key[len(prefix):], share))
+    return items
+
+
+def _threshold_number(text: Any) -> float | None:
+    try:
+        return _number(float(text))
+    except (TypeError, ValueError):
+        return None
+
+
 def _thresholds(summary: Any, metric: Metric) -> list[float]:
-    values = []
-    for text in _dict(_dict(summary).get("share_above")):
-        try:
-            number = _number(float(text))
-        except (TypeError, ValueError):
-            number = None
-        if number is not None:
-            values.append(number)
+    values = [number for _, text, _ in _share_items(summary)
+              if (number := _threshold_number(text)) is not None]
     if metric.threshold is not None:
         values.append(metric.threshold)
     unique: list[float] = []
@@ -713,7 +754,9 @@ def _view_section(view: Any, amplification: int) -> str:
     index_text, original, protected = _view_frames(view)
     original_reading = _dict(getattr(view, "original_reading", None))
     protected_reading = _dict(getattr(view, "protected_reading", None))
-    metrics = _dict(getattr(view, "metrics", None))
+    metrics = _canonical(getattr(view, "metrics", None))
+    why = getattr(view, "why", None)
+    heading = f"Frame {index_text}" + (f" ({why})" if isinstance(why, str) and why else "")
 
     def figure(uri: str | None, caption: str, alt: str) -> str:
         if uri is None:
@@ -770,7 +813,7 @@ def _view_section(view: Any, amplification: int) -> str:
     else:
         grids = (f'<div class="pictures three">{"".join(pictures)}</div>'
                  f'<div class="pictures two">{"".join(readings)}</div>')
-    return (f'<section class="view"><h3>Frame {index_text}</h3>'
+    return (f'<section class="view"><h3>{_e(heading)}</h3>'
             f'<p class="view-metrics">{caption}</p>{grids}</section>')
 
 
@@ -786,13 +829,11 @@ def _verdict_html(verdict: Verdict) -> str:
 
 
 def _shares(summary: Any, metric: Metric, separator: str = "; ") -> str:
-    """The summary's shares of frames above thresholds, as HTML."""
-    shares = _dict(_dict(summary).get("share_above"))
-    items = []
-    for threshold, share in shares.items():
-        items.append(f'<span class="share">{_percent(share)} of frames above '
-                     f"{_format_threshold(threshold, metric)}</span>")
-    return separator.join(items)
+    """The summary's shares of frames above (or below) thresholds, as HTML."""
+    return separator.join(
+        f'<span class="share">{_percent(share)} of frames {direction} '
+        f"{_format_threshold(threshold, metric)}</span>"
+        for direction, threshold, share in _share_items(summary))
 
 
 def _key_figure(name: str, summary: Any, parser: str | None) -> str:
@@ -837,7 +878,7 @@ def _summary_table(section: dict, order: Sequence[str]) -> str:
     if not rows:
         return f"<p>{MISSING} not measured</p>"
     return ('<div class="table-wrap"><table><thead><tr><th>metric</th><th class="num">median'
-            '</th><th class="num">mean</th><th>frames above thresholds</th></tr></thead>'
+            '</th><th class="num">mean</th><th>frames beyond thresholds</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
@@ -1067,14 +1108,17 @@ def _page(result: dict, views: list) -> str:
     versions = _dict(result.get("versions"))
     machine = _dict(result.get("machine"))
     inputs = _dict(result.get("inputs"))
-    fidelity = _dict(result.get("fidelity"))
-    efficacy = _dict(result.get("efficacy"))
-    per_frame = _dict(result.get("per_frame"))
+    fidelity = _canonical(result.get("fidelity"))
+    efficacy = _canonical(result.get("efficacy"))
+    per_frame = _canonical(result.get("per_frame"))
     frames = _list(result.get("frames"))
     parser = result.get("parser")
     parser = str(parser) if parser else None
-    robustness = [entry for entry in _list(result.get("robustness"))
-                  if isinstance(entry, dict)]
+    if parser and result.get("parser_note"):
+        parser = f"{parser}: {result['parser_note']}"
+    robustness = [{**entry, "efficacy": _canonical(entry.get("efficacy")),
+                   "floor": _canonical(entry.get("floor"))}
+                  for entry in _list(result.get("robustness")) if isinstance(entry, dict)]
     timing = _dict(result.get("timing"))
     notes = [str(note) for note in _list(result.get("notes"))]
 
@@ -1132,7 +1176,9 @@ def _page(result: dict, views: list) -> str:
             content = "<p>\u221e on every frame (identical frames)</p>"
         else:
             content = f"<p>{MISSING} no value measured</p>"
-        plots.append(f'<div class="chart"><h3>{_e(metric.label)}</h3>{content}</div>')
+        explain = ("" if name in KEY_FIGURES  # explained among the key figures
+                   else f'<p class="explain">{_e(metric.explanation)}</p>')
+        plots.append(f'<div class="chart"><h3>{_e(metric.label)}</h3>{explain}{content}</div>')
     body.append('<section id="per-frame"><h2>Frame by frame</h2>'
                 "<p>Each metric over the evaluated frames. Dashed red lines are thresholds; "
                 "\u00d7 on the axis marks a frame with no reading, \u221e at the top an "
@@ -1185,7 +1231,12 @@ def write_report(result: dict, views: list, directory: Path) -> Path:
         ValueError: a view's frame is not an ``(H, W, 3)`` uint8 array.
         OutputError: the page cannot be written.
     """
-    page = _page(_dict(result), list(views or []))
+    result = _dict(result)
+    token = _described.set(_dict(result.get("metrics")))
+    try:
+        page = _page(result, list(views or []))
+    finally:
+        _described.reset(token)
     directory = Path(directory)
     path = directory / "index.html"
     partial = directory / ".index.html.partial"
