@@ -18,9 +18,12 @@ Cases (inputs RGB in [0, 1]):
 
 Forward runs under ``torch.no_grad``; forward + backward sums every output into one scalar
 and calls ``backward`` (the weights are frozen, as in an attack: the gradient goes to the
-input). Each case is warmed up, then repeated; the median is reported (CUDA timed with
-events after a synchronize). A case stops repeating after ``--max-seconds`` once it has
-three runs. Speed is measured and reported, never asserted.
+input). Every case is warmed up, then the cases are timed in interleaved rounds (each round
+runs every case once), so that load from other processes spreads over all of them; the
+median of the rounds is reported (CUDA timed with events after a synchronize), with the
+minimum and the process CPU time beside it. A case leaves the rounds after
+``--max-seconds`` of timed runs once it has three. Speed is measured and reported, never
+asserted.
 
 The table goes to stdout, progress to stderr, and everything (every run, medians, the
 resolved configuration, library versions, machine, load average) to
@@ -93,8 +96,11 @@ class Result:
     batch: int
     mode: str
     input_shape: list[int]
-    milliseconds: list[float] = field(default_factory=list)
+    milliseconds: list[float] = field(default_factory=list)  # wall time of each timed run
+    cpu_milliseconds: list[float] = field(default_factory=list)  # process CPU time of each
     median_ms: float = 0.0
+    min_ms: float = 0.0
+    median_cpu_ms: float = 0.0
     median_ms_per_frame: float = 0.0
     peak_memory_mib: float | None = None
     error: str | None = None
@@ -240,45 +246,51 @@ def prepare(case: str, device, dtype, batch: int) -> Prepared:
 # Timing
 
 
-def time_runs(function: Callable[[], None], device, warmup: int, repeat: int,
-              max_seconds: float) -> list[float]:
-    """Milliseconds of ``repeat`` runs of ``function`` after ``warmup`` untimed runs.
-
-    CUDA: each run between two events, after a synchronize. Stops early once
-    ``max_seconds`` of timed runs have passed and at least three runs are done.
-    """
+def time_once(function: Callable[[], None], device) -> tuple[float, float]:
+    """``(wall, cpu)`` milliseconds of one run of ``function``. CUDA: the wall time is
+    measured between two events after a synchronize; the CPU time is this process's
+    (every thread), which background load inflates much less than the wall time."""
     import torch
 
-    cuda = device.type == "cuda"
-    for _ in range(warmup):
-        function()
-    if cuda:
+    cpu_started = time.process_time()
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
-    times = []
-    started = time.perf_counter()
-    for _ in range(repeat):
-        if cuda:
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            start.record()
-            function()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        else:
-            begin = time.perf_counter()
-            function()
-            times.append((time.perf_counter() - begin) * 1000)
-        if len(times) >= 3 and time.perf_counter() - started > max_seconds:
-            break
-    return times
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        function()
+        end.record()
+        torch.cuda.synchronize(device)
+        wall = start.elapsed_time(end)
+    else:
+        begin = time.perf_counter()
+        function()
+        wall = (time.perf_counter() - begin) * 1000
+    return wall, (time.process_time() - cpu_started) * 1000
+
+
+@dataclass
+class Cell:
+    """One result being measured: its function and the runs so far."""
+
+    result: Result
+    function: Callable[[], None]
+    device: object
+    done: bool = False
 
 
 def measure(settings: Settings, log) -> tuple[list[Result], dict]:
-    """Every case x device x dtype x batch x mode; and each case's parameter count."""
+    """Every case x device x dtype x batch x mode; and each case's parameter count.
+
+    Runs are interleaved: every case is warmed up, then each round times every case once,
+    so that load from other processes hits all cases alike instead of spoiling every run
+    of one case. A case leaves the rounds once it has three runs and its timed runs add up
+    to more than ``max_seconds``.
+    """
     import torch
 
     results: list[Result] = []
+    cells: list[Cell] = []
     parameters: dict[str, int] = {}
     for device_name in settings.devices:
         device = torch.device(device_name)
@@ -298,31 +310,57 @@ def measure(settings: Settings, log) -> tuple[list[Result], dict]:
                         continue
                     parameters[case] = prepared.parameters
                     for mode in settings.modes:
-                        function = getattr(prepared, mode)
                         result = Result(case, device_name, dtype_name, batch, mode,
                                         prepared.input_shape)
-                        if device.type == "cuda":
-                            torch.cuda.reset_peak_memory_stats(device)
-                        try:
-                            result.milliseconds = [round(value, 4) for value in time_runs(
-                                function, device, settings.warmup, settings.repeat,
-                                settings.max_seconds)]
-                        except RuntimeError as error:  # out of memory, unsupported dtype
-                            result.error = str(error).strip().splitlines()[0]
-                            log(f"{case} {device_name} {dtype_name} batch {batch} {mode}: "
-                                f"failed ({result.error})")
-                            results.append(result)
-                            continue
-                        result.median_ms = round(statistics.median(result.milliseconds), 4)
-                        result.median_ms_per_frame = round(result.median_ms / batch, 4)
-                        if device.type == "cuda":
-                            result.peak_memory_mib = round(
-                                torch.cuda.max_memory_allocated(device) / 2**20, 1)
-                        log(f"{case:<20} {device_name:<5} {dtype_name:<8} batch {batch} "
-                            f"{mode:<16} {result.median_ms:10.2f} ms "
-                            f"({len(result.milliseconds)} runs)")
                         results.append(result)
-                    del prepared
+                        cells.append(Cell(result, getattr(prepared, mode), device))
+
+    def run(cell: Cell) -> tuple[float, float] | None:
+        try:
+            return time_once(cell.function, cell.device)
+        except RuntimeError as error:  # out of memory, an unsupported dtype
+            result = cell.result
+            result.error = str(error).strip().splitlines()[0]
+            cell.done = True
+            log(f"{result.case} {result.device} {result.dtype} batch {result.batch} "
+                f"{result.mode}: failed ({result.error})")
+            return None
+
+    for cell in cells:
+        for _ in range(settings.warmup):
+            if run(cell) is None:
+                break
+    for index in range(settings.repeat):
+        for cell in cells:
+            if cell.done:
+                continue
+            if cell.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(cell.device)
+            timing = run(cell)
+            if timing is None:
+                continue
+            result = cell.result
+            result.milliseconds.append(round(timing[0], 4))
+            result.cpu_milliseconds.append(round(timing[1], 4))
+            if cell.device.type == "cuda":
+                peak = round(torch.cuda.max_memory_allocated(cell.device) / 2**20, 1)
+                result.peak_memory_mib = max(result.peak_memory_mib or 0.0, peak)
+            spent_seconds = sum(result.milliseconds) / 1000
+            if len(result.milliseconds) >= 3 and spent_seconds > settings.max_seconds:
+                cell.done = True
+        log(f"round {index + 1}/{settings.repeat} done (load average "
+            f"{os.getloadavg()[0]:.2f})")
+    for cell in cells:
+        result = cell.result
+        if not result.milliseconds:
+            continue
+        result.median_ms = round(statistics.median(result.milliseconds), 4)
+        result.min_ms = round(min(result.milliseconds), 4)
+        result.median_cpu_ms = round(statistics.median(result.cpu_milliseconds), 4)
+        result.median_ms_per_frame = round(result.median_ms / result.batch, 4)
+        log(f"{result.case:<20} {result.device:<5} {result.dtype:<8} batch {result.batch} "
+            f"{result.mode:<16} {result.median_ms:10.2f} ms (min {result.min_ms:.2f}, "
+            f"{len(result.milliseconds)} runs)")
     return results, parameters
 
 
@@ -488,8 +526,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                     "repeated runs); a table on stdout, a JSON report under "
                     "benchmarks/results/.")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: batch 1, no warm-up, one timed run (checks that every case "
-                             "runs; its figures include first-call costs)")
+                        help="smoke run: batch 1, no warm-up, one timed run (checks that "
+                             "every case runs; its figures include first-call costs)")
     parser.add_argument("--cases", type=_list, default=CASES, metavar="LIST",
                         help=f"comma-separated (default: all: {','.join(CASES)})")
     parser.add_argument("--devices", type=_list, default=None, metavar="LIST",
@@ -505,8 +543,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=None, metavar="N",
                         help="timed runs, the median is reported (default 10; --quick 1)")
     parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
-                        help="stop repeating a case after S seconds once it has 3 runs "
-                             "(default 30; --quick 5)")
+                        help="a case leaves the rounds after S seconds of timed runs once "
+                             "it has 3 (default 30; --quick 5)")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
                         help="torch CPU threads (default 0: torch's choice)")
     parser.add_argument("--output", type=Path, metavar="PATH",
@@ -600,8 +638,9 @@ def main(argv: list[str] | None = None) -> int:
             "forward_backward": "all outputs summed to one scalar, backward to the input "
                                 "pixels; weights frozen; face_pipeline regions chosen on the "
                                 "clean frames before timing",
-            "timing": "median of the timed runs after warm-up; CUDA between events after "
-                      "a synchronize",
+            "timing": "warm-up runs, then interleaved rounds (each round times every case "
+                      "once); median wall time of the rounds; CUDA between events after a "
+                      "synchronize; cpu_milliseconds: process CPU time of each run",
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
         },
         "parameters": parameters,

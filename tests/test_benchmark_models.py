@@ -68,7 +68,9 @@ def test_quick_models_benchmark_writes_a_complete_report(tmp_path):
         (case, mode) for case in CASES for mode in ("forward", "forward_backward")}
     for result in results:
         assert result["error"] is None, result
-        assert len(result["milliseconds"]) == 1 and result["median_ms"] > 0, result
+        assert len(result["milliseconds"]) == len(result["cpu_milliseconds"]) == 1, result
+        assert result["median_ms"] > 0 and result["median_cpu_ms"] > 0, result
+        assert result["min_ms"] == result["median_ms"]  # one run
         assert result["median_ms_per_frame"] == result["median_ms"]  # batch 1
     shapes = {r["case"]: r["input_shape"] for r in results}
     assert shapes["face_pipeline"] == [1, 3, 360, 640]
