@@ -1,0 +1,1136 @@
+"""``vdf-stream eval``: how visible a protection is, and how much it misleads the face
+preprocessing of talking-face generators, as a library.
+
+:func:`evaluate` pairs the frames of an ORIGINAL and a PROTECTED video by index and measures
+
+* **fidelity**: PSNR, SSIM, max |delta| and temporal flicker between the two;
+* **efficacy**: what the face pipeline of the model zoo (BlazeFace detection, 468-point
+  face mesh, head pose, and a face parser) reads from the protected frame against what it
+  reads from the original: landmark NME, pose error, parse flip, detection loss and the
+  mesh's face-presence score;
+* **robustness** (optional): efficacy again after each degradation an adversary or a
+  platform applies (H.264 re-encoding, down-and-up scaling, JPEG, Gaussian blur, median,
+  a bilateral denoiser), each also applied to the original so that every figure has its
+  noise floor beside it.
+
+Every metric is defined once, in :mod:`vdf_stream.metrics`. What is compared with what:
+
+``efficacy``
+    pipeline(PROTECTED) against pipeline(ORIGINAL): the frames as the files hold them (the
+    protected file is normally already H.264-encoded: that is what gets published).
+``robustness[*].efficacy``
+    pipeline(D(PROTECTED)) against pipeline(D(ORIGINAL)): what the perturbation still does
+    once both went through the degradation D (the degradation's own effect cancels).
+``robustness[*].floor``
+    pipeline(D(ORIGINAL)) against pipeline(ORIGINAL): what D alone does to an unprotected
+    video. The noise floor of the two other figures.
+``robustness[*].versus_clean``
+    pipeline(D(PROTECTED)) against pipeline(ORIGINAL): the error a generator trained on the
+    degraded protected video really suffers. Compare it with ``floor``: the protection
+    survives D when it is far above it.
+
+The pipeline reads each frame independently, with its own face detection. When the
+detector finds no face in a compared frame although the clean original has one, the frame
+counts as a detection loss, and its landmarks, pose and face mask are still read by the
+mesh in the clean original's face region (as a tracker would), so that the NME, pose and
+parse figures never leave out the frames where the defense works best. Frames where the
+clean original has no face are left out of every efficacy figure (``NaN``, ``None`` in
+JSON) and counted as ``missing``.
+
+The face/head mask of parse flip is BiSeNet's head region (classes 1-13, 17, 18 merged as
+ER-NeRF merges them) when the user added the BiSeNet checkpoint; otherwise MediaPipe's
+selfie segmentation (person probability > 0.5) inside the face oval of the face mesh read
+on the same frame, which the result says.
+
+Frames are decoded once, in lockstep, and evaluated in chunks (bounded memory whatever the
+length of the video); a second pass decodes the few frames shown in a report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics
+from .errors import InputError, UsageError
+from .frames import Frames, VideoInfo
+
+PARSERS = ("auto", "bisenet", "selfie+mesh")
+PIPELINE_BATCH = 8
+CHUNK_FRAMES = 32
+SEGMENTATION_THRESHOLD = 0.5
+H264_PRESET = "medium"
+
+# MediaPipe's FACEMESH_FACE_OVAL, in order around the face (forehead, the image-right side,
+# chin, the image-left side).
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378,
+             400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54,
+             103, 67, 109)
+
+REFERENCES = {
+    "efficacy": "face pipeline on PROTECTED against the face pipeline on ORIGINAL",
+    "robustness.efficacy": "pipeline on D(PROTECTED) against pipeline on D(ORIGINAL): what the "
+                           "perturbation still does after the degradation D",
+    "robustness.floor": "pipeline on D(ORIGINAL) against pipeline on ORIGINAL: what D alone "
+                        "does to an unprotected video (the noise floor)",
+    "robustness.versus_clean": "pipeline on D(PROTECTED) against pipeline on ORIGINAL: the "
+                               "error a generator trained on the degraded protected video "
+                               "suffers; set it beside the floor",
+    "lost_faces": "a compared frame where the detector finds no face although the clean "
+                  "original has one counts in detection_loss; its landmarks, pose and face "
+                  "mask are read in the clean original's face region",
+    "missing": "frames where the clean original has no face are left out of the efficacy "
+               "figures (None) and counted as missing",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Options and results
+
+
+@dataclass
+class EvalOptions:
+    """What ``vdf-stream eval`` measures and how.
+
+    Attributes:
+        frames: evaluate at most this many frames (``None``: all selected by ``stride``).
+        stride: evaluate frames 0, S, 2S, ...
+        robustness: also measure efficacy after each degradation of :func:`degradations`.
+        device: ``auto`` (a CUDA GPU when present), ``cpu``, ``cuda``...
+        parser: ``auto`` (BiSeNet when the checkpoint was added, else selfie+mesh),
+            ``bisenet`` or ``selfie+mesh``.
+        allow_length_mismatch: evaluate the common frames of videos of different lengths
+            instead of refusing them.
+        chunk_frames: selected frames evaluated together (also the length of the H.264
+            sequences of the robustness test).
+        batch_size: frames the face pipeline reads at once.
+        only: names of the degradations to run (``None``: all), e.g. ``("h264",)``.
+    """
+
+    frames: int | None = None
+    stride: int = 1
+    robustness: bool = False
+    device: str = "auto"
+    parser: str = "auto"
+    allow_length_mismatch: bool = False
+    chunk_frames: int = CHUNK_FRAMES
+    batch_size: int = PIPELINE_BATCH
+    only: tuple[str, ...] | None = None
+
+    def validate(self) -> None:
+        if self.frames is not None and self.frames < 1:
+            raise UsageError(f"--frames must be at least 1, got {self.frames}")
+        if self.stride < 1:
+            raise UsageError(f"--stride must be at least 1, got {self.stride}")
+        if self.parser not in PARSERS:
+            raise UsageError(f"--parser must be one of {', '.join(PARSERS)}, got {self.parser!r}")
+        if self.chunk_frames < 1 or self.batch_size < 1:
+            raise UsageError("chunk_frames and batch_size must be at least 1")
+
+
+@dataclass
+class FrameView:
+    index: int
+    original: np.ndarray   # (H, W, 3) uint8 RGB
+    protected: np.ndarray  # (H, W, 3) uint8 RGB
+    original_reading: dict   # {"landmarks": (468, 2) float32 px or None, "box": (4,) x0,y0,x1,y1 or None, "mask": (H, W) float32 in [0,1] or None}
+    protected_reading: dict  # same keys
+    metrics: dict            # metric name -> float for this frame
+    why: str = ""            # why this frame was chosen: "lowest NME", "median NME"...
+
+
+# ---------------------------------------------------------------------------------------
+# Reading faces
+
+
+@dataclass
+class Reading:
+    """What the face pipeline reads from a batch of ``B`` frames (all on one device).
+
+    Attributes:
+        found: ``(B,)`` the detector found a face.
+        defined: ``(B,)`` landmarks were read in a face region: the frame's own detection,
+            or the clean original's region where the detector missed (``fallback``).
+        fallback: ``(B,)`` the landmarks come from the clean original's region.
+        boxes: the detected box ``(4,)`` of each frame, or ``None``.
+        landmarks: ``(B, 468, 3)`` mesh points in frame pixels.
+        rotation: ``(B, 3, 3)`` head rotation.
+        presence: ``(B,)`` face-presence probability of the mesh.
+        face_mask: ``(B, H, W)`` bool face/head pixels (see the module's documentation).
+        roi: the regions the mesh read.
+    """
+
+    found: torch.Tensor
+    defined: torch.Tensor
+    fallback: torch.Tensor
+    boxes: list
+    landmarks: torch.Tensor
+    rotation: torch.Tensor
+    presence: torch.Tensor
+    face_mask: torch.Tensor
+    roi: object
+
+    @staticmethod
+    def cat(readings: list[Reading]) -> Reading:
+        from .models.alignment import RegionOfInterest
+
+        return Reading(
+            torch.cat([r.found for r in readings]),
+            torch.cat([r.defined for r in readings]),
+            torch.cat([r.fallback for r in readings]),
+            [box for r in readings for box in r.boxes],
+            torch.cat([r.landmarks for r in readings]),
+            torch.cat([r.rotation for r in readings]),
+            torch.cat([r.presence for r in readings]),
+            torch.cat([r.face_mask for r in readings]),
+            RegionOfInterest.cat([r.roi for r in readings]),
+        )
+
+    def view(self, position: int) -> dict:
+        """The reading of one frame for a :class:`FrameView` (NumPy, CPU)."""
+        box = self.boxes[position]
+        return {
+            "landmarks": (self.landmarks[position, :, :2].float().cpu().numpy()
+                          if bool(self.defined[position]) else None),
+            "box": box.float().cpu().numpy() if box is not None else None,
+            "mask": self.face_mask[position].float().cpu().numpy(),
+        }
+
+
+def polygon_mask(polygons: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pixels whose centre lies inside each polygon (even-odd rule).
+
+    Only the pixels of each polygon's bounding box are tested.
+
+    Args:
+        polygons: ``(B, K, 2)`` vertices ``(x, y)`` in pixels, in order.
+        height, width: size of the masks.
+
+    Returns:
+        ``(B, H, W)`` bool.
+    """
+    device = polygons.device
+    mask = torch.zeros(polygons.shape[0], height, width, dtype=torch.bool, device=device)
+    for position, vertices in enumerate(polygons.detach().float()):
+        if not bool(torch.isfinite(vertices).all()):
+            continue
+        low = vertices.amin(dim=0).floor().clamp_min(0)
+        high = vertices.amax(dim=0).ceil()
+        left, top = int(low[0]), int(low[1])
+        right, bottom = min(int(high[0]), width), min(int(high[1]), height)
+        if right <= left or bottom <= top:
+            continue
+        y = torch.arange(top, bottom, device=device, dtype=torch.float32).view(-1, 1) + 0.5
+        x = torch.arange(left, right, device=device, dtype=torch.float32).view(1, -1) + 0.5
+        inside = torch.zeros(bottom - top, right - left, dtype=torch.bool, device=device)
+        following = vertices.roll(-1, dims=0)
+        for (x0, y0), (x1, y1) in zip(vertices.tolist(), following.tolist()):
+            if y0 == y1:
+                continue  # a horizontal edge crosses no row
+            straddles = (y0 > y) != (y1 > y)
+            crossing = x0 + (y - y0) * ((x1 - x0) / (y1 - y0))
+            inside ^= straddles & (x < crossing)
+        mask[position, top:bottom, left:right] = inside
+    return mask
+
+
+class FaceReader:
+    """The face pipeline of the model zoo, reading batches of 8-bit frames.
+
+    Args:
+        device: where the networks run.
+        parser: ``"bisenet"`` or ``"selfie+mesh"`` (resolved, not ``auto``).
+        batch_size: frames per forward pass.
+    """
+
+    def __init__(self, device: torch.device, parser: str, batch_size: int = PIPELINE_BATCH):
+        from .models.mesh import FacePipeline
+
+        self.device = device
+        self.parser = parser
+        self.batch_size = batch_size
+        self.pipeline = FacePipeline(device=device, segmentation=parser == "selfie+mesh")
+        self.pipeline.eval()
+        self.bisenet = None
+        if parser == "bisenet":
+            from .models.bisenet import load_bisenet
+
+            self.bisenet = load_bisenet(device=device)
+
+    @torch.no_grad()
+    def read(self, frames: torch.Tensor, reference=None) -> Reading:
+        """Read ``(B, 3, H, W)`` uint8 RGB frames; ``reference`` (a :class:`Reading` of the
+        clean originals of the same frames) gives the regions used where no face is found."""
+        readings = []
+        for start in range(0, frames.shape[0], self.batch_size):
+            stop = min(start + self.batch_size, frames.shape[0])
+            part = None
+            if reference is not None:
+                part = (reference.roi[start:stop], reference.found[start:stop])
+            readings.append(self._read_batch(frames[start:stop], part))
+        return Reading.cat(readings)
+
+    def _read_batch(self, frames: torch.Tensor, reference) -> Reading:
+        from .models import pose
+
+        images = frames.to(self.device, non_blocking=True).float().div_(255.0)
+        result = self.pipeline(images)
+        found = result.found.clone()
+        landmarks = result.landmarks
+        presence = torch.sigmoid(result.presence_logits)
+        rotation = result.pose.rotation
+        roi = result.roi
+        fallback = torch.zeros_like(found)
+        if reference is not None:
+            reference_roi, reference_found = reference
+            fallback = reference_found.to(found.device) & ~found
+            if bool(fallback.any()):
+                chosen = torch.nonzero(fallback).squeeze(-1)
+                region = reference_roi.to(device=images.device)[chosen]
+                points, logits = self.pipeline.mesh(images[chosen], region)
+                fit = pose.fit_canonical(points, canonical=self.pipeline.canonical)
+                landmarks = landmarks.clone()
+                presence = presence.clone()
+                rotation = rotation.clone()
+                landmarks[chosen] = points
+                presence[chosen] = torch.sigmoid(logits)
+                rotation[chosen] = fit.rotation
+                roi = _replace_regions(roi, chosen, region)
+        defined = found | fallback
+        boxes = []
+        for position, faces in enumerate(result.detections or []):
+            largest = faces.largest()
+            boxes.append(faces.boxes[largest] if largest is not None else None)
+        height, width = images.shape[-2:]
+        if self.bisenet is not None:
+            from .models import bisenet
+
+            labels = bisenet.region_labels(bisenet.parse(self.bisenet, images))
+            face_mask = labels == bisenet.HEAD
+        else:
+            person = result.segmentation[:, 0] > SEGMENTATION_THRESHOLD
+            oval = polygon_mask(landmarks[:, list(FACE_OVAL), :2], height, width)
+            face_mask = person & oval & defined.view(-1, 1, 1)
+        return Reading(found, defined, fallback, boxes, landmarks.float(), rotation.float(),
+                       presence.float(), face_mask, roi)
+
+
+def _replace_regions(roi, positions: torch.Tensor, replacement):
+    from .models.alignment import RegionOfInterest
+
+    center, size, angle = roi.center.clone(), roi.size.clone(), roi.angle.clone()
+    center[positions] = replacement.center.to(center.dtype)
+    size[positions] = replacement.size.to(size.dtype)
+    angle[positions] = replacement.angle.to(angle.dtype)
+    return RegionOfInterest(center, size, angle)
+
+
+def compare(reading: Reading, reference: Reading) -> dict[str, torch.Tensor]:
+    """Per-frame efficacy metrics of ``reading`` against ``reference`` (``(B,)`` CPU
+    float tensors, ``NaN`` where the reference has no face)."""
+    valid = (reference.defined & reading.defined).cpu()
+    nan = torch.tensor(math.nan)
+
+    def masked(values: torch.Tensor) -> torch.Tensor:
+        values = values.detach().float().cpu()
+        return torch.where(valid, values, nan)
+
+    return {
+        "landmark_nme": masked(metrics.landmark_nme(reading.landmarks, reference.landmarks)),
+        "pose_error": masked(metrics.pose_error_degrees(reading.rotation, reference.rotation)),
+        "parse_flip": masked(metrics.parse_flip(reference.face_mask, reading.face_mask)),
+        "detection_loss": metrics.detection_loss(reference.found, reading.found).cpu(),
+        "presence": masked(reading.presence),
+    }
+
+
+def fidelity(original: torch.Tensor, protected: torch.Tensor,
+             previous_original: torch.Tensor | None, previous_protected: torch.Tensor | None,
+             has_previous: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-frame fidelity metrics (``(B,)`` CPU float tensors); temporal flicker is ``NaN``
+    for a frame without a previous frame (the first of the video)."""
+    values = {
+        "psnr": metrics.psnr(original, protected),
+        "ssim": metrics.ssim(original, protected),
+        "max_abs_difference": metrics.max_abs_difference(original, protected),
+    }
+    flicker = torch.full((original.shape[0],), math.nan)
+    if previous_original is not None and bool(has_previous.any()):
+        computed = metrics.temporal_flicker(original, protected, previous_original,
+                                            previous_protected).cpu()
+        flicker = torch.where(has_previous, computed, flicker)
+    values["temporal_flicker"] = flicker
+    return {name: value.detach().float().cpu() for name, value in values.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Degradations
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """A transformation an adversary or a platform applies to a published video.
+
+    ``graph`` is a vdf-stream filter graph for the degradations that are built-in filters;
+    ``h264`` and ``bilateral`` are implemented here.
+    """
+
+    name: str
+    label: str
+    params: dict = field(default_factory=dict)
+    graph: str | None = None
+
+
+def degradations(width: int, height: int) -> list[Degradation]:
+    """The degradations of ``--robustness`` for frames of ``width x height``."""
+    items = [Degradation("h264", f"H.264 CRF {crf}", {"crf": crf, "preset": H264_PRESET,
+                                                      "codec": "libx264"})
+             for crf in (18, 23, 28, 35)]
+    items += [Degradation("rescale", f"scale x{factor} and back",
+                          {"factor": factor, "interpolation": "bicubic"},
+                          f"scale=factor={factor},scale=w={width}:h={height}")
+              for factor in (0.5, 0.75)]
+    items += [Degradation("jpeg", f"JPEG q{quality}", {"quality": quality},
+                          f"jpeg=quality={quality}") for quality in (90, 75, 50)]
+    items += [Degradation("gaussian_blur", f"Gaussian blur sigma {sigma}", {"sigma": sigma},
+                          f"gaussian_blur=sigma={sigma}") for sigma in (0.5, 1.0)]
+    items.append(Degradation("median", "median 3x3", {"size": 3}, "median=size=3"))
+    items.append(Degradation("bilateral", "bilateral denoiser",
+                             {"radius": 3, "sigma_space": 2.0, "sigma_color": 0.1}))
+    return items
+
+
+def bilateral_denoise(images: torch.Tensor, radius: int = 3, sigma_space: float = 2.0,
+                      sigma_color: float = 0.1) -> torch.Tensor:
+    """Edge-preserving bilateral filter, the colour distance taken jointly over RGB.
+
+    ``out(p) = sum_q w(p, q) in(q) / sum_q w(p, q)`` over the ``(2 radius + 1)^2`` window,
+    ``w = exp(-|p - q|^2 / (2 sigma_space^2) - |in(p) - in(q)|^2 / (2 sigma_color^2))``
+    with colours in [0, 1] (``sigma_color`` 0.1 is about 25 levels: it flattens noise of a
+    few levels and keeps edges). Borders mirrored.
+
+    Args:
+        images: uint8 RGB ``(B, 3, H, W)``.
+
+    Returns:
+        uint8 RGB of the same shape, on the same device.
+    """
+    from .filters.gaussian_blur import reflect_pad2d
+
+    if images.dim() != 4 or images.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    height, width = images.shape[-2:]
+    values = images.float().div_(255.0)
+    padded = reflect_pad2d(values, radius)
+    total = torch.zeros_like(values)
+    weight_sum = torch.zeros_like(values[:, :1])
+    colour_scale = -1.0 / (2 * sigma_color**2)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            spatial = math.exp(-(dx * dx + dy * dy) / (2 * sigma_space**2))
+            shifted = padded[..., radius + dy: radius + dy + height, radius + dx: radius + dx + width]
+            distance = (shifted - values).square_().sum(dim=1, keepdim=True)
+            weight = distance.mul_(colour_scale).exp_().mul_(spatial)
+            total.addcmul_(shifted, weight)
+            weight_sum.add_(weight)
+    return total.div_(weight_sum).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def h264_roundtrip(images: torch.Tensor, crf: float, info: VideoInfo,
+                   preset: str = H264_PRESET) -> torch.Tensor:
+    """Encode frames as one H.264 sequence with libx264 at ``crf`` and decode them back,
+    in memory (PyAV), as a re-encoding platform would.
+
+    The frames are converted to YUV 4:2:0 (4:4:4 for odd sizes) with the stream's colour
+    matrix and range, encoded at the stream's frame rate (25 when unknown) starting with a
+    keyframe, decoded by FFmpeg's H.264 decoder and converted back to RGB.
+
+    Args:
+        images: uint8 RGB ``(B, 3, H, W)`` (any device; coded on the CPU).
+
+    Returns:
+        uint8 RGB of the same shape on the CPU.
+    """
+    import av
+
+    from .sources import SWSCALE_COLORSPACE, frame_to_array
+
+    if images.dim() != 4 or images.dtype != torch.uint8 or images.shape[1] != 3:
+        raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    count, _, height, width = images.shape
+    if count == 0:
+        return images.cpu().clone()
+    pix_fmt = "yuv444p" if (width % 2 or height % 2) else "yuv420p"
+    rate = Fraction(info.frame_rate) if info.frame_rate else Fraction(25)
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height = width, height
+    encoder.pix_fmt = pix_fmt
+    encoder.time_base = 1 / rate
+    encoder.framerate = rate
+    encoder.options = {"crf": f"{crf:g}", "preset": preset}
+    decoder = av.CodecContext.create("h264", "r")
+    decoded: list[np.ndarray] = []
+    full = info.color_range == "full"
+
+    def decode(packets) -> None:
+        for packet in packets:
+            for frame in decoder.decode(packet):
+                decoded.append(frame_to_array(frame, "rgb24", info))
+
+    pixels = images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    for position, image in enumerate(pixels):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+            format=pix_fmt, dst_colorspace=SWSCALE_COLORSPACE[info.colorspace],
+            src_color_range="JPEG", dst_color_range="JPEG" if full else "MPEG")
+        frame.pts = position
+        decode(encoder.encode(frame))
+    decode(encoder.encode(None))
+    for frame in decoder.decode(None):
+        decoded.append(frame_to_array(frame, "rgb24", info))
+    if len(decoded) != count:
+        raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {count}")
+    return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous()
+
+
+class Degrader:
+    """Applies the degradations to uint8 RGB batches, graphs negotiated once."""
+
+    def __init__(self, info: VideoInfo, device: torch.device):
+        self.info = info
+        self.device = device
+        self.graphs: dict[str, object] = {}
+
+    def __call__(self, degradation: Degradation, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` uint8 -> degraded uint8 of the same size, on ``self.device``."""
+        if degradation.name == "h264":
+            return h264_roundtrip(images, degradation.params["crf"], self.info,
+                                  degradation.params["preset"]).to(self.device)
+        images = images.to(self.device)
+        if degradation.name == "bilateral":
+            params = degradation.params
+            return bilateral_denoise(images, params["radius"], params["sigma_space"],
+                                     params["sigma_color"])
+        if degradation.graph is None:
+            raise ValueError(f"no way to apply degradation {degradation.name!r}")
+        from . import colour
+        from .engine import Graph
+        from .filter import build_filters
+
+        graph = self.graphs.get(degradation.graph)
+        if graph is None:
+            graph = Graph(build_filters(degradation.graph))
+            graph.negotiate(self.info, self.device, "rgb24")
+            self.graphs[degradation.graph] = graph
+        count = images.shape[0]
+        frames = Frames(images, "rgb24", list(range(count)), list(range(count)),
+                        self.info.time_base)
+        result = graph.process(frames, self.info)
+        result = colour.convert(result, "rgb24", graph.output_info.colorspace,
+                                graph.output_info.color_range)
+        if tuple(result.data.shape) != tuple(images.shape):
+            raise RuntimeError(f"degradation {degradation.label} changed the frame shape "
+                               f"{tuple(images.shape)} to {tuple(result.data.shape)}")
+        return result.data
+
+    def close(self) -> None:
+        for graph in self.graphs.values():
+            graph.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Environment
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def gpu_description() -> dict | None:
+    if not torch.cuda.is_available():
+        return None
+    properties = torch.cuda.get_device_properties(0)
+    return {"name": properties.name, "count": torch.cuda.device_count(),
+            "memory_gib": round(properties.total_memory / 2**30, 1), "cuda": torch.version.cuda}
+
+
+def machine_tag() -> str:
+    """A stable name for this kind of machine: CPU model, usable cores, GPU if any."""
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+    model = re.sub(r"\((r|tm)\)|cpu|processor|\d+-core|@.*", "", cpu_model(), flags=re.I)
+    tag = f"{slug(model)}-{usable_cores()}cpu"
+    gpu = gpu_description()
+    if gpu is not None:
+        tag += "-" + slug(gpu["name"].replace("NVIDIA", ""))
+    return tag
+
+
+def machine_description() -> dict:
+    return {"tag": machine_tag(), "cpu_model": cpu_model(), "cpu_cores": usable_cores(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "gpu": gpu_description()}
+
+
+def library_versions() -> dict:
+    import av
+
+    from . import __version__
+
+    return {
+        "python": platform.python_version(),
+        "vdf_stream": __version__,
+        "torch": torch.__version__,
+        "av": av.__version__,
+        "ffmpeg_libraries": {name: ".".join(map(str, version))
+                             for name, version in av.library_versions.items()},
+        "numpy": np.__version__,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs
+
+
+def count_video_packets(path: str) -> int | None:
+    """Frames of the first video stream counted from its packets, without decoding (packets
+    an edit list hides are left out); ``None`` when the file cannot be demuxed."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            count = 0
+            for packet in container.demux(stream):
+                if packet.size and not packet.is_discard:
+                    count += 1
+            return count
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None
+
+
+def _describe_input(path: str, source, packets: int | None) -> dict:
+    info = source.info
+    stream = getattr(source, "stream", None)
+    return {
+        "path": path,
+        "absolute_path": str(Path(path).resolve()),
+        "width": info.width,
+        "height": info.height,
+        "frame_rate": str(info.frame_rate) if info.frame_rate else None,
+        "time_base": str(info.time_base),
+        "codec": stream.codec_context.name if stream is not None else None,
+        "pix_fmt": info.pix_fmt,
+        "fps": float(info.frame_rate) if info.frame_rate else None,
+        "frames": packets if packets is not None else info.frame_count,
+        "frames_declared": info.frame_count,
+        "frames_counted": packets,
+        "frames_decoded": None,
+        "damage": None,
+    }
+
+
+def _check_path(path: str, role: str) -> None:
+    if path == "-":
+        raise UsageError(f"eval reads two files; {role} cannot be stdin (-)")
+
+
+# ---------------------------------------------------------------------------------------
+# Accumulating per-frame values
+
+
+class _Series:
+    """Per-frame values of several metrics, appended chunk by chunk."""
+
+    def __init__(self):
+        self.values: dict[str, list[torch.Tensor]] = {}
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for name, tensor in values.items():
+            self.values.setdefault(name, []).append(tensor.detach().float().cpu())
+
+    def get(self, name: str) -> torch.Tensor:
+        parts = self.values.get(name)
+        return torch.cat(parts) if parts else torch.zeros(0)
+
+    def summaries(self, names) -> dict:
+        return {name: metrics.summarize_metric(name, self.get(name)) for name in names}
+
+    def lists(self, names) -> dict:
+        return {name: _json_list(self.get(name)) for name in names}
+
+
+def _json_list(values: torch.Tensor) -> list:
+    return [None if math.isnan(value) else value for value in values.tolist()]
+
+
+# ---------------------------------------------------------------------------------------
+# The evaluation
+
+
+def resolve_parser(parser: str) -> str:
+    """``auto`` -> ``bisenet`` when the checkpoint was added, else ``selfie+mesh``."""
+    if parser != "auto":
+        return parser
+    from .models.bisenet import cached_path
+
+    return "bisenet" if cached_path().is_file() else "selfie+mesh"
+
+
+def parser_note(parser: str) -> str:
+    if parser == "bisenet":
+        return ("parse flip measured with BiSeNet (79999_iter.pth), the parser the talking-face "
+                "pipelines use: the head region (classes 1-13, 17, 18 merged as ER-NeRF does)")
+    return ("parse flip measured with MediaPipe selfie segmentation (person > 0.5) inside the "
+            "face oval of the face mesh, because the BiSeNet checkpoint is not added; add it "
+            "with `vdf-stream models add bisenet 79999_iter.pth` to measure with the parser "
+            "the talking-face pipelines use")
+
+
+def evaluate(original: str, protected: str, options: EvalOptions | None = None,
+             progress: Callable[[float], None] | None = None, with_views: bool = False,
+             set_total: Callable[[int], None] | None = None) -> tuple[dict, list[FrameView]]:
+    """Measure fidelity and efficacy of ``protected`` against ``original``.
+
+    Args:
+        original, protected: paths of the two videos, paired frame by frame.
+        options: what to measure (:class:`EvalOptions`).
+        progress: called with the number of frames just evaluated (fractions of a frame
+            while the robustness test runs).
+        with_views: also return a few representative frames for a report.
+        set_total: called once with the number of frames that will be evaluated.
+
+    Returns:
+        ``(result, views)``: the JSON-serialisable result (see ``vdf-stream eval --help``
+        and the module's documentation) and the :class:`FrameView` list (empty unless
+        ``with_views``).
+
+    Raises:
+        InputError: a file is missing or unreadable, the sizes differ, or the frame counts
+            differ (unless ``allow_length_mismatch``).
+        UsageError: bad options.
+    """
+    from .engine import resolve_device
+    from .sources import open_source
+
+    options = options or EvalOptions()
+    options.validate()
+    _check_path(original, "ORIGINAL")
+    _check_path(protected, "PROTECTED")
+    started = time.perf_counter()
+    device = resolve_device(options.device)
+    parser = resolve_parser(options.parser)
+    notes: list[str] = []
+    stage_seconds = {"decode": 0.0, "fidelity": 0.0, "reading": 0.0, "robustness": 0.0,
+                     "views": 0.0}
+
+    with open_source(original) as source_original, open_source(protected) as source_protected:
+        info_o, info_p = source_original.info, source_protected.info
+        if (info_o.width, info_o.height) != (info_p.width, info_p.height):
+            raise InputError(
+                f"the videos have different frame sizes: {original} is "
+                f"{info_o.width}x{info_o.height}, {protected} is {info_p.width}x{info_p.height}; "
+                "eval compares frames pixel by pixel (scale the protected video back first)")
+        packets_o, packets_p = count_video_packets(original), count_video_packets(protected)
+        inputs = {"original": _describe_input(original, source_original, packets_o),
+                  "protected": _describe_input(protected, source_protected, packets_p)}
+        if (packets_o is not None and packets_p is not None and packets_o != packets_p
+                and not options.allow_length_mismatch):
+            raise InputError(
+                f"the videos have different lengths: {original} has {packets_o} frames, "
+                f"{protected} has {packets_p}; frames are paired by index (use "
+                "--allow-length-mismatch to evaluate the first "
+                f"{min(packets_o, packets_p)} frames of each)")
+        expected = min(x for x in (packets_o, packets_p, info_o.frame_count, info_p.frame_count,
+                                   sys.maxsize) if x is not None)
+        planned = len(range(0, expected, options.stride)) if expected != sys.maxsize else None
+        if planned is not None and options.frames is not None:
+            planned = min(planned, options.frames)
+        if set_total is not None and planned is not None:
+            set_total(planned)
+
+        reader = FaceReader(device, parser, options.batch_size)
+        degrader = Degrader(info_o, device) if options.robustness else None
+        chosen = degradations(info_o.width, info_o.height) if options.robustness else []
+        if options.only is not None:
+            unknown = sorted(set(options.only) - {d.name for d in degradations(2, 2)})
+            if unknown:
+                raise UsageError(f"unknown degradation {', '.join(unknown)}; known: "
+                                 f"{', '.join(sorted({d.name for d in degradations(2, 2)}))}")
+            chosen = [d for d in chosen if d.name in options.only]
+
+        main = _Series()
+        robust = [{"efficacy": _Series(), "floor": _Series(), "versus_clean": _Series()}
+                  for _ in chosen]
+        evaluated: list[int] = []
+        found_original: list[bool] = []
+        timestamps = {"compared": 0, "mismatched": 0, "max_difference_seconds": 0.0,
+                      "first_mismatch": None}
+        rate = info_o.frame_rate or info_p.frame_rate
+        tolerance = 0.5 / float(rate) if rate else 0.5e-3
+        steps = 1 + len(chosen)
+
+        def process(chunk: list[dict]) -> None:
+            if not chunk:
+                return
+            clock = time.perf_counter()
+            first = torch.stack([item["original"] for item in chunk])
+            second = torch.stack([item["protected"] for item in chunk])
+            has_previous = torch.tensor([item["previous_original"] is not None for item in chunk])
+            previous_first = previous_second = None
+            if bool(has_previous.any()):
+                previous_first = torch.stack([item["previous_original"]
+                                              if item["previous_original"] is not None
+                                              else item["original"] for item in chunk])
+                previous_second = torch.stack([item["previous_protected"]
+                                               if item["previous_protected"] is not None
+                                               else item["protected"] for item in chunk])
+                previous_first = previous_first.to(device)
+                previous_second = previous_second.to(device)
+            first_device, second_device = first.to(device), second.to(device)
+            main.add(fidelity(first_device, second_device, previous_first, previous_second,
+                              has_previous))
+            stage_seconds["fidelity"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            clean = reader.read(first_device)
+            read_protected = reader.read(second_device, reference=clean)
+            main.add(compare(read_protected, clean))
+            found_original.extend(clean.found.cpu().tolist())
+            evaluated.extend(item["index"] for item in chunk)
+            stage_seconds["reading"] += time.perf_counter() - clock
+            if progress is not None:
+                progress(len(chunk) / steps)
+            for degradation, series in zip(chosen, robust):
+                clock = time.perf_counter()
+                degraded_original = reader.read(degrader(degradation, first), reference=clean)
+                degraded_protected = reader.read(degrader(degradation, second), reference=clean)
+                series["efficacy"].add(compare(degraded_protected, degraded_original))
+                series["floor"].add(compare(degraded_original, clean))
+                series["versus_clean"].add(compare(degraded_protected, clean))
+                stage_seconds["robustness"] += time.perf_counter() - clock
+                if progress is not None:
+                    progress(len(chunk) / steps)
+
+        frames_o = source_original.frames("rgb24")
+        frames_p = source_protected.frames("rgb24")
+        chunk: list[dict] = []
+        previous = (None, None)
+        first_pts = (None, None)
+        index = 0
+        selected = 0
+        ended = None  # which video ended first, when their lengths differ
+        complete = False
+        try:
+            while True:
+                clock = time.perf_counter()
+                item_o = next(frames_o, None)
+                item_p = next(frames_p, None)
+                stage_seconds["decode"] += time.perf_counter() - clock
+                if item_o is None and item_p is None:
+                    complete = True
+                    break
+                if item_o is None or item_p is None:
+                    ended = "original" if item_o is None else "protected"
+                    remaining = frames_p if item_o is None else frames_o
+                    extra = 1 + sum(1 for _ in remaining)
+                    counts = {"original": index + (extra if item_o is not None else 0),
+                              "protected": index + (extra if item_p is not None else 0)}
+                    for role in ("original", "protected"):
+                        inputs[role]["frames_decoded"] = inputs[role]["frames"] = counts[role]
+                    if not options.allow_length_mismatch:
+                        damage = [f"{name}: {source.damage}" for name, source in
+                                  ((original, source_original), (protected, source_protected))
+                                  if source.damage]
+                        raise InputError(
+                            f"the videos have different lengths: {original} has "
+                            f"{counts['original']} frames, {protected} has "
+                            f"{counts['protected']}" + (f" ({'; '.join(damage)})" if damage else "")
+                            + "; use --allow-length-mismatch to evaluate the common frames")
+                    notes.append(f"the videos have different lengths ({counts['original']} and "
+                                 f"{counts['protected']} frames): the first {index} of each "
+                                 "were evaluated")
+                    break
+                if first_pts == (None, None):
+                    first_pts = (item_o.pts, item_p.pts)
+                time_o = (item_o.pts - first_pts[0]) * info_o.time_base
+                time_p = (item_p.pts - first_pts[1]) * info_p.time_base
+                difference = abs(float(time_o - time_p))
+                timestamps["compared"] += 1
+                timestamps["max_difference_seconds"] = max(timestamps["max_difference_seconds"],
+                                                           difference)
+                if difference > tolerance:
+                    timestamps["mismatched"] += 1
+                    if timestamps["first_mismatch"] is None:
+                        timestamps["first_mismatch"] = {"index": index,
+                                                        "original_seconds": float(time_o),
+                                                        "protected_seconds": float(time_p)}
+                pixels_o = torch.from_numpy(item_o.pixels).permute(2, 0, 1)
+                pixels_p = torch.from_numpy(item_p.pixels).permute(2, 0, 1)
+                if index % options.stride == 0 and (options.frames is None
+                                                     or selected < options.frames):
+                    chunk.append({"index": index, "original": pixels_o, "protected": pixels_p,
+                                  "previous_original": previous[0],
+                                  "previous_protected": previous[1]})
+                    selected += 1
+                    if len(chunk) >= options.chunk_frames:
+                        process(chunk)
+                        chunk = []
+                previous = (pixels_o, pixels_p)
+                index += 1
+                if options.frames is not None and selected >= options.frames:
+                    break  # nothing more will be selected: the packet counts stand for the rest
+            process(chunk)
+        finally:
+            if degrader is not None:
+                degrader.close()
+        if complete:
+            for role in ("original", "protected"):
+                inputs[role]["frames_decoded"] = inputs[role]["frames"] = index
+        for role, source in (("original", source_original), ("protected", source_protected)):
+            if source.damage:
+                inputs[role]["damage"] = source.damage
+                notes.append(f"{inputs[role]['path']}: {source.damage}")
+        for role, source in (("original", source_original), ("protected", source_protected)):
+            declared = inputs[role]["frames_declared"]
+            decoded = inputs[role]["frames_decoded"]
+            if complete and declared and decoded is not None and declared != decoded:
+                notes.append(f"{inputs[role]['path']} declares {declared} frames and "
+                             f"{decoded} were decoded")
+
+    if index == 0:
+        raise InputError(f"no frame could be decoded from {original} and {protected}")
+    if timestamps["mismatched"]:
+        first_bad = timestamps["first_mismatch"]
+        notes.append(
+            f"timestamps differ in {timestamps['mismatched']} of {timestamps['compared']} "
+            f"frame pairs (first at frame {first_bad['index']}: "
+            f"{first_bad['original_seconds']:.3f} s against "
+            f"{first_bad['protected_seconds']:.3f} s); frames were paired by index")
+    faces = sum(found_original)
+    if evaluated and faces == 0:
+        notes.append(f"no face was found in any of the {len(evaluated)} evaluated frames of "
+                     f"{original}: efficacy is undefined (None)")
+    elif faces < len(evaluated):
+        notes.append(f"{len(evaluated) - faces} of {len(evaluated)} evaluated frames of "
+                     f"{original} show no face: they are left out of the efficacy figures")
+
+    fidelity_names = metrics.FIDELITY_METRICS
+    efficacy_names = metrics.EFFICACY_METRICS
+    views: list[FrameView] = []
+    if with_views and evaluated:
+        clock = time.perf_counter()
+        views = collect_views(original, protected, evaluated, main, reader)
+        stage_seconds["views"] = time.perf_counter() - clock
+    seconds = time.perf_counter() - started
+    config = asdict(options)
+    config.update(device=str(device), parser=parser, chunk_frames=options.chunk_frames,
+                  ssim=f"luma (BT.601), Gaussian window {metrics.SSIM_WINDOW}, sigma "
+                       f"{metrics.SSIM_SIGMA}, valid region",
+                  thresholds={name: {"values": list(info.thresholds),
+                                     "direction": "below" if info.below else "above",
+                                     "unit": info.unit}
+                              for name, info in metrics.METRICS.items()},
+                  degradations=[asdict(d) for d in chosen],
+                  references=REFERENCES)
+    result = {
+        "schema": 1,
+        "config": config,
+        "versions": library_versions(),
+        "machine": machine_description(),
+        "inputs": {**inputs, "timestamps": timestamps},
+        "frames": evaluated,
+        "parser": parser,
+        "parser_note": parser_note(parser),
+        "metrics": {name: {"unit": info.unit, "description": info.description}
+                    for name, info in metrics.METRICS.items()},
+        "fidelity": main.summaries(fidelity_names),
+        "efficacy": main.summaries(efficacy_names),
+        "per_frame": {**main.lists(fidelity_names), **main.lists(efficacy_names)},
+        "robustness": [
+            {"degradation": degradation.name, "label": degradation.label,
+             "params": dict(degradation.params),
+             "efficacy": series["efficacy"].summaries(efficacy_names),
+             "floor": series["floor"].summaries(efficacy_names),
+             "versus_clean": series["versus_clean"].summaries(efficacy_names)}
+            for degradation, series in zip(chosen, robust)],
+        "notes": notes,
+        "timing": {"seconds": seconds,
+                   "seconds_per_frame": seconds / len(evaluated) if evaluated else None,
+                   "frames_evaluated": len(evaluated),
+                   "frames_decoded": index,
+                   "stages": stage_seconds},
+    }
+    return result, views
+
+
+def choose_view_indices(evaluated: list[int], nme: torch.Tensor) -> list[tuple[str, int]]:
+    """``[(why, index)]``: the frames of lowest, median and highest landmark NME (the first,
+    middle and last evaluated frames when no NME is defined), without repeats."""
+    values = nme.numpy()
+    finite = [position for position, value in enumerate(values) if not math.isnan(value)]
+    if finite:
+        order = sorted(finite, key=lambda position: values[position])
+        picks = [("lowest NME", order[0]), ("median NME", order[(len(order) - 1) // 2]),
+                 ("highest NME", order[-1])]
+    else:
+        count = len(evaluated)
+        picks = [("first", 0), ("middle", (count - 1) // 2), ("last", count - 1)]
+    seen, chosen = set(), []
+    for why, position in picks:
+        if position not in seen:
+            seen.add(position)
+            chosen.append((why, position))
+    return chosen
+
+
+def collect_views(original: str, protected: str, evaluated: list[int], main: _Series,
+                  reader: FaceReader) -> list[FrameView]:
+    """Decode the representative frames again and read them for a report."""
+    from .sources import open_source
+
+    picks = choose_view_indices(evaluated, main.get("landmark_nme"))
+    wanted = {evaluated[position]: position for _, position in picks}
+    pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    last = max(wanted)
+    with open_source(original) as source_o, open_source(protected) as source_p:
+        for item_o, item_p in zip(source_o.frames("rgb24"), source_p.frames("rgb24")):
+            if item_o.index in wanted:
+                pixels[item_o.index] = (item_o.pixels.copy(), item_p.pixels.copy())
+            if item_o.index >= last:
+                break
+    names = list(metrics.FIDELITY_METRICS) + list(metrics.EFFICACY_METRICS)
+    views = []
+    for why, position in picks:
+        index = evaluated[position]
+        if index not in pixels:
+            continue
+        image_o, image_p = pixels[index]
+        batch_o = torch.from_numpy(image_o).permute(2, 0, 1).unsqueeze(0)
+        batch_p = torch.from_numpy(image_p).permute(2, 0, 1).unsqueeze(0)
+        clean = reader.read(batch_o)
+        read_p = reader.read(batch_p, reference=clean)
+        values = {name: float(main.get(name)[position]) for name in names}
+        views.append(FrameView(index, image_o, image_p, clean.view(0), read_p.view(0), values,
+                               why))
+    return views
+
+
+def write_json(result: dict, path: str | os.PathLike) -> Path:
+    """Write ``result`` as indented JSON (``NaN`` never appears; an infinite PSNR is written
+    as ``Infinity``, which Python's json reads back)."""
+    import json
+
+    from .errors import OutputError
+
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as error:
+        raise OutputError(f"cannot write {target}: {error.strerror or error}") from None
+    return target
+
+
+# ---------------------------------------------------------------------------------------
+# Text summary
+
+
+def _number(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:.1f}"
+    if magnitude >= 10:
+        return f"{value:.2f}"
+    return f"{value:.{digits}f}"
+
+
+def _share_text(summary: dict) -> str:
+    parts = []
+    for key, value in summary.items():
+        if key.startswith("share_"):
+            _, direction, threshold = key.split("_", 2)
+            sign = "<" if direction == "below" else ">"
+            parts.append(f"{sign}{threshold}: " + ("-" if value is None else f"{100 * value:.0f}%"))
+    return "  ".join(parts)
+
+
+def format_table(result: dict) -> str:
+    """A plain-text summary of an evaluation, for a terminal."""
+    inputs = result["inputs"]
+    original, protected = inputs["original"], inputs["protected"]
+    frames = result["frames"]
+    timing = result["timing"]
+    lines = []
+    rate = original["fps"]
+    count = original["frames"]
+    lines.append(f"original   {original['path']} ({original['width']}x{original['height']}, "
+                 f"{count} frames" + (f", {rate:.3g} fps)" if rate else ")"))
+    lines.append(f"protected  {protected['path']}")
+    if frames:
+        shown = ", ".join(map(str, frames[:4])) + (f", ... {frames[-1]}" if len(frames) > 4 else "")
+        lines.append(f"evaluated  {len(frames)} frames ({shown}) on {result['config']['device']} "
+                     f"in {timing['seconds']:.1f} s ({timing['seconds_per_frame']:.2f} s per frame)")
+    lines.append(f"parser     {result['parser']}: {result['parser_note']}")
+    header = f"{'':30}{'median':>10}{'mean':>10}{'min':>10}{'max':>10}   frames beyond"
+    for title, group in (("fidelity", result["fidelity"]),
+                         ("efficacy (protected against original)", result["efficacy"])):
+        lines.append("")
+        lines.append(title)
+        lines.append(header)
+        for name, summary in group.items():
+            unit = result["metrics"][name]["unit"]
+            label = f"  {name}" + (f" ({unit})" if unit in ("dB", "levels", "degrees") else "")
+            lines.append(f"{label:<30}{_number(summary['median']):>10}{_number(summary['mean']):>10}"
+                         f"{_number(summary['min']):>10}{_number(summary['max']):>10}   "
+                         f"{_share_text(summary)}")
+    if result["robustness"]:
+        lines.append("")
+        lines.append("robustness: efficacy after each degradation [its floor: the degraded "
+                     "original against the original]")
+        columns = (("landmark_nme", "median", "NME median"), ("pose_error", "median",
+                                                             "pose median"),
+                   ("parse_flip", "median", "parse flip median"),
+                   ("detection_loss", "mean", "detection loss"))
+        lines.append(f"{'':26}" + "".join(f"{title:>22}" for _, _, title in columns))
+        for entry in result["robustness"]:
+            cells = []
+            for name, statistic, _ in columns:
+                value = entry["efficacy"][name][statistic]
+                floor = entry["floor"][name][statistic]
+                cells.append(f"{_number(value)} [{_number(floor)}]")
+            lines.append(f"  {entry['label']:<24}" + "".join(f"{cell:>22}" for cell in cells))
+    if result["notes"]:
+        lines.append("")
+        lines.append("notes")
+        lines.extend(f"  - {note}" for note in result["notes"])
+    return "\n".join(lines)
