@@ -747,8 +747,8 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
     device = resolve_device(options.device)
     parser = resolve_parser(options.parser)
     notes: list[str] = []
-    stage_seconds = {"decode": 0.0, "fidelity": 0.0, "reading": 0.0, "robustness": 0.0,
-                     "views": 0.0}
+    stage_seconds = {"setup": 0.0, "decode": 0.0, "fidelity": 0.0, "reading": 0.0,
+                     "robustness": 0.0, "views": 0.0}
 
     with open_source(original) as source_original, open_source(protected) as source_protected:
         info_o, info_p = source_original.info, source_protected.info
@@ -775,7 +775,9 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
         if set_total is not None and planned is not None:
             set_total(planned)
 
+        clock = time.perf_counter()
         reader = FaceReader(device, parser, options.batch_size)
+        stage_seconds["setup"] = time.perf_counter() - clock
         degrader = Degrader(info_o, device) if options.robustness else None
         chosen = degradations(info_o.width, info_o.height) if options.robustness else []
         if options.only is not None:
