@@ -245,15 +245,19 @@ def test_show_draws_the_models_over_a_video_frame(clip, model_folder, tmp_path):
 
 @pytest.mark.slow
 def test_show_on_a_picture_writes_the_default_name(clip, model_folder, tmp_path):
-    picture = tmp_path / "still.png"
-    Image.fromarray(decode_frame(clip("single_face.mp4"), 0)).save(picture)
-    code, stdout, stderr = run_models("show", picture, "-q")
+    # A phone-style JPEG: stored sideways, with the EXIF orientation that turns it upright.
+    picture = tmp_path / "still.jpg"
+    sideways = Image.fromarray(decode_frame(clip("single_face.mp4"), 0)).rotate(90, expand=True)
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    sideways.save(picture, exif=exif, quality=95)
+    code, stdout, stderr = run_models("show", picture)
     assert code == 0, stderr
-    assert stderr == []
+    assert len(stderr) == 1 and "1 face(s)" in stderr[0], stderr  # found upright
     with Image.open(tmp_path / "still_models.png") as drawn:
         assert drawn.size == (640, 360)
 
-    code, stdout, stderr = run_models("show", picture)  # exists now: -y is needed
+    code, stdout, stderr = run_models("show", picture, "-q")  # exists now: -y is needed
     assert code == 4 and "use -y" in assert_one_error_line(stderr)
     code, stdout, stderr = run_models("show", picture, "--frame", "2", "-y")
     assert code == 2 and "still picture" in assert_one_error_line(stderr)

@@ -365,7 +365,7 @@ def read_picture(path: str, frame_index: int = 0):
         UsageError: ``frame_index`` given for a still picture.
     """
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     file = Path(path)
     if not file.exists():
@@ -375,7 +375,8 @@ def read_picture(path: str, frame_index: int = 0):
     if file.suffix.lower() in IMAGE_SUFFIXES:
         try:
             with Image.open(file) as picture:
-                rgb = np.asarray(picture.convert("RGB"))
+                # upright as viewers show it (phone pictures carry an EXIF orientation)
+                rgb = np.asarray(ImageOps.exif_transpose(picture).convert("RGB"))
         except (UnidentifiedImageError, OSError) as error:
             raise InputError(f"{path}: not a readable picture ({error})") from None
         if frame_index:
