@@ -67,9 +67,11 @@ def decode(path, count):
 def test_clip_against_itself_gives_zero_efficacy(single_face, tmp_path):
     """Through the command line: the table on stdout, the JSON where asked."""
     target = tmp_path / "self.json"
+    report = tmp_path / "report"
     done = run_cli("eval", single_face, single_face, "--frames", 8, "--stride", 9,
-                   "--json", target)
+                   "--json", target, "--report", report, "-q")
     assert done.returncode == 0, done.stderr.decode()
+    assert (report / "index.html").is_file() and (report / "eval.json").is_file()
     table = done.stdout.decode()
     assert "landmark_nme" in table and "psnr (dB)" in table and "inf" in table
     result = json.loads(target.read_text())
@@ -192,6 +194,24 @@ def test_lost_face_counts_and_is_still_measured(single_face, reader):
     nothing = compare(lost, reader.read(blank))
     assert torch.isnan(nothing["landmark_nme"]).all() and torch.isnan(
         nothing["detection_loss"]).all()
+
+
+def test_bisenet_parser_branch(single_face, monkeypatch):
+    """With parser "bisenet" the face mask is BiSeNet's head region (random weights here:
+    the checkpoint is not on any registry), and a frame against itself flips nothing."""
+    from vdf_stream.models import bisenet
+
+    def random_bisenet(device="cpu", dtype=torch.float32, path=None):
+        torch.manual_seed(0)
+        return bisenet.BiSeNet().to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+    monkeypatch.setattr(bisenet, "load_bisenet", random_bisenet)
+    reader = FaceReader(torch.device("cpu"), "bisenet")
+    frames = decode(single_face, 1)
+    clean = reader.read(frames)
+    assert clean.face_mask.shape == (1, 360, 640) and clean.face_mask.dtype == torch.bool
+    flip = compare(reader.read(frames, reference=clean), clean)["parse_flip"]
+    assert flip.item() == 0 or math.isnan(flip.item())
 
 
 def test_face_oval_mask(single_face, reader):

@@ -175,9 +175,9 @@ def _add_eval_parser(commands) -> None:
     evaluate.add_argument("--report", metavar="DIR",
                           help="write an HTML report (index.html) and eval.json into DIR")
     evaluate.add_argument("--json", dest="json_path", metavar="PATH",
-                          help="where to write the JSON result, - for stdout (default: "
-                               "PROTECTED with the extension .eval.json, or DIR/eval.json "
-                               "with --report)")
+                          help="where to write the JSON result, - for stdout instead of "
+                               "the table (default: PROTECTED with the extension .eval.json; "
+                               "with --report it is also written to DIR/eval.json)")
     evaluate.add_argument("--device", default="auto", metavar="DEVICE",
                           help="where the face pipeline runs: auto (a CUDA GPU when present), "
                                "cpu, cuda (default: auto)")
@@ -231,18 +231,19 @@ def run_eval(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if args.json_path:
-        json_path = args.json_path
-    elif args.report:
-        json_path = str(Path(args.report) / "eval.json")
-    else:
-        json_path = default_eval_json(args.protected)
-    if json_path == "-":
-        import json
+    json_paths = [args.json_path] if args.json_path else []
+    if args.report:
+        json_paths.append(str(Path(args.report) / "eval.json"))
+    if not json_paths:
+        json_paths.append(default_eval_json(args.protected))
+    for json_path in json_paths:
+        if json_path == "-":
+            import json
 
-        print(json.dumps(result, indent=2))
-    else:
-        write_json(result, json_path)
+            print(json.dumps(result, indent=2))
+        else:
+            write_json(result, json_path)
+    written = [path for path in json_paths if path != "-"]
     if args.report:
         from .errors import OutputError
 
@@ -251,10 +252,11 @@ def run_eval(args) -> int:
         except OSError as error:
             raise OutputError(f"cannot write the report into {args.report}: "
                               f"{error.strerror or error}") from None
-    if json_path != "-":
+    if "-" not in json_paths:
         print(format_table(result))
-        if show:
-            print(f"wrote {json_path}" + (f" and {page}" if args.report else ""), file=sys.stderr)
+    if show and (written or args.report):
+        print("wrote " + " and ".join(written + ([str(page)] if args.report else [])),
+              file=sys.stderr)
     return EXIT_OK
 
 
