@@ -336,7 +336,9 @@ class Engine:
             interrupted = True
         finally:
             self.graph.close()
-            close_error = self._close_sink()
+            closing = time.perf_counter()
+            close_error = self._close_sink()  # flushes the encoder's delayed frames
+            self.stats.stage_seconds.encode += time.perf_counter() - closing
         self.stats.seconds = time.perf_counter() - started
         self.stats.decode_errors = self.source.decode_errors
         self.stats.damage = self.source.damage

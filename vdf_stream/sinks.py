@@ -217,6 +217,9 @@ class FileSink(Sink):
                                              "veryslow": "p7"}.get(options.preset,
                                                                    options.preset)
         context.options = encoder_options
+        # frame threads, as the ffmpeg command line uses (PyAV's default is slice threads,
+        # which make larger files at the same quality)
+        context.thread_type = "AUTO"
         if options.threads:
             context.thread_count = options.threads
         if info.rotation and hasattr(stream, "set_display_rotation"):
