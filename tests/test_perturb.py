@@ -1,0 +1,146 @@
+"""The perturbation kernel: bound after quantisation, purity, batching, determinism,
+gradients through the straight-through rounding, CPU vs CUDA and torch vs CuPy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vdf_stream.models.alignment import RegionOfInterest
+from vdf_stream.perturb import Perturbation, make_params, perturb, quantize_within
+
+TOLERANCE = 1e-5  # float error of the bound, in [0, 1] units (0.003 of a level)
+
+
+def _case(seed: int = 0, batch: int = 3, height: int = 72, width: int = 128, grid: bool = False):
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.rand(batch, 3, height, width, generator=generator)
+    if grid:
+        frames = torch.round(frames * 255) / 255
+    centre = torch.tensor([[width / 2, height / 2]]).repeat(batch, 1)
+    centre += torch.randn(batch, 2, generator=generator) * 5
+    size = torch.full((batch,), height * 0.7) + torch.rand(batch, generator=generator) * 10
+    regions = RegionOfInterest(centre, size, torch.randn(batch, generator=generator) * 0.3)
+    params = make_params(batch, height, width, crop_size=64, init_scale=0.1, generator=generator)
+    for tensor in (params.face_amplitude, params.face_phase, params.frame_amplitude,
+                   params.frame_phase):
+        tensor.normal_(0, 0.5, generator=generator)
+    return frames, params, regions
+
+
+@pytest.mark.parametrize("eps", [1 / 255, 4 / 255, 8 / 255, 12.5 / 255])
+@pytest.mark.parametrize("grid", [False, True])
+def test_bound_holds_after_quantisation(eps, grid):
+    frames, params, regions = _case(grid=grid)
+    params = params.map(lambda t: t * 20)  # saturate: every pixel pushed to the bound
+    protected = perturb(frames, params, regions, eps)
+    assert (protected - frames).abs().max() <= eps + TOLERANCE
+    levels = protected * 255
+    assert torch.allclose(levels, torch.round(levels), atol=1e-4)
+    assert protected.min() >= 0 and protected.max() <= 1
+    # with this much drive the budget is actually used, not avoided
+    assert (protected - frames).abs().max() >= eps - 1 / 255
+
+
+def test_input_not_modified_and_dtype_device_kept():
+    frames, params, regions = _case()
+    before = [frames.clone()] + [t.clone() for t in params.tensors()]
+    protected = perturb(frames, params, regions, 8 / 255)
+    assert torch.equal(frames, before[0])
+    for tensor, copy in zip(params.tensors(), before[1:]):
+        assert torch.equal(tensor, copy)
+    assert protected.dtype == frames.dtype and protected.device == frames.device
+    assert protected.shape == frames.shape and protected.data_ptr() != frames.data_ptr()
+
+
+def test_zero_parameters_only_quantise():
+    frames, _, regions = _case(grid=True)
+    params = make_params(3, 72, 128, crop_size=64)
+    assert torch.equal(perturb(frames, params, regions, 8 / 255), frames)
+
+
+def test_batched_equals_unbatched_and_empty_batch():
+    frames, params, regions = _case()
+    together = perturb(frames, params, regions, 8 / 255)
+    for index in range(frames.shape[0]):
+        alone = perturb(frames[index:index + 1], params.select(index), regions[index], 8 / 255)
+        assert torch.allclose(alone, together[index:index + 1], atol=1 / 255 + 1e-6)
+        assert (alone - together[index:index + 1]).abs().gt(1e-6).float().mean() < 1e-3
+    empty = perturb(frames[:0], params.select(0), None, 8 / 255)
+    assert empty.shape == (0, 3, 72, 128)
+
+
+def test_shared_parameters_broadcast():
+    frames, params, regions = _case()
+    shared = params.select(1)
+    assert torch.equal(perturb(frames, shared, regions, 8 / 255)[1:2],
+                       perturb(frames[1:2], shared, regions[1], 8 / 255))
+
+
+def test_deterministic_for_a_seed():
+    first = perturb(*_case(seed=5)[:1], _case(seed=5)[1], _case(seed=5)[2], 8 / 255)
+    second = perturb(*_case(seed=5)[:1], _case(seed=5)[1], _case(seed=5)[2], 8 / 255)
+    other = perturb(*_case(seed=6)[:1], _case(seed=6)[1], _case(seed=6)[2], 8 / 255)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_gradient_reaches_every_parameter_through_rounding():
+    frames, params, regions = _case()
+    params = params.map(lambda t: t * 0.1).requires_grad_()
+    protected = perturb(frames, params, regions, 8 / 255)
+    target = torch.rand(protected.shape, generator=torch.Generator().manual_seed(1))
+    (protected - target).square().mean().backward()
+    for tensor in params.tensors():
+        assert tensor.grad is not None and torch.isfinite(tensor.grad).all()
+        assert tensor.grad.abs().sum() > 0
+
+
+def test_straight_through_rounding_is_identity_backward():
+    values = torch.rand(4, 3, 5, 5, requires_grad=True)
+    reference = torch.rand(4, 3, 5, 5)
+    quantize_within(values, reference, 8 / 255).sum().backward()
+    assert torch.equal(values.grad, torch.ones_like(values))
+
+
+def test_no_face_means_frame_term_only():
+    frames, params, regions = _case()
+    without = perturb(frames, params, None, 8 / 255)
+    absent = perturb(frames, params, regions, 8 / 255, face_present=torch.zeros(3, dtype=torch.bool))
+    assert torch.allclose(without, absent, atol=1 / 255 + 1e-6)
+
+
+def test_module_equals_function():
+    frames, params, regions = _case()
+    module = Perturbation(eps=6 / 255, crop_size=64)
+    module.params = params
+    assert torch.equal(module(frames, regions), perturb(frames, params, regions, 6 / 255))
+
+
+def test_bad_input_names_what_came():
+    frames, params, regions = _case()
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        perturb(frames[0], params, regions, 8 / 255)
+    with pytest.raises(ValueError, match="eps"):
+        perturb(frames, params, regions, 0.1 / 255)
+    with pytest.raises(ValueError, match="face regions"):
+        perturb(frames, params, regions[0], 8 / 255)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    frames, params, regions = _case()
+    cpu = perturb(frames, params, regions, 8 / 255)
+    cuda = perturb(frames.cuda(), params.to("cuda"), regions.to("cuda"), 8 / 255)
+    assert (cuda.cpu() - cpu).abs().max() <= 1 / 255 + 1e-6
+
+
+@pytest.mark.cuda
+def test_cupy_kernel_matches_torch():
+    pytest.importorskip("cupy")
+    frames, params, regions = _case()
+    frames, params, regions = frames.cuda(), params.to("cuda"), regions.to("cuda")
+    reference = perturb(frames, params, regions, 8 / 255, backend="torch")
+    fused = perturb(frames, params, regions, 8 / 255, backend="cupy")
+    assert (fused - reference).abs().max() <= 1 / 255 + 1e-6
+    assert (fused - frames).abs().max() <= 8 / 255 + TOLERANCE

@@ -1,0 +1,337 @@
+"""The VDF perturbation: dual-domain (FFT amplitude and phase, plus a spatial term), face
+aligned, content-aware attention, ``eps * tanh`` bound, straight-through 8-bit quantisation.
+
+Two calls, as in torchvision's ``make_params`` / ``transform``:
+
+* :func:`make_params` builds the parameters (zeros plus an optional small seeded start);
+  the optimiser (:mod:`vdf_stream.objective`) changes them on keyframes only;
+* :func:`perturb` applies parameters to frames: pure, batched, differentiable with respect
+  to the parameters, never editing its input. It runs on every frame.
+
+What :func:`perturb` computes for frames ``x`` ``(B, 3, H, W)`` in ``[0, 1]``:
+
+1. **face term** (follows the head): the frame is cut to an ``S x S`` face-aligned crop
+   (:func:`vdf_stream.models.alignment.crop`, the region the face mesh reads, so the
+   parameters live in the face's own frame and move, turn and scale with it). The crop's
+   own spectrum is modulated per colour channel, ``C' = C * exp(A + i P)`` (``A`` log
+   amplitude gain, ``P`` phase shift, both ``(3, S, S/2 + 1)``), and a spatial term ``D``
+   is added: ``face = (irfft2(C') - crop + D) * taper``. The taper (a raised cosine over
+   the outer 15% of the crop) fades it out at the region's border. It is warped back into
+   the frame (:func:`~vdf_stream.models.alignment.uncrop`).
+2. **frame term** (covers the rest of the image, for the person segmenter and the
+   detector, which read the whole frame): the same spectrum modulation on the frame
+   downscaled ``frame_scale`` times (``A_f``, ``P_f``), the change upsampled back.
+3. **attention** ``M`` in ``[0, 1]``, from the content only (no parameters):
+   ``M = (region_floor + (1 - region_floor) * face) * (texture_floor + (1 - texture_floor)
+   * texture)`` where ``face`` is the tapered face region (where the face pipeline looks)
+   and ``texture = min(1, local luma std (5x5) / texture_reference)`` (where texture
+   hides a change: flat skin and sky get less, hair, edges and fabric more).
+4. **bound**: ``y = clamp(x + eps * M * tanh((face + frame) / eps), 0, 1)``, so
+   ``|y - x| <= eps`` before quantisation.
+5. **quantisation** (``quantize=True``): ``y`` is rounded to the 8-bit grid and clamped to
+   the grid points inside ``[x - eps, x + eps]`` (so the bound holds after rounding too,
+   for any ``x``, as long as ``eps >= 1/255``); the backward pass treats the rounding as
+   the identity (straight-through estimator).
+
+With all parameters zero the output is the input rounded to 8 bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import alignment
+from .models.alignment import RegionOfInterest
+
+LEVELS = 255.0
+CROP_SIZE = 192  # the face mesh's own input size: the face term lives on its grid
+FRAME_SCALE = 4  # the frame term's spectrum is taken on the frame downscaled this much
+TAPER = 0.15  # share of the crop side over which the face term fades out
+TEXTURE_WINDOW = 5
+# Tolerance, in 8-bit levels, of the bound check when placing on the grid (float error).
+_GRID_TOLERANCE = 1e-3
+
+
+@dataclass
+class PerturbParams:
+    """Parameters of the perturbation for ``B`` frames (or 1, broadcast to every frame).
+
+    Attributes:
+        face_amplitude: ``(B, 3, S, S // 2 + 1)`` log-amplitude gain of the face crop's
+            spectrum (0 = unchanged).
+        face_phase: ``(B, 3, S, S // 2 + 1)`` phase shift in radians.
+        face_spatial: ``(B, 3, S, S)`` additive change in the face crop, in [0, 1] units.
+        frame_amplitude, frame_phase: ``(B, 3, h, w // 2 + 1)`` the same for the frame
+            downscaled to ``h x w``.
+    """
+
+    face_amplitude: torch.Tensor
+    face_phase: torch.Tensor
+    face_spatial: torch.Tensor
+    frame_amplitude: torch.Tensor
+    frame_phase: torch.Tensor
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def map(self, function) -> PerturbParams:
+        return PerturbParams(*[function(t) for t in self.tensors()])
+
+    def detach(self) -> PerturbParams:
+        return self.map(lambda t: t.detach().clone())
+
+    def requires_grad_(self, flag: bool = True) -> PerturbParams:
+        for tensor in self.tensors():
+            tensor.requires_grad_(flag)
+        return self
+
+    def to(self, device=None, dtype=None) -> PerturbParams:
+        return self.map(lambda t: t.to(device=device, dtype=dtype))
+
+    def __len__(self) -> int:
+        return self.face_amplitude.shape[0]
+
+    def select(self, index: int) -> PerturbParams:
+        return self.map(lambda t: t[index:index + 1])
+
+    @staticmethod
+    def cat(items: list[PerturbParams]) -> PerturbParams:
+        names = [f.name for f in fields(PerturbParams)]
+        return PerturbParams(*[torch.cat([getattr(p, n) for p in items]) for n in names])
+
+    def scaled(self, factor: float) -> PerturbParams:
+        """The parameters times ``factor`` (VDF's similarity-scaled warm start)."""
+        return self.map(lambda t: t * factor)
+
+
+def frame_grid(height: int, width: int, frame_scale: int = FRAME_SCALE) -> tuple[int, int]:
+    """Size ``(h, w)`` of the downscaled frame the frame term modulates."""
+    return max(8, round(height / frame_scale)), max(8, round(width / frame_scale))
+
+
+def make_params(batch: int, height: int, width: int, crop_size: int = CROP_SIZE,
+                frame_scale: int = FRAME_SCALE, init_scale: float = 0.0,
+                generator: torch.Generator | None = None, device=None,
+                dtype=torch.float32) -> PerturbParams:
+    """New parameters for ``batch`` frames of ``height x width``.
+
+    Args:
+        init_scale: standard deviation of a random start of the spatial term (0: zeros,
+            which leave the frames unchanged). Drawn on the CPU from ``generator`` then
+            moved, so a seed gives the same start on every device.
+    """
+    h, w = frame_grid(height, width, frame_scale)
+    shapes = [(batch, 3, crop_size, crop_size // 2 + 1), (batch, 3, crop_size, crop_size // 2 + 1),
+              (batch, 3, crop_size, crop_size), (batch, 3, h, w // 2 + 1), (batch, 3, h, w // 2 + 1)]
+    tensors = [torch.zeros(shape, dtype=dtype) for shape in shapes]
+    if init_scale > 0:
+        tensors[2] = torch.randn(shapes[2], generator=generator, dtype=dtype) * init_scale
+    return PerturbParams(*[t.to(device) for t in tensors])
+
+
+def _check(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
+           eps: float) -> None:
+    if not isinstance(frames, torch.Tensor) or frames.dim() != 4 or frames.shape[1] != 3 \
+            or not frames.is_floating_point():
+        got = (f"{frames.dtype} {tuple(frames.shape)}" if isinstance(frames, torch.Tensor)
+               else type(frames).__name__)
+        raise ValueError(f"frames must be float RGB (B, 3, H, W) in [0, 1], got {got}")
+    batch = frames.shape[0]
+    if len(params) not in (1, batch):
+        raise ValueError(f"parameters for {len(params)} frames, expected 1 or {batch}")
+    if params.frame_amplitude.shape[-2:] != params.frame_phase.shape[-2:]:
+        raise ValueError("frame_amplitude and frame_phase shapes differ")
+    if regions is not None and len(regions) != batch:
+        raise ValueError(f"{len(regions)} face regions for {batch} frames")
+    if not (math.isfinite(eps) and eps >= 1 / LEVELS - 1e-9 and eps <= 1):
+        raise ValueError(f"eps must be in [1/255, 1] (the bound must hold on the 8-bit grid), "
+                         f"got {eps}")
+    device = frames.device
+    for tensor in params.tensors():
+        if tensor.device != device:
+            raise ValueError(f"parameters are on {tensor.device}, frames on {device}")
+
+
+def modulate(images: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """``irfft2(rfft2(images) * exp(amplitude + i phase)) - images``: the change a spectrum
+    modulation makes. ``images (B, C, H, W)``; ``amplitude``, ``phase`` ``(B|1, C, H, W//2+1)``."""
+    size = images.shape[-2:]
+    spectrum = torch.fft.rfft2(images.float())
+    gain = torch.polar(torch.exp(amplitude.float()), phase.float())
+    return torch.fft.irfft2(spectrum * gain, s=size) - images.float()
+
+
+def taper_window(size: int, share: float = TAPER, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(size, size)`` raised-cosine window: 1 inside, falling to 0 over ``share`` of the side."""
+    position = (torch.arange(size, device=device, dtype=dtype) + 0.5) / size
+    edge = torch.minimum(position, 1 - position) / share
+    ramp = 0.5 - 0.5 * torch.cos(math.pi * edge.clamp(0, 1))
+    return ramp[:, None] * ramp[None, :]
+
+
+def texture_map(frames: torch.Tensor, reference: float, window: int = TEXTURE_WINDOW) -> torch.Tensor:
+    """``(B, 1, H, W)`` in [0, 1]: local standard deviation of luma over reference."""
+    weights = frames.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    luma = (frames * weights).sum(dim=1, keepdim=True)
+    pad = window // 2
+    mean = F.avg_pool2d(luma, window, stride=1, padding=pad, count_include_pad=False)
+    square = F.avg_pool2d(luma * luma, window, stride=1, padding=pad, count_include_pad=False)
+    deviation = (square - mean * mean).clamp_min(0).sqrt()
+    return (deviation / reference).clamp(0, 1)
+
+
+def _crop_each(frames: torch.Tensor, regions: RegionOfInterest, size: int) -> torch.Tensor:
+    # One frame at a time: alignment.crop picks its anti-alias factor from the smallest
+    # region of the batch, which would make a frame's crop depend on its batch mates.
+    return torch.cat([alignment.crop(frames[i:i + 1], regions[i], size)
+                      for i in range(frames.shape[0])])
+
+
+def attention(frames: torch.Tensor, face_region: torch.Tensor, region_floor: float,
+              texture_floor: float, texture_reference: float) -> torch.Tensor:
+    """``(B, 1, H, W)`` in [0, 1]: where the perturbation may spend its budget."""
+    texture = texture_map(frames, texture_reference)
+    where = region_floor + (1 - region_floor) * face_region
+    return (where * (texture_floor + (1 - texture_floor) * texture)).clamp(0, 1)
+
+
+def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
+               face_present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unbounded change ``(B, 3, H, W)`` and the tapered face region ``(B, 1, H, W)``."""
+    batch, _, height, width = frames.shape
+
+    def expand(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.expand(batch, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor
+
+    h, w = params.frame_amplitude.shape[-2], (params.frame_amplitude.shape[-1] - 1) * 2
+    small = F.interpolate(frames, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    frame_change = modulate(small, expand(params.frame_amplitude), expand(params.frame_phase))
+    change = F.interpolate(frame_change, size=(height, width), mode="bilinear", align_corners=False)
+    face_region = frames.new_zeros(batch, 1, height, width)
+    if regions is not None and batch:
+        size = params.face_amplitude.shape[-2]
+        crops = _crop_each(frames, regions, size)
+        window = taper_window(size, device=frames.device, dtype=change.dtype)
+        face = (modulate(crops, expand(params.face_amplitude), expand(params.face_phase))
+                + expand(params.face_spatial)) * window
+        stacked = torch.cat([face, window.expand(batch, 1, size, size)], dim=1)
+        warped, inside = alignment.uncrop(stacked, regions, (height, width))
+        warped = warped * inside
+        if face_present is not None:
+            warped = warped * face_present.to(warped.dtype).view(-1, 1, 1, 1)
+        change = change + warped[:, :3]
+        face_region = warped[:, 3:]
+    return change, face_region
+
+
+def quantize_within(protected: torch.Tensor, frames: torch.Tensor, eps: float) -> torch.Tensor:
+    """Round ``protected`` to the 8-bit grid inside ``[frames - eps, frames + eps] & [0, 1]``;
+    straight-through (the backward pass is the identity)."""
+    levels = torch.round(protected * LEVELS)
+    low = torch.ceil((frames - eps) * LEVELS - _GRID_TOLERANCE).clamp_min(0)
+    high = torch.floor((frames + eps) * LEVELS + _GRID_TOLERANCE).clamp_max(LEVELS)
+    levels = torch.maximum(torch.minimum(levels, high), low)
+    return protected + (levels / LEVELS - protected).detach()
+
+
+def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
+            eps: float, face_present: torch.Tensor | None = None, quantize: bool = True,
+            region_floor: float = 0.5, texture_floor: float = 0.4,
+            texture_reference: float = 0.03, backend: str = "torch") -> torch.Tensor:
+    """Protect frames with given parameters (pure; the input is never modified).
+
+    Args:
+        frames: float RGB in [0, 1].
+        params: :class:`PerturbParams` for ``B`` frames or 1 (shared).
+        regions: the face regions (``B``) the face term is aligned to, e.g. from
+            ``FacePipeline.regions`` on the clean frames; ``None``: frame term only.
+        eps: L-inf budget in [1/255, 1].
+        face_present: ``(B,)`` bool; frames without a face get no face term.
+        quantize: round to the 8-bit grid (straight-through) keeping the bound.
+        region_floor, texture_floor, texture_reference: the attention (module docstring).
+        backend: ``"torch"``, or ``"cupy"`` for the fused CUDA kernel of the final bound,
+            clamp and quantisation (no gradient; :mod:`vdf_stream.apply_cuda`).
+
+    Returns:
+        ``(B, 3, H, W)`` in the frames' dtype and device, ``|output - frames| <= eps``.
+
+    Shape:
+        - frames: :math:`(B, 3, H, W)`; params: :math:`(B \\text{ or } 1, ...)`.
+    """
+    _check(frames, params, regions, eps)
+    if frames.shape[0] == 0:
+        return frames.clone()
+    x = frames.float()
+    change, face_region = raw_change(x, params, regions, face_present)
+    weight = attention(x, face_region, region_floor, texture_floor, texture_reference)
+    if backend == "cupy":
+        from .apply_cuda import bounded_apply
+
+        if not quantize:
+            raise ValueError("the cupy backend always quantises")
+        return bounded_apply(x, change, weight, eps).to(frames.dtype)
+    if backend != "torch":
+        raise ValueError(f"backend must be 'torch' or 'cupy', got {backend!r}")
+    delta = eps * weight * torch.tanh(change / eps)
+    protected = (x + delta).clamp(0, 1)
+    if quantize:
+        protected = quantize_within(protected, x, eps)
+    return protected.to(frames.dtype)
+
+
+class Perturbation(nn.Module):
+    """Thin stateful twin of :func:`perturb`: holds the hyper-parameters and the current
+    (warm-start) parameters; ``forward(frames, regions)`` calls :func:`perturb`.
+
+    Args:
+        eps: L-inf budget.
+        crop_size, frame_scale: parameter grid of the face and frame terms.
+        region_floor, texture_floor, texture_reference: the attention.
+    """
+
+    def __init__(self, eps: float = 8 / 255, crop_size: int = CROP_SIZE,
+                 frame_scale: int = FRAME_SCALE, region_floor: float = 0.5,
+                 texture_floor: float = 0.4, texture_reference: float = 0.03):
+        super().__init__()
+        self.eps = eps
+        self.crop_size = crop_size
+        self.frame_scale = frame_scale
+        self.region_floor = region_floor
+        self.texture_floor = texture_floor
+        self.texture_reference = texture_reference
+        self.params: PerturbParams | None = None
+
+    def make_params(self, batch: int, height: int, width: int, **kwargs) -> PerturbParams:
+        return make_params(batch, height, width, self.crop_size, self.frame_scale, **kwargs)
+
+    def forward(self, frames: torch.Tensor, regions: RegionOfInterest | None,
+                params: PerturbParams | None = None, face_present: torch.Tensor | None = None,
+                quantize: bool = True, backend: str = "torch") -> torch.Tensor:
+        params = params if params is not None else self.params
+        if params is None:
+            params = self.make_params(1, frames.shape[-2], frames.shape[-1], device=frames.device)
+            self.params = params
+        return perturb(frames, params, regions, self.eps, face_present, quantize,
+                       self.region_floor, self.texture_floor, self.texture_reference, backend)
+
+    def extra_repr(self) -> str:
+        return (f"eps={self.eps:.5f}, crop_size={self.crop_size}, frame_scale={self.frame_scale}, "
+                f"region_floor={self.region_floor}, texture_floor={self.texture_floor}")
+
+
+def with_eps(module: Perturbation, eps: float) -> Perturbation:
+    """A copy of ``module`` with another budget (sharing the current parameters)."""
+    copy = Perturbation(eps, module.crop_size, module.frame_scale, module.region_floor,
+                        module.texture_floor, module.texture_reference)
+    copy.params = module.params
+    return copy
+
+
+__all__ = ["PerturbParams", "make_params", "perturb", "Perturbation", "modulate",
+           "quantize_within", "attention", "raw_change", "texture_map", "taper_window",
+           "frame_grid"]
