@@ -52,7 +52,6 @@ import math
 import os
 import platform
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -137,6 +136,12 @@ class EvalOptions:
             raise UsageError(f"--parser must be one of {', '.join(PARSERS)}, got {self.parser!r}")
         if self.chunk_frames < 1 or self.batch_size < 1:
             raise UsageError("chunk_frames and batch_size must be at least 1")
+        if self.only is not None:
+            known = {degradation.name for degradation in degradations(2, 2)}
+            unknown = sorted(set(self.only) - known)
+            if unknown:
+                raise UsageError(f"unknown degradation {', '.join(unknown)}; known: "
+                                 f"{', '.join(sorted(known))}")
 
 
 @dataclass
@@ -713,6 +718,190 @@ def parser_note(parser: str) -> str:
             "the talking-face pipelines use")
 
 
+@dataclass
+class _Pair:
+    """One selected frame of each video (``(3, H, W)`` uint8) and the frames just before."""
+
+    index: int
+    original: torch.Tensor
+    protected: torch.Tensor
+    previous_original: torch.Tensor | None
+    previous_protected: torch.Tensor | None
+
+
+class _PairedFrames:
+    """Decodes two videos in lockstep, compares their timestamps and counts their frames.
+
+    Iterating yields ``(index, original (3, H, W), protected (3, H, W))`` uint8 tensors.
+    When one video ends first, the rest of the other is decoded to count it, then
+    :class:`InputError` is raised naming both counts (or, when the mismatch is allowed,
+    iteration stops with :attr:`length_note` set).
+    """
+
+    def __init__(self, source_original, source_protected, names: tuple[str, str],
+                 allow_length_mismatch: bool):
+        self.sources = (source_original, source_protected)
+        self.names = names
+        self.allow_length_mismatch = allow_length_mismatch
+        info_o, info_p = source_original.info, source_protected.info
+        self.time_bases = (info_o.time_base, info_p.time_base)
+        rate = info_o.frame_rate or info_p.frame_rate
+        self.tolerance = 0.5 / float(rate) if rate else 0.5e-3  # half a frame
+        self.timestamps = {"compared": 0, "mismatched": 0, "max_difference_seconds": 0.0,
+                           "first_mismatch": None}
+        self.index = 0  # frames of each decoded so far
+        self.complete = False  # both ended together
+        self.counts: tuple[int, int] | None = None  # decoded counts, once known
+        self.length_note: str | None = None
+        self.decode_seconds = 0.0
+
+    def __iter__(self):
+        frames_o = self.sources[0].frames("rgb24")
+        frames_p = self.sources[1].frames("rgb24")
+        first_pts = None
+        while True:
+            clock = time.perf_counter()
+            item_o = next(frames_o, None)
+            item_p = next(frames_p, None)
+            self.decode_seconds += time.perf_counter() - clock
+            if item_o is None and item_p is None:
+                self.complete = True
+                self.counts = (self.index, self.index)
+                return
+            if item_o is None or item_p is None:
+                self._lengths_differ(frames_p if item_o is None else frames_o,
+                                     original_ended=item_o is None)
+                return
+            if first_pts is None:
+                first_pts = (item_o.pts, item_p.pts)
+            self._compare_times(item_o.pts - first_pts[0], item_p.pts - first_pts[1])
+            index = self.index
+            self.index += 1  # counted before the caller may stop iterating
+            yield (index, torch.from_numpy(item_o.pixels).permute(2, 0, 1),
+                   torch.from_numpy(item_p.pixels).permute(2, 0, 1))
+
+    def _compare_times(self, pts_original: int, pts_protected: int) -> None:
+        time_o = pts_original * self.time_bases[0]
+        time_p = pts_protected * self.time_bases[1]
+        difference = abs(float(time_o - time_p))
+        stamps = self.timestamps
+        stamps["compared"] += 1
+        stamps["max_difference_seconds"] = max(stamps["max_difference_seconds"], difference)
+        if difference > self.tolerance:
+            stamps["mismatched"] += 1
+            if stamps["first_mismatch"] is None:
+                stamps["first_mismatch"] = {"index": self.index,
+                                            "original_seconds": float(time_o),
+                                            "protected_seconds": float(time_p)}
+
+    def _lengths_differ(self, remaining, original_ended: bool) -> None:
+        extra = 1 + sum(1 for _ in remaining)  # the frame already taken, and the rest
+        self.counts = ((self.index, self.index + extra) if original_ended
+                       else (self.index + extra, self.index))
+        original, protected = self.names
+        if not self.allow_length_mismatch:
+            damage = [f"{name}: {source.damage}" for name, source in zip(self.names, self.sources)
+                      if source.damage]
+            raise InputError(
+                f"the videos have different lengths: {original} has {self.counts[0]} frames, "
+                f"{protected} has {self.counts[1]}"
+                + (f" ({'; '.join(damage)})" if damage else "")
+                + "; use --allow-length-mismatch to evaluate the common frames")
+        self.length_note = (f"the videos have different lengths ({self.counts[0]} and "
+                            f"{self.counts[1]} frames): the first {self.index} of each were "
+                            "evaluated")
+
+    def time_note(self) -> str | None:
+        stamps = self.timestamps
+        if not stamps["mismatched"]:
+            return None
+        first = stamps["first_mismatch"]
+        return (f"timestamps differ in {stamps['mismatched']} of {stamps['compared']} frame pairs "
+                f"(first at frame {first['index']}: {first['original_seconds']:.3f} s against "
+                f"{first['protected_seconds']:.3f} s); frames were paired by index")
+
+
+class _Measurements:
+    """Reads the faces of chunks of frame pairs and keeps every per-frame metric."""
+
+    def __init__(self, reader: FaceReader, chosen: list[Degradation], degrader: Degrader | None,
+                 device: torch.device, progress: Callable[[float], None] | None):
+        self.reader = reader
+        self.chosen = chosen
+        self.degrader = degrader
+        self.device = device
+        self.progress = progress
+        self.main = _Series()
+        self.robust = [{"efficacy": _Series(), "floor": _Series(), "versus_clean": _Series()}
+                       for _ in chosen]
+        self.evaluated: list[int] = []
+        self.found_original: list[bool] = []
+        self.seconds = {"fidelity": 0.0, "reading": 0.0, "robustness": 0.0}
+
+    def _advance(self, frames: int) -> None:
+        if self.progress is not None:
+            self.progress(frames / (1 + len(self.chosen)))
+
+    def process(self, chunk: list[_Pair]) -> None:
+        if not chunk:
+            return
+        device = self.device
+        clock = time.perf_counter()
+        original = torch.stack([pair.original for pair in chunk])
+        protected = torch.stack([pair.protected for pair in chunk])
+        has_previous = torch.tensor([pair.previous_original is not None for pair in chunk])
+        previous_original = previous_protected = None
+        if bool(has_previous.any()):  # a stand-in where there is none (its value is unused)
+            previous_original = torch.stack([
+                pair.original if pair.previous_original is None else pair.previous_original
+                for pair in chunk]).to(device)
+            previous_protected = torch.stack([
+                pair.protected if pair.previous_protected is None else pair.previous_protected
+                for pair in chunk]).to(device)
+        original_device, protected_device = original.to(device), protected.to(device)
+        self.main.add(fidelity(original_device, protected_device, previous_original,
+                               previous_protected, has_previous))
+        self.seconds["fidelity"] += time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        clean = self.reader.read(original_device)
+        self.main.add(compare(self.reader.read(protected_device, reference=clean), clean))
+        self.found_original.extend(clean.found.cpu().tolist())
+        self.evaluated.extend(pair.index for pair in chunk)
+        self.seconds["reading"] += time.perf_counter() - clock
+        self._advance(len(chunk))
+
+        for degradation, series in zip(self.chosen, self.robust):
+            clock = time.perf_counter()
+            degraded_original = self.reader.read(self.degrader(degradation, original),
+                                                 reference=clean)
+            degraded_protected = self.reader.read(self.degrader(degradation, protected),
+                                                  reference=clean)
+            series["efficacy"].add(compare(degraded_protected, degraded_original))
+            series["floor"].add(compare(degraded_original, clean))
+            series["versus_clean"].add(compare(degraded_protected, clean))
+            self.seconds["robustness"] += time.perf_counter() - clock
+            self._advance(len(chunk))
+
+    def face_note(self, original: str) -> str | None:
+        faces, count = sum(self.found_original), len(self.evaluated)
+        if count and faces == 0:
+            return (f"no face was found in any of the {count} evaluated frames of {original}: "
+                    "efficacy is undefined (None)")
+        if faces < count:
+            return (f"{count - faces} of {count} evaluated frames of {original} show no face: "
+                    "they are left out of the efficacy figures")
+        return None
+
+
+def _planned_frames(options: EvalOptions, counts: list[int | None]) -> int | None:
+    known = [count for count in counts if count is not None]
+    if not known:
+        return None
+    planned = len(range(0, min(known), options.stride))
+    return min(planned, options.frames) if options.frames is not None else planned
+
+
 def evaluate(original: str, protected: str, options: EvalOptions | None = None,
              progress: Callable[[float], None] | None = None, with_views: bool = False,
              set_total: Callable[[int], None] | None = None) -> tuple[dict, list[FrameView]]:
@@ -727,9 +916,9 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
         set_total: called once with the number of frames that will be evaluated.
 
     Returns:
-        ``(result, views)``: the JSON-serialisable result (see ``vdf-stream eval --help``
-        and the module's documentation) and the :class:`FrameView` list (empty unless
-        ``with_views``).
+        ``(result, views)``: the JSON-serialisable result (keys in the module's
+        documentation and ``vdf-stream eval --help``) and the :class:`FrameView` list
+        (empty unless ``with_views``).
 
     Raises:
         InputError: a file is missing or unreadable, the sizes differ, or the frame counts
@@ -747,8 +936,8 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
     device = resolve_device(options.device)
     parser = resolve_parser(options.parser)
     notes: list[str] = []
-    stage_seconds = {"setup": 0.0, "decode": 0.0, "fidelity": 0.0, "reading": 0.0,
-                     "robustness": 0.0, "views": 0.0}
+    stages = {"setup": 0.0, "decode": 0.0, "fidelity": 0.0, "reading": 0.0, "robustness": 0.0,
+              "views": 0.0}
 
     with open_source(original) as source_original, open_source(protected) as source_protected:
         info_o, info_p = source_original.info, source_protected.info
@@ -767,228 +956,117 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
                 f"{protected} has {packets_p}; frames are paired by index (use "
                 "--allow-length-mismatch to evaluate the first "
                 f"{min(packets_o, packets_p)} frames of each)")
-        expected = min(x for x in (packets_o, packets_p, info_o.frame_count, info_p.frame_count,
-                                   sys.maxsize) if x is not None)
-        planned = len(range(0, expected, options.stride)) if expected != sys.maxsize else None
-        if planned is not None and options.frames is not None:
-            planned = min(planned, options.frames)
+        planned = _planned_frames(options, [packets_o, packets_p, info_o.frame_count,
+                                            info_p.frame_count])
         if set_total is not None and planned is not None:
             set_total(planned)
 
         clock = time.perf_counter()
         reader = FaceReader(device, parser, options.batch_size)
-        stage_seconds["setup"] = time.perf_counter() - clock
-        degrader = Degrader(info_o, device) if options.robustness else None
-        chosen = degradations(info_o.width, info_o.height) if options.robustness else []
-        if options.only is not None:
-            unknown = sorted(set(options.only) - {d.name for d in degradations(2, 2)})
-            if unknown:
-                raise UsageError(f"unknown degradation {', '.join(unknown)}; known: "
-                                 f"{', '.join(sorted({d.name for d in degradations(2, 2)}))}")
-            chosen = [d for d in chosen if d.name in options.only]
-
-        main = _Series()
-        robust = [{"efficacy": _Series(), "floor": _Series(), "versus_clean": _Series()}
-                  for _ in chosen]
-        evaluated: list[int] = []
-        found_original: list[bool] = []
-        timestamps = {"compared": 0, "mismatched": 0, "max_difference_seconds": 0.0,
-                      "first_mismatch": None}
-        rate = info_o.frame_rate or info_p.frame_rate
-        tolerance = 0.5 / float(rate) if rate else 0.5e-3
-        steps = 1 + len(chosen)
-
-        def process(chunk: list[dict]) -> None:
-            if not chunk:
-                return
-            clock = time.perf_counter()
-            first = torch.stack([item["original"] for item in chunk])
-            second = torch.stack([item["protected"] for item in chunk])
-            has_previous = torch.tensor([item["previous_original"] is not None for item in chunk])
-            previous_first = previous_second = None
-            if bool(has_previous.any()):
-                previous_first = torch.stack([item["previous_original"]
-                                              if item["previous_original"] is not None
-                                              else item["original"] for item in chunk])
-                previous_second = torch.stack([item["previous_protected"]
-                                               if item["previous_protected"] is not None
-                                               else item["protected"] for item in chunk])
-                previous_first = previous_first.to(device)
-                previous_second = previous_second.to(device)
-            first_device, second_device = first.to(device), second.to(device)
-            main.add(fidelity(first_device, second_device, previous_first, previous_second,
-                              has_previous))
-            stage_seconds["fidelity"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-            clean = reader.read(first_device)
-            read_protected = reader.read(second_device, reference=clean)
-            main.add(compare(read_protected, clean))
-            found_original.extend(clean.found.cpu().tolist())
-            evaluated.extend(item["index"] for item in chunk)
-            stage_seconds["reading"] += time.perf_counter() - clock
-            if progress is not None:
-                progress(len(chunk) / steps)
-            for degradation, series in zip(chosen, robust):
-                clock = time.perf_counter()
-                degraded_original = reader.read(degrader(degradation, first), reference=clean)
-                degraded_protected = reader.read(degrader(degradation, second), reference=clean)
-                series["efficacy"].add(compare(degraded_protected, degraded_original))
-                series["floor"].add(compare(degraded_original, clean))
-                series["versus_clean"].add(compare(degraded_protected, clean))
-                stage_seconds["robustness"] += time.perf_counter() - clock
-                if progress is not None:
-                    progress(len(chunk) / steps)
-
-        frames_o = source_original.frames("rgb24")
-        frames_p = source_protected.frames("rgb24")
-        chunk: list[dict] = []
+        stages["setup"] = time.perf_counter() - clock
+        chosen = []
+        if options.robustness:
+            chosen = [d for d in degradations(info_o.width, info_o.height)
+                      if options.only is None or d.name in options.only]
+        degrader = Degrader(info_o, device) if chosen else None
+        measurements = _Measurements(reader, chosen, degrader, device, progress)
+        pairs = _PairedFrames(source_original, source_protected, (original, protected),
+                              options.allow_length_mismatch)
+        chunk: list[_Pair] = []
         previous = (None, None)
-        first_pts = (None, None)
-        index = 0
         selected = 0
-        ended = None  # which video ended first, when their lengths differ
-        complete = False
         try:
-            while True:
-                clock = time.perf_counter()
-                item_o = next(frames_o, None)
-                item_p = next(frames_p, None)
-                stage_seconds["decode"] += time.perf_counter() - clock
-                if item_o is None and item_p is None:
-                    complete = True
-                    break
-                if item_o is None or item_p is None:
-                    ended = "original" if item_o is None else "protected"
-                    remaining = frames_p if item_o is None else frames_o
-                    extra = 1 + sum(1 for _ in remaining)
-                    counts = {"original": index + (extra if item_o is not None else 0),
-                              "protected": index + (extra if item_p is not None else 0)}
-                    for role in ("original", "protected"):
-                        inputs[role]["frames_decoded"] = inputs[role]["frames"] = counts[role]
-                    if not options.allow_length_mismatch:
-                        damage = [f"{name}: {source.damage}" for name, source in
-                                  ((original, source_original), (protected, source_protected))
-                                  if source.damage]
-                        raise InputError(
-                            f"the videos have different lengths: {original} has "
-                            f"{counts['original']} frames, {protected} has "
-                            f"{counts['protected']}" + (f" ({'; '.join(damage)})" if damage else "")
-                            + "; use --allow-length-mismatch to evaluate the common frames")
-                    notes.append(f"the videos have different lengths ({counts['original']} and "
-                                 f"{counts['protected']} frames): the first {index} of each "
-                                 "were evaluated")
-                    break
-                if first_pts == (None, None):
-                    first_pts = (item_o.pts, item_p.pts)
-                time_o = (item_o.pts - first_pts[0]) * info_o.time_base
-                time_p = (item_p.pts - first_pts[1]) * info_p.time_base
-                difference = abs(float(time_o - time_p))
-                timestamps["compared"] += 1
-                timestamps["max_difference_seconds"] = max(timestamps["max_difference_seconds"],
-                                                           difference)
-                if difference > tolerance:
-                    timestamps["mismatched"] += 1
-                    if timestamps["first_mismatch"] is None:
-                        timestamps["first_mismatch"] = {"index": index,
-                                                        "original_seconds": float(time_o),
-                                                        "protected_seconds": float(time_p)}
-                pixels_o = torch.from_numpy(item_o.pixels).permute(2, 0, 1)
-                pixels_p = torch.from_numpy(item_p.pixels).permute(2, 0, 1)
-                if index % options.stride == 0 and (options.frames is None
-                                                     or selected < options.frames):
-                    chunk.append({"index": index, "original": pixels_o, "protected": pixels_p,
-                                  "previous_original": previous[0],
-                                  "previous_protected": previous[1]})
+            for index, pixels_o, pixels_p in pairs:
+                if index % options.stride == 0:
+                    chunk.append(_Pair(index, pixels_o, pixels_p, *previous))
                     selected += 1
                     if len(chunk) >= options.chunk_frames:
-                        process(chunk)
+                        measurements.process(chunk)
                         chunk = []
+                    if options.frames is not None and selected >= options.frames:
+                        break  # nothing more to select: the packet counts stand for the rest
                 previous = (pixels_o, pixels_p)
-                index += 1
-                if options.frames is not None and selected >= options.frames:
-                    break  # nothing more will be selected: the packet counts stand for the rest
-            process(chunk)
+            measurements.process(chunk)
         finally:
             if degrader is not None:
                 degrader.close()
-        if complete:
-            for role in ("original", "protected"):
-                inputs[role]["frames_decoded"] = inputs[role]["frames"] = index
-        for role, source in (("original", source_original), ("protected", source_protected)):
+        stages["decode"] = pairs.decode_seconds
+        stages.update(measurements.seconds)
+        if pairs.counts is not None:
+            for role, count in zip(("original", "protected"), pairs.counts):
+                inputs[role]["frames_decoded"] = inputs[role]["frames"] = count
+        for role, source in zip(("original", "protected"), (source_original, source_protected)):
+            item = inputs[role]
             if source.damage:
-                inputs[role]["damage"] = source.damage
-                notes.append(f"{inputs[role]['path']}: {source.damage}")
-        for role, source in (("original", source_original), ("protected", source_protected)):
-            declared = inputs[role]["frames_declared"]
-            decoded = inputs[role]["frames_decoded"]
-            if complete and declared and decoded is not None and declared != decoded:
-                notes.append(f"{inputs[role]['path']} declares {declared} frames and "
-                             f"{decoded} were decoded")
+                item["damage"] = source.damage
+                notes.append(f"{item['path']}: {source.damage}")
+            declared, decoded = item["frames_declared"], item["frames_decoded"]
+            if pairs.complete and declared and declared != decoded:
+                notes.append(f"{item['path']} declares {declared} frames and {decoded} were "
+                             "decoded")
 
-    if index == 0:
+    if pairs.index == 0:
         raise InputError(f"no frame could be decoded from {original} and {protected}")
-    if timestamps["mismatched"]:
-        first_bad = timestamps["first_mismatch"]
-        notes.append(
-            f"timestamps differ in {timestamps['mismatched']} of {timestamps['compared']} "
-            f"frame pairs (first at frame {first_bad['index']}: "
-            f"{first_bad['original_seconds']:.3f} s against "
-            f"{first_bad['protected_seconds']:.3f} s); frames were paired by index")
-    faces = sum(found_original)
-    if evaluated and faces == 0:
-        notes.append(f"no face was found in any of the {len(evaluated)} evaluated frames of "
-                     f"{original}: efficacy is undefined (None)")
-    elif faces < len(evaluated):
-        notes.append(f"{len(evaluated) - faces} of {len(evaluated)} evaluated frames of "
-                     f"{original} show no face: they are left out of the efficacy figures")
-
-    fidelity_names = metrics.FIDELITY_METRICS
-    efficacy_names = metrics.EFFICACY_METRICS
+    notes += [note for note in (pairs.length_note, pairs.time_note(),
+                                measurements.face_note(original)) if note]
     views: list[FrameView] = []
-    if with_views and evaluated:
+    if with_views and measurements.evaluated:
         clock = time.perf_counter()
-        views = collect_views(original, protected, evaluated, main, reader)
-        stage_seconds["views"] = time.perf_counter() - clock
+        views = collect_views(original, protected, measurements.evaluated, measurements.main,
+                              reader)
+        stages["views"] = time.perf_counter() - clock
     seconds = time.perf_counter() - started
-    config = asdict(options)
-    config.update(device=str(device), parser=parser, chunk_frames=options.chunk_frames,
-                  ssim=f"luma (BT.601), Gaussian window {metrics.SSIM_WINDOW}, sigma "
-                       f"{metrics.SSIM_SIGMA}, valid region",
-                  thresholds={name: {"values": list(info.thresholds),
-                                     "direction": "below" if info.below else "above",
-                                     "unit": info.unit}
-                              for name, info in metrics.METRICS.items()},
-                  degradations=[asdict(d) for d in chosen],
-                  references=REFERENCES)
+    evaluated = measurements.evaluated
     result = {
         "schema": 1,
-        "config": config,
+        "config": _resolved_config(options, device, parser, chosen),
         "versions": library_versions(),
         "machine": machine_description(),
-        "inputs": {**inputs, "timestamps": timestamps},
+        "inputs": {**inputs, "timestamps": pairs.timestamps},
         "frames": evaluated,
         "parser": parser,
         "parser_note": parser_note(parser),
         "metrics": {name: {"unit": info.unit, "description": info.description}
                     for name, info in metrics.METRICS.items()},
-        "fidelity": main.summaries(fidelity_names),
-        "efficacy": main.summaries(efficacy_names),
-        "per_frame": {**main.lists(fidelity_names), **main.lists(efficacy_names)},
+        "fidelity": measurements.main.summaries(metrics.FIDELITY_METRICS),
+        "efficacy": measurements.main.summaries(metrics.EFFICACY_METRICS),
+        "per_frame": measurements.main.lists(metrics.FIDELITY_METRICS
+                                             + metrics.EFFICACY_METRICS),
         "robustness": [
             {"degradation": degradation.name, "label": degradation.label,
              "params": dict(degradation.params),
-             "efficacy": series["efficacy"].summaries(efficacy_names),
-             "floor": series["floor"].summaries(efficacy_names),
-             "versus_clean": series["versus_clean"].summaries(efficacy_names)}
-            for degradation, series in zip(chosen, robust)],
+             **{comparison: series[comparison].summaries(metrics.EFFICACY_METRICS)
+                for comparison in ("efficacy", "floor", "versus_clean")}}
+            for degradation, series in zip(chosen, measurements.robust)],
         "notes": notes,
         "timing": {"seconds": seconds,
                    "seconds_per_frame": seconds / len(evaluated) if evaluated else None,
                    "frames_evaluated": len(evaluated),
-                   "frames_decoded": index,
-                   "stages": stage_seconds},
+                   "frames_decoded": pairs.index,
+                   "stages": stages},
     }
     return result, views
+
+
+def _resolved_config(options: EvalOptions, device: torch.device, parser: str,
+                     chosen: list[Degradation]) -> dict:
+    config = asdict(options)
+    config.update(
+        device=str(device),
+        parser=parser,
+        ssim=f"luma (BT.601), Gaussian window {metrics.SSIM_WINDOW}, sigma {metrics.SSIM_SIGMA}, "
+             "valid region",
+        temporal_flicker="mean |d_t - d_(t-1)| / max(mean |original_t - original_(t-1)|, "
+                         f"{metrics.FLICKER_FLOOR_LEVELS}) in levels, d = protected - original",
+        landmark_nme_normaliser=f"distance of mesh points {metrics.OUTER_EYE_CORNERS} on the "
+                                "original",
+        thresholds={name: {"values": list(info.thresholds),
+                           "direction": "below" if info.below else "above", "unit": info.unit}
+                    for name, info in metrics.METRICS.items()},
+        degradations=[asdict(degradation) for degradation in chosen],
+        references=REFERENCES,
+    )
+    return config
 
 
 def choose_view_indices(evaluated: list[int], nme: torch.Tensor) -> list[tuple[str, int]]:
