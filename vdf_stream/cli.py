@@ -154,10 +154,10 @@ def _add_eval_parser(commands) -> None:
     evaluate = commands.add_parser(
         "eval",
         help="measure fidelity, efficacy and robustness of a protected video",
-        description="Pair the frames of ORIGINAL and PROTECTED by index and measure fidelity "
-                    "(PSNR, SSIM, max |delta|, temporal flicker) and efficacy against the face "
-                    "pipeline (landmark NME, head-pose error, parse flip, detection loss, "
-                    "face presence). Counts, sizes and timestamps must agree.",
+        description="Pair the frames of ORIGINAL and PROTECTED by index and measure fidelity\n"
+                    "(PSNR, SSIM, max |delta|, temporal flicker) and efficacy against the face\n"
+                    "pipeline (landmark NME, head-pose error, parse flip, detection loss, face\n"
+                    "presence). Frame counts and sizes must agree; timestamps are compared.",
         epilog=EVAL_EXAMPLES + "\n" + EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
