@@ -1,0 +1,344 @@
+"""What the VDF optimiser maximises: how wrongly the face pipeline reads the protected frame,
+in expectation over the transformations a published video goes through.
+
+:class:`Objective` holds the face pipeline (:class:`~vdf_stream.models.mesh.FacePipeline`)
+and the weights. :meth:`Objective.reference` reads the clean keyframes once (regions,
+mesh, pose, person logits, face mask). :meth:`Objective.loss` reads a protected frame after
+a random transformation and returns a loss to *minimise* (a weighted sum of these terms,
+each switchable by setting its weight to 0):
+
+``landmarks`` (default weight 1.0)
+    ``-NME``: mean 2-D distance of the 468 mesh points from the clean ones over the clean
+    outer-eye-corner distance (:func:`vdf_stream.metrics.landmark_nme`'s definition),
+    capped at ``landmark_cap`` so that one frame's runaway points do not take the budget.
+``pose`` (1.0)
+    ``-|R - R_clean|_F^2 / 8 = -sin^2(theta / 2)``, theta the geodesic angle between the
+    rotations fitted on the protected and clean meshes (smooth at theta = 0, unlike the
+    angle itself).
+``parsing`` (1.0)
+    ``mean softplus(person logit)`` over the clean face mask (the selfie segmenter's person
+    logits pushed below 0 where the face was): the face pixels go to background.
+``detection`` (0.5)
+    the detector's best anchor score (BlazeFace), pushed down.
+``fidelity`` (0.05)
+    ``mean((protected - clean)^2) / eps^2``: spend the budget only where it pays.
+
+The mesh reads the protected frame in the clean frame's face region, jittered (a tracker
+or a re-detection does not land on the same pixel). Transformations (expectation over
+transformations), drawn per step from a seeded generator:
+
+* rescaling by ``s ~ U[scale_min, 1]`` (antialiased bilinear), the region and the clean
+  points scaled with it;
+* a differentiable JPEG-like quantisation (8x8 DCT of luma and chroma, JPEG's tables
+  at a random quality in ``[jpeg_quality_min, jpeg_quality_max]``, straight-through
+  rounding), a stand-in for the H.264 encoder, with probability ``jpeg_probability``;
+* a Gaussian blur of sigma ``U[0.3, blur_sigma_max]`` with probability ``blur_probability``.
+
+:func:`optimise` runs Adam on the parameters of :mod:`vdf_stream.perturb` for some steps,
+stopping early when the per-step readings meet the targets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from . import metrics
+from .models import pose
+from .models.alignment import RegionOfInterest
+from .perturb import PerturbParams, perturb
+
+# JPEG's luminance and chrominance quantisation tables (ITU-T T.81 Annex K), row major.
+_LUMA_TABLE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24,
+               40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77,
+               24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95,
+               98, 112, 100, 103, 99)
+_CHROMA_TABLE = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99,
+                 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99) + (99,) * 32
+
+
+@dataclass
+class ObjectiveWeights:
+    landmarks: float = 1.0
+    pose: float = 1.0
+    parsing: float = 1.0
+    detection: float = 0.5
+    fidelity: float = 0.05
+    landmark_cap: float = 0.3
+
+
+@dataclass
+class Transformations:
+    """The expectation over transformations (see the module docstring)."""
+
+    scale_min: float = 0.5
+    jpeg_probability: float = 0.5
+    jpeg_quality_min: int = 60
+    jpeg_quality_max: int = 90
+    blur_probability: float = 0.3
+    blur_sigma_max: float = 1.2
+    region_jitter: float = 0.03
+
+    def none(self) -> Transformations:
+        return Transformations(1.0, 0.0, 90, 90, 0.0, 0.3, 0.0)
+
+
+@dataclass
+class Targets:
+    """Early stop: all reached (in the step's transformed reading) -> stop."""
+
+    landmark_nme: float = 0.10
+    pose_degrees: float = 10.0
+    parse_flip: float = 0.5
+
+
+@dataclass
+class Reference:
+    """The clean reading of ``B`` keyframes."""
+
+    regions: RegionOfInterest
+    found: torch.Tensor          # (B,) bool
+    landmarks: torch.Tensor      # (B, 468, 3)
+    rotation: torch.Tensor       # (B, 3, 3)
+    face_mask: torch.Tensor      # (B, 1, H, W) float 0/1: person & face oval
+    eye_distance: torch.Tensor   # (B,)
+
+    def select(self, index: int) -> Reference:
+        return Reference(self.regions[index], self.found[index:index + 1],
+                         self.landmarks[index:index + 1], self.rotation[index:index + 1],
+                         self.face_mask[index:index + 1], self.eye_distance[index:index + 1])
+
+
+@dataclass
+class StepReading:
+    loss: float
+    landmark_nme: float
+    pose_degrees: float
+    parse_flip: float
+    face_score: float
+    terms: dict = field(default_factory=dict)
+
+
+def _dct_matrix(device, dtype) -> torch.Tensor:
+    index = torch.arange(8, device=device, dtype=dtype)
+    matrix = torch.cos((2 * index[None, :] + 1) * index[:, None] * math.pi / 16)
+    matrix[0] *= 1 / math.sqrt(2)
+    return matrix * 0.5
+
+
+def _quality_tables(quality: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    quality = min(max(int(quality), 1), 100)
+    factor = 5000 / quality if quality < 50 else 200 - 2 * quality
+    tables = []
+    for table in (_LUMA_TABLE, _CHROMA_TABLE):
+        values = torch.tensor(table, device=device, dtype=dtype).view(8, 8)
+        tables.append(((values * factor + 50) / 100).floor().clamp(1, 255))
+    return tables[0], tables[1]
+
+
+def jpeg_like(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """A differentiable JPEG-like quantisation of ``(B, 3, H, W)`` in [0, 1]: BT.601
+    YCbCr, 8x8 DCT per plane (no chroma subsampling), JPEG's tables at ``quality``,
+    rounding with a straight-through gradient, inverse DCT, back to RGB."""
+    batch, _, height, width = images.shape
+    pad_h, pad_w = (-height) % 8, (-width) % 8
+    padded = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate") * 255
+    r, g, b = padded.unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b
+    planes = torch.stack([y - 128, cb, cr], dim=1)
+    full_h, full_w = planes.shape[-2:]
+    blocks = planes.unfold(2, 8, 8).unfold(3, 8, 8)  # (B, 3, h, w, 8, 8)
+    dct = _dct_matrix(images.device, images.dtype)
+    coefficients = dct @ blocks @ dct.T
+    luma_table, chroma_table = _quality_tables(quality, images.device, images.dtype)
+    table = torch.stack([luma_table, chroma_table, chroma_table]).view(1, 3, 1, 1, 8, 8)
+    scaled = coefficients / table
+    rounded = scaled + (torch.round(scaled) - scaled).detach()
+    blocks = dct.T @ (rounded * table) @ dct
+    planes = blocks.permute(0, 1, 2, 4, 3, 5).reshape(batch, 3, full_h, full_w)
+    y, cb, cr = planes[:, 0] + 128, planes[:, 1], planes[:, 2]
+    rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=1)
+    return (rgb / 255).clamp(0, 1)[..., :height, :width]
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    taps = torch.exp(-offsets.square() / (2 * sigma * sigma))
+    taps = taps / taps.sum()
+    channels = images.shape[1]
+    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
+    horizontal = F.conv2d(padded, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    return F.conv2d(horizontal, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+class Objective:
+    """Losses against the face pipeline (see the module docstring).
+
+    Args:
+        pipeline: a :class:`~vdf_stream.models.mesh.FacePipeline` (with segmentation).
+        weights, transformations: see :class:`ObjectiveWeights`, :class:`Transformations`.
+    """
+
+    def __init__(self, pipeline, weights: ObjectiveWeights | None = None,
+                 transformations: Transformations | None = None):
+        self.pipeline = pipeline
+        self.weights = weights or ObjectiveWeights()
+        self.transformations = transformations or Transformations()
+
+    @torch.no_grad()
+    def reference(self, frames: torch.Tensor, regions: RegionOfInterest | None = None,
+                  found: torch.Tensor | None = None) -> Reference:
+        """Read clean frames ``(B, 3, H, W)`` in [0, 1] (regions from the detector unless
+        given)."""
+        from .evaluate import FACE_OVAL, polygon_mask
+
+        if regions is None:
+            regions, found, _ = self.pipeline.regions(frames)
+        if found is None:
+            found = torch.ones(frames.shape[0], dtype=torch.bool, device=frames.device)
+        landmarks, _ = self.pipeline.mesh(frames, regions)
+        rotation = pose.fit_canonical(landmarks, canonical=self.pipeline.canonical).rotation
+        height, width = frames.shape[-2:]
+        person = self.pipeline.segment(frames)[:, 0] > 0
+        oval = polygon_mask(landmarks[:, list(FACE_OVAL), :2], height, width)
+        mask = (person & oval & found.view(-1, 1, 1)).unsqueeze(1).to(frames.dtype)
+        corners = metrics.OUTER_EYE_CORNERS
+        eye = (landmarks[:, corners[0], :2] - landmarks[:, corners[1], :2]).norm(dim=-1)
+        return Reference(regions, found, landmarks, rotation, mask, eye.clamp_min(1.0))
+
+    def transform(self, images: torch.Tensor, regions: RegionOfInterest,
+                  generator: torch.Generator | None, transformations: Transformations | None = None
+                  ) -> tuple[torch.Tensor, RegionOfInterest, float]:
+        """One random transformation: ``(images, regions in them, scale)``."""
+        t = transformations or self.transformations
+        if generator is None:
+            return images, regions, 1.0
+        scale = _uniform(generator, t.scale_min, 1.0)
+        center, size, angle = regions.center, regions.size, regions.angle
+        if t.region_jitter > 0:
+            shift = (torch.rand(len(regions), 2, generator=generator) * 2 - 1) * t.region_jitter
+            grow = 1 + (torch.rand(len(regions), generator=generator) * 2 - 1) * t.region_jitter
+            center = center + shift.to(center) * size[:, None]
+            size = size * grow.to(size)
+        if scale < 0.999:
+            height, width = images.shape[-2:]
+            size_out = (max(16, round(height * scale)), max(16, round(width * scale)))
+            images = F.interpolate(images, size=size_out, mode="bilinear", align_corners=False,
+                                   antialias=True)
+            scale = size_out[1] / width
+        else:
+            scale = 1.0
+        regions = RegionOfInterest(center * scale, size * scale, angle)
+        if float(torch.rand((), generator=generator)) < t.blur_probability:
+            images = gaussian_blur(images, _uniform(generator, 0.3, t.blur_sigma_max))
+        if float(torch.rand((), generator=generator)) < t.jpeg_probability:
+            quality = round(_uniform(generator, t.jpeg_quality_min, t.jpeg_quality_max))
+            images = jpeg_like(images, quality)
+        return images, regions, scale
+
+    def loss(self, protected: torch.Tensor, clean: torch.Tensor, reference: Reference,
+             eps: float, generator: torch.Generator | None) -> tuple[torch.Tensor, StepReading]:
+        """The loss of protected frames (differentiable) and what the step read."""
+        w = self.weights
+        images, regions, scale = self.transform(protected, reference.regions, generator)
+        found = reference.found.to(protected.dtype)
+        count = found.sum().clamp_min(1)
+        terms: dict[str, torch.Tensor] = {}
+        zero = protected.new_zeros(())
+        nme = pose_error = flip = score = zero
+        if w.landmarks or w.pose:
+            landmarks, _ = self.pipeline.mesh(images, regions)
+            truth = reference.landmarks[..., :2] * scale
+            error = (landmarks[..., :2] - truth).norm(dim=-1).mean(dim=-1)
+            nme = error / (reference.eye_distance * scale)
+            terms["landmarks"] = -(nme.clamp(max=w.landmark_cap) * found).sum() / count
+            fit = pose.fit_canonical(landmarks, canonical=self.pipeline.canonical)
+            distance = (fit.rotation - reference.rotation).square().sum(dim=(-1, -2)) / 8
+            terms["pose"] = -(distance * found).sum() / count
+            pose_error = pose.geodesic_angle_degrees(reference.rotation, fit.rotation.detach())
+        mask = reference.face_mask
+        if w.parsing:
+            logits = self.pipeline.segment(images)
+            if logits.shape[-2:] != mask.shape[-2:]:
+                logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear",
+                                       align_corners=False)
+            area = mask.sum(dim=(1, 2, 3)).clamp_min(1)
+            terms["parsing"] = ((F.softplus(logits) * mask).sum(dim=(1, 2, 3)) / area).mean()
+            flip = (((logits.detach() <= 0).to(mask.dtype) * mask).sum(dim=(1, 2, 3)) / area)
+        if w.detection:
+            score = self.pipeline.detector.face_score(images)
+            terms["detection"] = (score * found).sum() / count
+        if w.fidelity:
+            terms["fidelity"] = ((protected - clean) / eps).square().mean()
+        weights = {"landmarks": w.landmarks, "pose": w.pose, "parsing": w.parsing,
+                   "detection": w.detection, "fidelity": w.fidelity}
+        total = sum(weights[name] * value for name, value in terms.items())
+        if not isinstance(total, torch.Tensor):
+            total = zero
+        reading = StepReading(
+            float(total.detach()), _median(nme), _median(pose_error), _median(flip),
+            _median(score), {name: float(value.detach()) for name, value in terms.items()})
+        return total, reading
+
+
+def _median(values: torch.Tensor) -> float:
+    values = values.detach().float().reshape(-1)
+    return float(values.median()) if values.numel() else 0.0
+
+
+@dataclass
+class OptimiseResult:
+    params: PerturbParams
+    steps: int
+    reading: StepReading | None
+
+
+def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
+             objective: Objective, eps: float, steps: int, learning_rate: float = 1.0,
+             generator: torch.Generator | None = None, targets: Targets | None = None,
+             perturb_options: dict | None = None) -> OptimiseResult:
+    """Adam on ``params`` (a detached copy is optimised; the input is kept) for up to
+    ``steps`` steps on clean ``frames``; stops early when two consecutive steps read all
+    ``targets``.
+
+    ``learning_rate`` scales the per-group rates: spectral log-amplitude 0.02, phase 0.05
+    radians, spatial ``eps / 4`` per step.
+    """
+    params = params.detach().requires_grad_()
+    groups = [
+        {"params": [params.face_amplitude, params.frame_amplitude], "lr": 0.02 * learning_rate},
+        {"params": [params.face_phase, params.frame_phase], "lr": 0.05 * learning_rate},
+        {"params": [params.face_spatial], "lr": eps / 4 * learning_rate},
+    ]
+    optimiser = torch.optim.Adam(groups)
+    options = perturb_options or {}
+    reading = None
+    met = 0
+    taken = 0
+    for _ in range(steps):
+        optimiser.zero_grad(set_to_none=True)
+        protected = perturb(frames, params, reference.regions, eps, face_present=reference.found,
+                            **options)
+        loss, reading = objective.loss(protected, frames, reference, eps, generator)
+        loss.backward()
+        optimiser.step()
+        taken += 1
+        if targets is not None and (reading.landmark_nme >= targets.landmark_nme
+                                    and reading.pose_degrees >= targets.pose_degrees
+                                    and reading.parse_flip >= targets.parse_flip):
+            met += 1
+            if met >= 2:
+                break
+        else:
+            met = 0
+    return OptimiseResult(params.detach(), taken, reading)
