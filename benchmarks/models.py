@@ -429,6 +429,17 @@ def cpu_idle_fraction(seconds: float = 1.0) -> float | None:
     return (idle_after - idle_before) / total if total > 0 else None
 
 
+def cpu_pressure() -> dict | None:
+    """Linux pressure-stall figures for the CPU (share of time some task waited for a CPU,
+    over 10, 60 and 300 s), or None where the kernel does not provide them."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    fields = dict(item.split("=") for item in line.split()[1:])
+    return {key: float(value) for key, value in fields.items() if key.startswith("avg")}
+
+
 def git_commit() -> str | None:
     try:
         result = subprocess.run(["git", "-C", str(REPOSITORY), "describe", "--always",
@@ -479,6 +490,7 @@ def machine_description(idle_before: float | None) -> dict:
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "cpu_idle_fraction_before_start": (round(idle_before, 3)
                                            if idle_before is not None else None),
+        "cpu_pressure_at_start": cpu_pressure(),
     }
 
 
@@ -487,18 +499,21 @@ def machine_description(idle_before: float | None) -> dict:
 
 
 def format_table(results: list[Result], settings: Settings) -> str:
-    """Forward and forward + backward medians side by side, per case, device, dtype, batch."""
+    """Forward and forward + backward medians side by side, per case, device, dtype, batch:
+    wall-clock milliseconds per call and per frame, and the process CPU milliseconds."""
     header = (f"{'model':<20} {'device':<6} {'dtype':<8} {'batch':>5}  "
-              f"{'forward ms':>11} {'per frame':>10}  {'fwd+bwd ms':>11} {'per frame':>10}")
+              f"{'forward ms':>10} {'/frame':>8} {'cpu ms':>9}  "
+              f"{'fwd+bwd ms':>10} {'/frame':>8} {'cpu ms':>9}")
     lines = [header, "-" * len(header)]
     keyed = {(r.case, r.device, r.dtype, r.batch, r.mode): r for r in results}
 
     def cells(result: Result | None) -> str:
         if result is None:
-            return f"{'':>11} {'':>10}"
+            return f"{'':>10} {'':>8} {'':>9}"
         if result.error is not None:
-            return f"{'failed':>11} {'':>10}"
-        return f"{result.median_ms:11.2f} {result.median_ms_per_frame:10.2f}"
+            return f"{'failed':>10} {'':>8} {'':>9}"
+        return (f"{result.median_ms:10.1f} {result.median_ms_per_frame:8.1f} "
+                f"{result.median_cpu_ms:9.1f}")
 
     for device in settings.devices:
         for dtype in settings.dtypes:
@@ -508,6 +523,10 @@ def format_table(results: list[Result], settings: Settings) -> str:
                     backward = keyed.get((case, device, dtype, batch, "forward_backward"))
                     lines.append(f"{case:<20} {device:<6} {dtype:<8} {batch:>5}  "
                                  f"{cells(forward)}  {cells(backward)}")
+    lines.append(f"medians of the timed runs; cpu ms: this process's CPU time over its "
+                 f"{settings.threads} torch thread(s); with one thread, other processes' load "
+                 "inflates it much less than the wall time (with several, threads spinning "
+                 "while they wait for each other inflate it too)")
     return "\n".join(lines)
 
 
@@ -546,7 +565,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="a case leaves the rounds after S seconds of timed runs once "
                              "it has 3 (default 30; --quick 5)")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
-                        help="torch CPU threads (default 0: torch's choice)")
+                        help="torch CPU threads (default 0: torch's choice). On a machine "
+                             "shared with other work, 1 avoids threads waiting on each other "
+                             "and the CPU ms column is then the figure to read")
     parser.add_argument("--output", type=Path, metavar="PATH",
                         help="JSON report (default: benchmarks/results/models-<machine tag>"
                              "[-quick].json)")
@@ -611,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results, parameters = measure(settings, log)
     machine["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
+    machine["cpu_pressure_at_end"] = cpu_pressure()
     table = format_table(results, settings)
     print(table)
 
