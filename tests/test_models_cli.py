@@ -178,6 +178,13 @@ def test_add_bisenet_keeps_a_checked_copy(tmp_path):
     assert code == 0, stderr
     assert " checked " in table_row(stdout, CACHE_NAME)
 
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])  # truncated
+    code, stdout, stderr = run_models("verify", cache=cache)
+    assert code == 6
+    line = assert_one_error_line(stderr)
+    assert CACHE_NAME in line and "vdf-stream models add bisenet" in line
+    assert " bad checkpoint " in table_row(stdout, CACHE_NAME)
+
 
 def test_add_bisenet_refuses_a_garbage_file_in_one_line(tmp_path):
     garbage = tmp_path / "79999_iter.pth"

@@ -34,7 +34,6 @@ from pathlib import Path
 
 from ..errors import EXIT_OK, AssetError, InputError, OutputError, UsageError
 
-BISENET_NAME = "bisenet_79999_iter.pth"
 BISENET_DESCRIPTION = ("BiSeNet face parser, 19 classes (79999_iter.pth, face-parsing.PyTorch; "
                        "add it with `vdf-stream models add bisenet PATH`)")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -218,19 +217,19 @@ def _bisenet_entry(check: bool) -> tuple[Entry, str | None]:
     from . import bisenet
 
     path = bisenet.cached_path()
+    name = path.name
     if not path.is_file():
-        return Entry(BISENET_NAME, "model", "not added", None, path, BISENET_DESCRIPTION), None
+        return Entry(name, "model", "not added", None, path, BISENET_DESCRIPTION), None
     size = path.stat().st_size
     if not check:
-        return Entry(BISENET_NAME, "model", "added", size, path, BISENET_DESCRIPTION), None
+        return Entry(name, "model", "added", size, path, BISENET_DESCRIPTION), None
     try:
-        bisenet.verify_state_dict(bisenet._load_file(path), source=str(path))
+        bisenet.load_bisenet(path=path)
     except AssetError as error:
-        return Entry(BISENET_NAME, "model", "bad checkpoint", size, path,
-                     BISENET_DESCRIPTION), str(error)
+        return Entry(name, "model", "bad checkpoint", size, path, BISENET_DESCRIPTION), str(error)
     # No pinned sha256 exists for a file the user brings: "checked" means it loads with
-    # weights_only=True and holds every parameter of the network with the right shape.
-    return Entry(BISENET_NAME, "model", "checked", size, path, BISENET_DESCRIPTION), None
+    # weights_only=True into the network (strict: every parameter, the right shapes).
+    return Entry(name, "model", "checked", size, path, BISENET_DESCRIPTION), None
 
 
 def _table(entries: list[Entry], columns: tuple[str, ...]) -> str:
@@ -313,7 +312,7 @@ def run_verify(args) -> int:
     problems = []
     if bad:
         remedy = []
-        if any(name != BISENET_NAME for name in bad):
+        if any(name != bisenet_entry.name for name in bad):
             remedy.append("`vdf-stream models fetch` (with --clips for clips) fetches them again")
         if bisenet_problem is not None:
             remedy.append("add the checkpoint again with `vdf-stream models add bisenet PATH`")
