@@ -208,3 +208,17 @@ def test_summarize():
     named = metrics.summarize_metric("pose_error", [1.0, 6.0, 12.0])
     assert named["share_above_5"] == pytest.approx(2 / 3)
     assert named["share_above_10"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("name", ["psnr", "ssim", "max_abs_difference"])
+def test_batched_equals_per_frame_and_inputs_kept(name):
+    function = getattr(metrics, name)
+    first, second = random_frames(3, 24, 20, seed=3), random_frames(3, 24, 20, seed=4)
+    kept = (first.clone(), second.clone())
+    together = function(first, second)
+    alone = torch.cat([function(first[i:i + 1], second[i:i + 1]) for i in range(3)])
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert torch.equal(first, kept[0]) and torch.equal(second, kept[1])
+    assert together.shape == (3,)
+    empty = function(first[:0], second[:0])
+    assert empty.shape == (0,)
