@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     for eps_text in args.eps:
         eps = _fraction(eps_text)
         generator = torch.Generator().manual_seed(args.seed)
-        params = make_params(frames.shape[0], *frames.shape[-2:], device=frames.device)
+        params = make_params(frames.shape[0], *frames.shape[-2:], device=frames.device,
+                             init_scale=eps / 2, generator=torch.Generator().manual_seed(args.seed))
         started = time.perf_counter()
         result = optimise(frames, reference, params, objective, eps, args.steps,
                           args.learning_rate, generator)

@@ -80,9 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument("-o", "--output", metavar="OUTPUT",
                          help="output file (container chosen by its extension), or - for "
                               "stdout; default: INPUT_protected with the same extension")
-    protect.add_argument("--vf", default="null", metavar="GRAPH",
+    protect.add_argument("--vf", default="vdf", metavar="GRAPH",
                          help='filter graph, ffmpeg-like: "name=opt=value:opt=value,name2" '
-                              "(default: null; list filters with `vdf-stream filters`)")
+                              "(default: vdf, the protection; list filters with "
+                              "`vdf-stream filters`)")
+    protect.add_argument("--strength", choices=("low", "medium", "high"), default=None,
+                         help="protection strength of the vdf filter: low (eps 4/255), medium "
+                              "(8/255, the default), high (12/255); see docs/protection.md")
+    protect.add_argument("--seed", type=int, default=None,
+                         help="seed of the vdf filter's random transformations (default 0): "
+                              "the same seed gives the same output")
     protect.add_argument("-y", "--overwrite", action="store_true",
                          help="overwrite OUTPUT if it exists")
     protect.add_argument("--device", default="auto", metavar="DEVICE",
@@ -291,6 +298,27 @@ def run_filters_command(args) -> int:
     return EXIT_OK
 
 
+def _apply_protection_options(filters, args) -> None:
+    """--strength and --seed set those options of every vdf filter of the graph (an option
+    written in the graph itself, e.g. ``vdf=strength=high``, wins)."""
+    for item in filters:
+        if item.name != "vdf":
+            continue
+        given = set()
+        for spec in (args.vf or "").split(","):
+            name, _, rest = spec.partition("=")
+            if name.strip() == "vdf":
+                given |= {part.partition("=")[0].strip() for part in rest.split(":") if part}
+        if args.strength is not None and "strength" not in given:
+            item.options.strength = args.strength
+        if args.seed is not None and "seed" not in given:
+            item.options.seed = args.seed
+        try:
+            item.options.validate()
+        except ValueError as error:
+            raise UsageError(f"vdf: {error}") from None
+
+
 def run_protect(args) -> int:
     from .engine import Engine, resolve_device
     from .filter import build_filters
@@ -333,6 +361,7 @@ def run_protect(args) -> int:
         out_pix_fmt = args.output_pix_fmt or args.pix_fmt
     device = resolve_device(args.device)
     filters = build_filters(args.vf)
+    _apply_protection_options(filters, args)
     show = not args.quiet
     warn = (lambda message: print(message, file=sys.stderr)) if show else (lambda m: None)
     if show and not any(getattr(f, "protects", False) for f in filters):

@@ -42,6 +42,7 @@ _BUILTIN = {
     "gaussian_blur": "vdf_stream.filters.gaussian_blur:GaussianBlurFilter",
     "median": "vdf_stream.filters.median:MedianFilter",
     "noise": "vdf_stream.filters.noise:NoiseFilter",
+    "vdf": "vdf_stream.filters.vdf:VdfFilter",
 }
 
 

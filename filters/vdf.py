@@ -1,0 +1,247 @@
+"""``vdf``: the protection. A bounded, invisible, dual-domain perturbation optimised against
+the face pipeline of the model zoo, shared between similar frames.
+
+Per batch, in the main thread:
+
+1. the face detector reads the clean frames once (regions the parameters align to);
+2. each frame gets a descriptor (:mod:`vdf_stream.sharing`); with ``share=on`` the keyframe
+   window decides: *reuse* the nearest keyframe's parameters, *refine* them a few steps,
+   or start a *new* keyframe (warm-started, full budget); with ``share=off`` every frame
+   is optimised from zero with the full budget (the per-frame baseline);
+3. the optimiser (:func:`vdf_stream.objective.optimise`) runs where needed;
+4. the parameters are applied (:func:`vdf_stream.perturb.perturb`; the fused CuPy kernel on
+   a GPU with CuPy, torch otherwise): ``|output - input| <= eps`` on the 8-bit grid.
+
+Strength presets (``strength``; ``eps`` and ``steps`` override them):
+
+======== ======= ================ ======================================================
+preset   eps     keyframe steps   measured (docs/protection.md)
+======== ======= ================ ======================================================
+low      4/255   20
+medium   8/255   40               the default
+high     12/255  60
+======== ======= ================ ======================================================
+
+At close, a summary line goes to stderr: frames, keyframes, reuse rate, optimiser steps
+per frame; :attr:`VdfFilter.stats` holds the same.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import torch
+
+from vdf_stream.errors import UsageError
+from vdf_stream.filter import Filter
+from vdf_stream.frames import Frames, VideoInfo
+
+Strength = Literal["low", "medium", "high"]
+Backend = Literal["auto", "torch", "cupy"]
+
+# preset -> (eps, keyframe steps)
+PRESETS: dict[str, tuple[float, int]] = {
+    "low": (4 / 255, 20),
+    "medium": (8 / 255, 40),
+    "high": (12 / 255, 60),
+}
+
+
+@dataclass
+class VdfOptions:
+    strength: Strength = field(default="medium", metadata={
+        "help": "preset of eps and optimiser steps: low (4/255, 20), medium (8/255, 40), "
+                "high (12/255, 60)"})
+    eps: float | None = field(default=None, metadata={
+        "help": "L-inf budget, overrides the preset's, e.g. 8/255"})
+    steps: int | None = field(default=None, metadata={
+        "help": "optimiser steps of a keyframe (and of every frame with share=off), "
+                "overrides the preset's"})
+    share: bool = field(default=True, metadata={
+        "help": "similarity-guided parameter sharing (off: optimise every frame, the baseline)"})
+    window: int = field(default=8, metadata={"help": "keyframes kept for sharing"})
+    tau_reuse: float = field(default=0.97, metadata={
+        "help": "similarity at or above which a keyframe's parameters are reused as they are"})
+    tau_refine: float = field(default=0.90, metadata={
+        "help": "similarity at or above which they are refined; below, a new keyframe"})
+    refine_steps: int = field(default=5, metadata={"help": "optimiser steps of a refined frame"})
+    learning_rate: float = field(default=3.0, metadata={
+        "help": "scale of the optimiser's per-group learning rates"})
+    early_stop: bool = field(default=True, metadata={
+        "help": "stop optimising a frame once NME >= 0.10, pose >= 10 deg, parse flip >= 0.5"})
+    landmarks: float = field(default=1.0, metadata={"help": "weight of the landmark term"})
+    pose: float = field(default=1.0, metadata={"help": "weight of the head-pose term"})
+    parsing: float = field(default=0.03, metadata={"help": "weight of the parsing term"})
+    detection: float = field(default=0.1, metadata={"help": "weight of the detection term"})
+    fidelity: float = field(default=0.05, metadata={"help": "weight of the fidelity term"})
+    robust: bool = field(default=True, metadata={
+        "help": "expectation over rescaling, JPEG-like quantisation and blur"})
+    seed: int = field(default=0, metadata={"help": "seed of the random transformations"})
+    backend: Backend = field(default="auto", metadata={
+        "help": "apply kernel: auto (CuPy on a GPU when installed), torch, cupy"})
+    quiet: bool = field(default=False, metadata={"help": "no summary line on stderr at close"})
+
+    def resolved(self) -> tuple[float, int]:
+        eps, steps = PRESETS[self.strength]
+        return (self.eps if self.eps is not None else eps,
+                self.steps if self.steps is not None else steps)
+
+    def validate(self) -> None:
+        if self.strength not in PRESETS:
+            raise ValueError(f"strength must be one of {', '.join(PRESETS)}, got {self.strength!r}")
+        eps, steps = self.resolved()
+        if not (math.isfinite(eps) and 1 / 255 <= eps <= 1):
+            raise ValueError(f"eps must be in [1/255, 1] (e.g. 8/255), got {eps}")
+        if steps < 0 or self.refine_steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps} and refine_steps {self.refine_steps}")
+        if self.window < 1:
+            raise ValueError(f"window must be at least 1, got {self.window}")
+        if not (0 <= self.tau_refine <= self.tau_reuse <= 1):
+            raise ValueError(f"need 0 <= tau_refine <= tau_reuse <= 1, got {self.tau_refine} "
+                             f"and {self.tau_reuse}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.backend not in get_args(Backend):
+            raise ValueError(f"backend must be one of {', '.join(get_args(Backend))}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+
+class VdfFilter(Filter):
+    name = "vdf"
+    description = ("protect faces against talking-face deepfakes: bounded dual-domain "
+                   "perturbation against the face pipeline, shared between similar frames")
+    Options = VdfOptions
+    formats = ("rgbf32",)
+    protects = True
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.stats = None
+        self.timings = {"detect": 0.0, "optimise": 0.0, "apply": 0.0}
+        self._pipeline = None
+
+    def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
+        from vdf_stream.models.mesh import FacePipeline
+        from vdf_stream.objective import Objective, ObjectiveWeights, Targets, Transformations
+        from vdf_stream.sharing import KeyframeWindow, SharingOptions, SharingStats
+
+        try:
+            self.options.validate()
+        except ValueError as error:
+            raise UsageError(f"{self.name}: {error}") from None
+        options = self.options
+        self.eps, self.keyframe_steps = options.resolved()
+        backend = options.backend
+        if backend == "auto":
+            from vdf_stream.apply_cuda import cupy_available
+
+            backend = "cupy" if device.type == "cuda" and cupy_available() else "torch"
+        elif backend == "cupy" and device.type != "cuda":
+            raise UsageError(f"{self.name}: backend=cupy needs a CUDA device, the run uses {device}")
+        self.backend = backend
+        self._pipeline = FacePipeline(device=device, segmentation=True)
+        weights = ObjectiveWeights(options.landmarks, options.pose, options.parsing,
+                                   options.detection, options.fidelity)
+        transformations = Transformations() if options.robust else Transformations().none()
+        self.objective = Objective(self._pipeline, weights, transformations)
+        self.targets = Targets() if options.early_stop else None
+        self.window = KeyframeWindow(SharingOptions(options.window, options.tau_reuse,
+                                                    options.tau_refine, self.keyframe_steps,
+                                                    options.refine_steps))
+        self.stats = SharingStats()
+        self.last_params = None
+        return super().setup(info, device)
+
+    def process(self, frames: Frames) -> Frames:
+        import time
+
+        from vdf_stream.objective import optimise
+        from vdf_stream.perturb import make_params, perturb
+        from vdf_stream.sharing import NEW, REUSE, describe
+
+        if frames.format not in self.formats:
+            raise ValueError(f"{self.name} accepts rgbf32 frames, got {frames.format}")
+        if len(frames) == 0:
+            return frames.with_data(frames.data.clone())
+        data = frames.data
+        started = time.perf_counter()
+        regions, found, _ = self._pipeline.regions(data)
+        self.timings["detect"] += time.perf_counter() - started
+        outputs = []
+        height, width = data.shape[-2:]
+        for position, index in enumerate(frames.indices):
+            frame = data[position:position + 1]
+            region = regions[position]
+            has_face = bool(found[position])
+            started = time.perf_counter()
+            params, action, steps = self._parameters(frame, region, has_face, int(index),
+                                                     describe, optimise, make_params, NEW, REUSE)
+            self.timings["optimise"] += time.perf_counter() - started
+            self.stats.record(action, steps)
+            started = time.perf_counter()
+            with torch.no_grad():
+                outputs.append(perturb(frame, params, region, self.eps,
+                                       face_present=found[position:position + 1],
+                                       backend=self.backend))
+            self.timings["apply"] += time.perf_counter() - started
+        return frames.with_data(torch.cat(outputs), frames.format)
+
+    def _parameters(self, frame, region, has_face, index, describe, optimise, make_params,
+                    NEW, REUSE):
+        height, width = frame.shape[-2:]
+        def zeros():
+            # A small seeded random start of the spatial term: from exactly zero, the mesh
+            # reads the clean points and every distance-based loss has a zero gradient.
+            generator = torch.Generator().manual_seed(self.options.seed + index)
+            return make_params(1, height, width, device=frame.device, init_scale=self.eps / 2,
+                               generator=generator)
+
+        if not has_face:
+            # Nothing to align to or to read: the latest parameters' frame term only.
+            return (self.last_params if self.last_params is not None else zeros()), REUSE, 0
+        descriptor = describe(frame, region, True, index)
+        if self.options.share:
+            decision = self.window.decide(descriptor)
+        else:
+            from vdf_stream.sharing import Decision
+
+            decision = Decision(NEW, 0.0, None, self.keyframe_steps)
+        if decision.action == REUSE:
+            params = decision.nearest.params
+        else:
+            if decision.nearest is None:
+                start = zeros()
+            elif decision.action == NEW:
+                start = decision.nearest.params.scaled(decision.similarity)
+            else:
+                start = decision.nearest.params
+            reference = self.objective.reference(frame, region, torch.ones(1, dtype=torch.bool,
+                                                                           device=frame.device))
+            generator = torch.Generator().manual_seed(self.options.seed + index)
+            with torch.enable_grad():
+                result = optimise(frame, reference, start, self.objective, self.eps,
+                                  decision.steps, self.options.learning_rate, generator,
+                                  self.targets)
+            params = result.params
+            decision.steps = result.steps
+            if decision.action == NEW and self.options.share:
+                self.window.add(descriptor, params)
+        self.last_params = params
+        return params, decision.action, decision.steps
+
+    def summary(self) -> dict:
+        summary = self.stats.summary() if self.stats else {}
+        summary["seconds"] = {name: round(value, 3) for name, value in self.timings.items()}
+        return summary
+
+    def close(self) -> None:
+        if self.stats is not None and self.stats.frames and not self.options.quiet:
+            s = self.stats
+            print(f"vdf: {s.frames} frames, {s.keyframes} keyframes, {s.refined} refined, "
+                  f"reuse rate {s.reuse_rate:.0%}, {s.steps_per_frame:.2f} optimiser steps per "
+                  f"frame ({s.steps} in all), eps {self.eps * 255:.3g}/255, share "
+                  f"{'on' if self.options.share else 'off'}", file=sys.stderr)

@@ -1,0 +1,113 @@
+"""The vdf filter on real clips and the real face models (CPU, few frames, few steps)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+import torch
+
+from vdf_stream.errors import UsageError
+from vdf_stream.filter import build_filters, load_filter_class, parse_options
+from vdf_stream.frames import Frames, VideoInfo
+
+
+def _frames(clip, name: str, indices: list[int]) -> torch.Tensor:
+    from vdf_stream.api import iterate
+
+    wanted, found = set(indices), {}
+    for batch in iterate(str(clip(name)), format="rgbf32", batch_size=8):
+        for position, index in enumerate(batch.indices):
+            if index in wanted:
+                found[index] = batch.data[position:position + 1]
+        if len(found) == len(wanted):
+            break
+    return torch.cat([found[i] for i in indices])
+
+
+def _run(options_text: str, data: torch.Tensor, indices: list[int] | None = None):
+    (vdf,) = build_filters(f"vdf={options_text}" if options_text else "vdf")
+    height, width = data.shape[-2:]
+    info = VideoInfo(width, height, Fraction(1, 30), Fraction(30))
+    vdf.setup(info, torch.device("cpu"))
+    indices = indices if indices is not None else list(range(data.shape[0]))
+    outputs = []
+    for position, index in enumerate(indices):
+        batch = Frames(data[position:position + 1], "rgbf32", [index], [index], Fraction(1, 30))
+        out = vdf.process(batch)
+        assert out.indices == [index] and out.pts == [index]
+        outputs.append(out.data)
+    vdf.close()
+    return vdf, torch.cat(outputs)
+
+
+def test_registered_with_presets_and_checked_options():
+    cls = load_filter_class("vdf")
+    assert getattr(cls, "protects", False)
+    assert parse_options(cls, "strength=high").resolved() == (12 / 255, 60)
+    assert parse_options(cls, "eps=6/255:steps=3").resolved() == (6 / 255, 3)
+    with pytest.raises(UsageError, match="eps"):
+        parse_options(cls, "eps=0.1/255")
+    with pytest.raises(UsageError, match="tau"):
+        parse_options(cls, "tau_reuse=0.5:tau_refine=0.9")
+
+
+def test_bound_order_count_and_determinism(clip):
+    data = _frames(clip, "single_face.mp4", [0, 1, 2])
+    first, protected = _run("steps=2:refine_steps=1:quiet=1", data)
+    assert protected.shape == data.shape
+    assert (protected - data).abs().max() <= 8 / 255 + 1e-5
+    assert (protected - data).abs().max() > 0
+    assert first.stats.frames == 3 and first.stats.keyframes >= 1
+    _, again = _run("steps=2:refine_steps=1:quiet=1", data)
+    assert torch.equal(protected, again)
+    _, other_seed = _run("steps=2:refine_steps=1:quiet=1:seed=7", data)
+    assert not torch.equal(protected, other_seed)
+
+
+def test_efficacy_clearly_above_noise(clip):
+    from vdf_stream import evaluate
+    from vdf_stream.filters.noise import bounded_noise
+
+    data = _frames(clip, "single_face.mp4", [30])
+    _, protected = _run("steps=12:robust=0:early_stop=0:quiet=1", data)
+    noisy = bounded_noise(data, [30], 8 / 255, "sign")
+    reader = evaluate.FaceReader(torch.device("cpu"), "selfie+mesh")
+
+    def as_u8(images):
+        return torch.round(images * 255).to(torch.uint8)
+
+    reference = reader.read(as_u8(data))
+    ours = evaluate.compare(reader.read(as_u8(protected), reference), reference)
+    baseline = evaluate.compare(reader.read(as_u8(noisy), reference), reference)
+    assert float(ours["landmark_nme"][0]) > 0.05
+    assert float(ours["landmark_nme"][0]) > 4 * float(baseline["landmark_nme"][0])
+
+
+def test_sharing_reuses_similar_frames_and_starts_a_keyframe_on_a_scene_change(clip):
+    face = _frames(clip, "single_face.mp4", [10, 11])
+    other = _frames(clip, "WolfgangLanger_Pexels.mp4", [200])
+    data = torch.cat([face, face[:1], other])
+    vdf, protected = _run("steps=1:refine_steps=1:quiet=1", data)
+    actions = vdf.stats.actions
+    assert actions[0] == "new"
+    assert actions[2] == "reuse"  # the very same frame again
+    assert actions[1] in ("reuse", "refine")  # the next frame of the same shot
+    assert actions[3] == "new"  # another person, another scene
+    assert vdf.stats.keyframes == 2
+    # a reused frame gets the same parameters: identical frames, identical output
+    assert torch.equal(protected[0], protected[2])
+
+
+def test_share_off_optimises_every_frame(clip):
+    data = _frames(clip, "single_face.mp4", [0, 1])
+    vdf, _ = _run("share=0:steps=1:quiet=1", data)
+    assert vdf.stats.actions == ["new", "new"]
+    assert vdf.stats.steps == 2 and vdf.stats.reuse_rate == 0
+
+
+def test_frame_without_face_only_gets_the_frame_term():
+    data = torch.full((1, 3, 64, 96), 128 / 255)
+    vdf, protected = _run("steps=1:quiet=1", data)
+    assert vdf.stats.actions == ["reuse"] and vdf.stats.steps == 0
+    assert torch.equal(protected, data)  # zero parameters: unchanged grey (on the grid)
