@@ -103,8 +103,15 @@ def decode_all(path, stream_format=None):
 
 
 def run_cli(*args, input: bytes | None = None, timeout: float = 300, env=None):
-    """Run ``vdf-stream ARGS`` as a user would; return the CompletedProcess (bytes)."""
-    command = [sys.executable, "-m", "vdf_stream", *map(str, args)]
+    """Run ``vdf-stream ARGS`` as a user would; return the CompletedProcess (bytes).
+
+    ``protect`` without ``--vf`` gets ``--vf null`` here: these tests are about the engine,
+    not the protection filter (the default graph), whose own tests name it.
+    """
+    args = [str(a) for a in args]
+    if args and args[0] == "protect" and "--vf" not in args and "--help" not in args:
+        args = [*args, "--vf", "null"]
+    command = [sys.executable, "-m", "vdf_stream", *args]
     environment = dict(os.environ)
     environment.update(env or {})
     return subprocess.run(command, input=input, capture_output=True, timeout=timeout,

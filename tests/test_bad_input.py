@@ -240,7 +240,8 @@ def test_unavailable_hardware_encoder_falls_back(tmp_path, good):
 
 
 def test_stdout_closed_early_exits_quietly(good):
-    command = [sys.executable, "-m", "vdf_stream", "protect", str(good), "-o", "-", "-q"]
+    command = [sys.executable, "-m", "vdf_stream", "protect", str(good), "-o", "-", "-q",
+               "--vf", "null"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.read(5000)
     process.stdout.close()
@@ -253,7 +254,7 @@ def test_ctrl_c_finalises_the_output(tmp_path):
     source = make_clip(tmp_path / "long.mkv", frames=1500, size=(640, 480))
     target = tmp_path / "out.mp4"
     command = [sys.executable, "-m", "vdf_stream", "protect", str(source), "-o", str(target),
-               "--preset", "slower", "-q"]
+               "--preset", "slower", "-q", "--vf", "null"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline and (not target.exists() or target.stat().st_size < 20000):

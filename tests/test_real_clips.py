@@ -86,7 +86,8 @@ def test_real_ffmpeg_at_both_ends_of_a_pipe(tmp_path, clip, originals, pipe_form
         [ffmpeg, "-v", "error", "-i", str(clip(name)), *extra, "-f", pipe_format, "-"],
         stdout=subprocess.PIPE)
     middle = subprocess.Popen(
-        [sys.executable, "-m", "vdf_stream", "protect", "-", "-o", "-", "-q", *ours],
+        [sys.executable, "-m", "vdf_stream", "protect", "-", "-o", "-", "-q", "--vf", "null",
+         *ours],
         stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     producer.stdout.close()
     consumer = subprocess.run(
