@@ -25,7 +25,8 @@ library versions, machine and load) to ``benchmarks/results/eval_floor-<machine 
 
 Usage::
 
-    python benchmarks/eval_floor.py                 # about 10 minutes on 2 idle cores
+    python benchmarks/eval_floor.py                 # about 5 minutes on 2 idle cores
+    python benchmarks/eval_floor.py --threads 1     # steadier on a shared machine
     python benchmarks/eval_floor.py --quick --output /tmp/floor.json   # a smoke run
 """
 
@@ -66,6 +67,9 @@ def parse_arguments(argv):
                         help="a smoke run: 6 frames per clip, robustness on 2 frames")
     parser.add_argument("--device", default="cpu",
                         help="where the face pipeline runs (default cpu: the figure asked for)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default 0: torch's own choice, one per core); "
+                             "1 is steadier on a machine shared with other processes")
     parser.add_argument("--output", type=Path, help="JSON path (default: benchmarks/results/"
                                                     "eval_floor-<machine tag>.json)")
     parser.add_argument("--note", default="", help="free text stored in the JSON")
@@ -150,6 +154,10 @@ def main(argv=None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    import torch
+
+    if arguments.threads > 0:
+        torch.set_num_threads(arguments.threads)
     device = str(resolve_device(arguments.device))
     machine = machine_description()
     machine["load_average_at_start"] = [round(value, 2) for value in load_at_start]
@@ -195,6 +203,7 @@ def main(argv=None) -> int:
         },
         "configuration": {
             "quick": arguments.quick,
+            "torch_threads": torch.get_num_threads(),
             "device": device,
             "parser": resolve_parser("auto"),
             "cases": [{"case": label, "filter_graph": graph, "codec": "libx264", "crf": CRF,
@@ -221,7 +230,8 @@ def main(argv=None) -> int:
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(clips))
     print()
-    print(f"eval on {device}: {report['timing']['eval_seconds_per_frame']['median']:.3f} s per "
+    print(f"eval on {device} ({torch.get_num_threads()} torch threads): "
+          f"{report['timing']['eval_seconds_per_frame']['median']:.3f} s per "
           f"frame (median of the runs above); with --robustness (13 degradations): "
           f"{report['timing']['robustness_eval_seconds_per_frame']:.2f} s per frame "
           f"({len(robust['frames'])} frames). Parser: {report['configuration']['parser']}."
