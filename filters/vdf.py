@@ -74,8 +74,11 @@ class VdfOptions:
         "help": "stop optimising a frame once NME >= 0.10, pose >= 10 deg, parse flip >= 0.5"})
     landmarks: float = field(default=1.0, metadata={"help": "weight of the landmark term"})
     pose: float = field(default=1.0, metadata={"help": "weight of the head-pose term"})
-    parsing: float = field(default=0.03, metadata={"help": "weight of the parsing term"})
-    detection: float = field(default=0.1, metadata={"help": "weight of the detection term"})
+    parsing: float = field(default=0.0, metadata={
+        "help": "weight of the parsing term (off by default: it takes the whole budget from "
+                "the mesh terms; see docs/protection.md)"})
+    detection: float = field(default=0.0, metadata={
+        "help": "weight of the detection term (off by default, same reason)"})
     fidelity: float = field(default=0.05, metadata={"help": "weight of the fidelity term"})
     robust: bool = field(default=True, metadata={
         "help": "expectation over rescaling, JPEG-like quantisation and blur"})
