@@ -336,9 +336,17 @@ def _load_file(path: Path) -> object:
     except FileNotFoundError:
         raise AssetError(f"no such file: {path}") from None
     except Exception as error:  # corrupt archive, or a pickle weights_only refuses
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise AssetError(f"cannot read {path} as a PyTorch checkpoint with weights_only=True: "
-                         f"{reason}") from None
+        # torch's own message advises weights_only=False, which must never be taken for a
+        # file from elsewhere: say what is wrong without repeating that advice
+        text = str(error)
+        if "Unsupported global" in text:
+            reason = "it holds objects other than tensors (not a plain state dict)"
+        elif "weights_only" in text or "zip" in text.lower() or "magic" in text.lower() \
+                or "load key" in text:
+            reason = "not a PyTorch checkpoint (damaged, truncated or another kind of file)"
+        else:
+            reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        raise AssetError(f"cannot read {path} as a PyTorch checkpoint: {reason}") from None
 
 
 def add_bisenet(path: str | os.PathLike) -> Path:
