@@ -171,5 +171,5 @@ def test_python_api_iterate_and_protect(tmp_path):
             pixels = (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
             assert read_index(pixels) == frames.indices[position]
     assert seen == list(range(10))
-    stats = vdf_stream.protect(str(source), str(tmp_path / "api.mp4"))
+    stats = vdf_stream.protect(str(source), str(tmp_path / "api.mp4"), vf="null")
     assert stats.frames_in == stats.frames_out == 10

@@ -125,7 +125,7 @@ def test_rotation_metadata_is_kept(tmp_path):
         container.mux(stream.encode(None))
     from vdf_stream import protect
 
-    protect(str(source), str(tmp_path / "out.mp4"), device="cpu")
+    protect(str(source), str(tmp_path / "out.mp4"), vf="null", device="cpu")
     with av.open(str(tmp_path / "out.mp4")) as container:
         frame = next(container.decode(video=0))
         assert frame.rotation == 90

@@ -11,7 +11,7 @@ Example::
 
     import vdf_stream
 
-    stats = vdf_stream.protect("talk.mp4", "talk_protected.mp4", vf="null")
+    stats = vdf_stream.protect("talk.mp4", "talk_protected.mp4")  # the vdf filter
     for frames in vdf_stream.iterate("talk.mp4", vf="scale=w=320:h=-2"):
         print(frames.indices, frames.data.shape)  # (B, 3, H, W) float in [0, 1]
 """
@@ -30,10 +30,12 @@ from .sinks import EncodeOptions, open_sink
 from .sources import RawFormat, open_source
 
 
-def protect(input: str, output: str, vf: str = "null", device: str = "auto",
+def protect(input: str, output: str, vf: str = "vdf", device: str = "auto",
             encode: EncodeOptions | None = None, stdout_format: str = "y4m",
             raw: RawFormat | None = None, batch_size: int = 1, progress=None) -> RunStats:
     """Run ``input`` through the filter graph ``vf`` into ``output`` (``-`` = stdout).
+
+    The default graph is the protection filter, as on the command line.
 
     Raises:
         vdf_stream.errors.VdfError: a subclass naming what went wrong (see errors.py).
