@@ -41,17 +41,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
+
+from vdf_stream import environment  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS_FOLDER = REPOSITORY / "benchmarks" / "results"
@@ -368,50 +367,6 @@ def measure(settings: Settings, log) -> tuple[list[Result], dict]:
 # Environment
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def gpu_description() -> dict | None:
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    properties = torch.cuda.get_device_properties(0)
-    return {"name": properties.name, "count": torch.cuda.device_count(),
-            "memory_gib": round(properties.total_memory / 2**30, 1),
-            "capability": f"{properties.major}.{properties.minor}",
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def machine_tag() -> str:
-    """A stable name for this kind of machine: CPU model, core count, GPU if any (the same
-    rule as benchmarks/throughput.py, so both reports of one machine share the tag)."""
-    model = re.sub(r"\((r|tm)\)|cpu|processor|\d+-core|@.*", "", cpu_model(), flags=re.I)
-    tag = f"{slug(model)}-{usable_cores()}cpu"
-    gpu = gpu_description()
-    if gpu is not None:
-        tag += "-" + slug(gpu["name"].replace("NVIDIA", ""))
-    return tag
-
-
 def cpu_idle_fraction(seconds: float = 1.0) -> float | None:
     """Share of CPU time idle over ``seconds``, from /proc/stat (None when unreadable)."""
     def sample():
@@ -440,22 +395,10 @@ def cpu_pressure() -> dict | None:
     return {key: float(value) for key, value in fields.items() if key.startswith("avg")}
 
 
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "-C", str(REPOSITORY), "describe", "--always",
-                                 "--dirty"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
-
-
 def library_versions() -> dict:
     from importlib import metadata
 
-    import numpy
     import torch
-
-    import vdf_stream
 
     def version(distribution: str) -> str | None:
         try:
@@ -463,30 +406,14 @@ def library_versions() -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    return {
-        "python": platform.python_version(),
-        "vdf_stream": vdf_stream.__version__,
-        "vdf_stream_commit": git_commit(),
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "numpy": numpy.__version__,
-        "av": version("av"),
-        "pillow": version("pillow"),
-        "tflite": version("tflite"),
-    }
+    return {**environment.library_versions(), "torch_cuda": torch.version.cuda,
+            "pillow": version("pillow"), "tflite": version("tflite")}
 
 
 def machine_description(idle_before: float | None) -> dict:
-    import torch
-
     return {
+        **environment.machine_description(),
         "hostname": socket.gethostname(),
-        "tag": machine_tag(),
-        "cpu_model": cpu_model(),
-        "cpu_cores": usable_cores(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "gpu": gpu_description(),
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "cpu_idle_fraction_before_start": (round(idle_before, 3)
                                            if idle_before is not None else None),
@@ -532,7 +459,7 @@ def format_table(results: list[Result], settings: Settings) -> str:
 
 def default_output(quick: bool) -> Path:
     suffix = "-quick" if quick else ""
-    return RESULTS_FOLDER / f"models-{machine_tag()}{suffix}.json"
+    return RESULTS_FOLDER / f"models-{environment.machine_tag()}{suffix}.json"
 
 
 def _list(text: str) -> tuple[str, ...]:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -52,6 +51,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from vdf_stream import environment  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS_FOLDER = REPOSITORY / "benchmarks" / "results"
@@ -451,48 +452,6 @@ RUNNERS = {
 # Environment
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def gpu_description() -> dict | None:
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    properties = torch.cuda.get_device_properties(0)
-    return {"name": properties.name, "count": torch.cuda.device_count(),
-            "memory_gib": round(properties.total_memory / 2**30, 1),
-            "cuda": torch.version.cuda}
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def machine_tag() -> str:
-    """A stable name for this kind of machine: CPU model, core count, GPU if any."""
-    model = re.sub(r"\((r|tm)\)|cpu|processor|\d+-core|@.*", "", cpu_model(), flags=re.I)
-    tag = f"{slug(model)}-{usable_cores()}cpu"
-    gpu = gpu_description()
-    if gpu is not None:
-        tag += "-" + slug(gpu["name"].replace("NVIDIA", ""))
-    return tag
-
-
 def cpu_idle_fraction(seconds: float = 2.0) -> float | None:
     """Share of CPU time idle over ``seconds``, from /proc/stat (None when unreadable)."""
     def sample():
@@ -511,46 +470,16 @@ def cpu_idle_fraction(seconds: float = 2.0) -> float | None:
 
 
 def library_versions() -> dict:
-    import av
-    import numpy
-    import torch
-
-    import vdf_stream
-
     ffmpeg_line = run_command([ffmpeg_executable(), "-version"], "ffmpeg -version")
-    return {
-        "python": platform.python_version(),
-        "vdf_stream": vdf_stream.__version__,
-        "vdf_stream_commit": git_commit(),
-        "torch": torch.__version__,
-        "av": av.__version__,
-        "av_ffmpeg_libraries": {name: ".".join(map(str, version))
-                                for name, version in av.library_versions.items()},
-        "numpy": numpy.__version__,
-        "ffmpeg_cli": ffmpeg_line.stdout.decode("utf-8", "replace").splitlines()[0],
-    }
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "-C", str(REPOSITORY), "describe", "--always",
-                                 "--dirty"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
+    return {**environment.library_versions(),
+            "ffmpeg_cli": ffmpeg_line.stdout.decode("utf-8", "replace").splitlines()[0]}
 
 
 def machine_description(idle_before: float | None) -> dict:
-    cores = usable_cores()
-    load = os.getloadavg()
     return {
+        **environment.machine_description(),
         "hostname": socket.gethostname(),
-        "tag": machine_tag(),
-        "cpu_model": cpu_model(),
-        "cpu_cores": cores,
-        "platform": platform.platform(),
-        "gpu": gpu_description(),
-        "load_average_at_start": [round(value, 2) for value in load],
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "cpu_idle_fraction_before_start": (round(idle_before, 3)
                                            if idle_before is not None else None),
     }
@@ -714,7 +643,7 @@ def format_table(results: list[dict], settings: Settings) -> str:
 
 def default_output(quick: bool) -> Path:
     suffix = "-quick" if quick else ""
-    return RESULTS_FOLDER / f"throughput-{machine_tag()}{suffix}.json"
+    return RESULTS_FOLDER / f"throughput-{environment.machine_tag()}{suffix}.json"
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

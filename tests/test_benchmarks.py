@@ -51,7 +51,7 @@ def test_quick_throughput_run_writes_a_complete_report(tmp_path):
     assert report["configuration"]["quick"] is True
     assert report["configuration"]["crf"] == 18
     assert report["configuration"]["resolved_device"] == "cpu"
-    assert {"vdf_stream", "torch", "av", "av_ffmpeg_libraries", "numpy",
+    assert {"vdf_stream", "torch", "av", "ffmpeg_libraries", "numpy",
             "ffmpeg_cli"} <= report["versions"].keys()
     assert report["versions"]["ffmpeg_cli"].startswith("ffmpeg version")
     assert {"cpu_model", "cpu_cores", "gpu", "load_average_at_start"} <= report["machine"].keys()

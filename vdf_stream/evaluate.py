@@ -50,8 +50,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -556,67 +554,10 @@ class Degrader:
 
 
 # ---------------------------------------------------------------------------------------
-# Environment
+# Environment (kept as names of this module: benchmarks use them from here)
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def gpu_description() -> dict | None:
-    if not torch.cuda.is_available():
-        return None
-    properties = torch.cuda.get_device_properties(0)
-    return {"name": properties.name, "count": torch.cuda.device_count(),
-            "memory_gib": round(properties.total_memory / 2**30, 1), "cuda": torch.version.cuda}
-
-
-def machine_tag() -> str:
-    """A stable name for this kind of machine: CPU model, usable cores, GPU if any."""
-    def slug(text: str) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-    model = re.sub(r"\((r|tm)\)|cpu|processor|\d+-core|@.*", "", cpu_model(), flags=re.I)
-    tag = f"{slug(model)}-{usable_cores()}cpu"
-    gpu = gpu_description()
-    if gpu is not None:
-        tag += "-" + slug(gpu["name"].replace("NVIDIA", ""))
-    return tag
-
-
-def machine_description() -> dict:
-    return {"tag": machine_tag(), "cpu_model": cpu_model(), "cpu_cores": usable_cores(),
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "gpu": gpu_description()}
-
-
-def library_versions() -> dict:
-    import av
-
-    from . import __version__
-
-    return {
-        "python": platform.python_version(),
-        "vdf_stream": __version__,
-        "torch": torch.__version__,
-        "av": av.__version__,
-        "ffmpeg_libraries": {name: ".".join(map(str, version))
-                             for name, version in av.library_versions.items()},
-        "numpy": np.__version__,
-    }
+from .environment import (library_versions, machine_description,  # noqa: E402,F401
+                          machine_tag)
 
 
 # ---------------------------------------------------------------------------------------
