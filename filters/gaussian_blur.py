@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from vdf_stream.errors import UsageError
 from vdf_stream.filter import Filter
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.frames import Frames
 
 
 def reflect_indices(length: int, padding: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -167,13 +166,6 @@ class GaussianBlurFilter(Filter):
     description = "blur each frame with a Gaussian of the given sigma (like OpenCV GaussianBlur)"
     Options = GaussianBlurOptions
     formats = ("rgbf32",)
-
-    def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
-        try:
-            self.options.validate()
-        except ValueError as error:
-            raise UsageError(f"{self.name}: {error}") from None
-        return super().setup(info, device)
 
     def process(self, frames: Frames) -> Frames:
         if frames.format not in self.formats:

@@ -21,9 +21,8 @@ import torch
 from PIL import Image
 
 from vdf_stream.colour import to_float, to_uint8
-from vdf_stream.errors import UsageError
 from vdf_stream.filter import Filter
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.frames import Frames
 
 Subsampling = Literal["420", "422", "444"]
 
@@ -119,13 +118,6 @@ class JpegFilter(Filter):
     description = "compress each frame as a JPEG at the given quality and decode it back"
     Options = JpegOptions
     formats = ("rgb24", "rgbf32")
-
-    def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
-        try:
-            self.options.validate()
-        except ValueError as error:
-            raise UsageError(f"{self.name}: {error}") from None
-        return super().setup(info, device)
 
     def process(self, frames: Frames) -> Frames:
         if frames.format == "rgb24":

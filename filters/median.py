@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vdf_stream.errors import UsageError
 from vdf_stream.filter import Filter
 from vdf_stream.filters.gaussian_blur import reflect_pad2d
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.frames import Frames
 
 # Upper bound on the number of window samples gathered at once (the windows of a whole
 # 1080p batch would take gigabytes); larger inputs are processed in strips of rows.
@@ -75,13 +74,6 @@ class MedianFilter(Filter):
     description = "replace each pixel by the median of the window around it (removes speckles)"
     Options = MedianOptions
     formats = ("rgbf32", "rgb24")
-
-    def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
-        try:
-            self.options.validate()
-        except ValueError as error:
-            raise UsageError(f"{self.name}: {error}") from None
-        return super().setup(info, device)
 
     def process(self, frames: Frames) -> Frames:
         if frames.format not in self.formats:

@@ -26,9 +26,8 @@ from typing import Literal, get_args
 
 import torch
 
-from vdf_stream.errors import UsageError
 from vdf_stream.filter import Filter
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.frames import Frames
 
 NoiseKind = Literal["sign", "uniform"]
 
@@ -100,13 +99,6 @@ class NoiseFilter(Filter):
     Options = NoiseOptions
     formats = ("rgbf32",)
     protects = False
-
-    def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
-        try:
-            self.options.validate()
-        except ValueError as error:
-            raise UsageError(f"{self.name}: {error}") from None
-        return super().setup(info, device)
 
     def process(self, frames: Frames) -> Frames:
         if frames.format not in self.formats:

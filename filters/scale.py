@@ -212,10 +212,6 @@ class ScaleFilter(Filter):
     formats = ("rgbf32", "rgb24")
 
     def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
-        try:
-            self.options.validate()
-        except ValueError as error:
-            raise UsageError(f"{self.name}: {error}") from None
         super().setup(info, device)
         options = self.options
         width, height = scaled_size(info.width, info.height, options.w, options.h, options.factor)

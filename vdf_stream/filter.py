@@ -68,8 +68,16 @@ class Filter:
     def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
         """Negotiate once with the incoming stream; return the outgoing stream's description.
 
-        Raise :class:`~vdf_stream.errors.UsageError` when the options do not fit the stream.
+        Checks the options (their ``validate()``, when they have one: options built in
+        Python never went through the graph parser). Raise
+        :class:`~vdf_stream.errors.UsageError` when the options do not fit the stream.
         """
+        validate = getattr(self.options, "validate", None)
+        if callable(validate):
+            try:
+                validate()
+            except ValueError as error:
+                raise UsageError(f"{self.name}: {error}") from None
         self.input_info = info
         self.output_info = info
         self.device = device
