@@ -27,6 +27,7 @@ examples:
   ffmpeg -i in.mp4 -f yuv4mpegpipe - | vdf-stream protect - -o - | ffmpeg -i - out.mp4
   vdf-stream filters                               what filters exist and their options
   vdf-stream eval talk.mp4 talk_protected.mp4      fidelity and efficacy of a protection
+  vdf-stream live --virtual-cam                    webcam -> protected virtual camera
 """
 
 
@@ -129,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(protect)
 
     _add_eval_parser(commands)
+
+    from . import live
+
+    live.add_parser(commands, _common, _size, _rate)
 
     filters = commands.add_parser("filters", help="list the filters and their options",
                                   description="List every filter (built-in and from other "
@@ -439,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_filters_command(args)
         if args.command == "eval":
             return run_eval(args)
+        if args.command == "live":
+            from . import live
+
+            return live.run_command(args)
         if args.command == "models":
             from .models import cli as models_cli
 
