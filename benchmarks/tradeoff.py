@@ -50,11 +50,42 @@ def load_frames(clip: str, count: int, stride: int) -> tuple[torch.Tensor, objec
     return torch.cat(chosen[:count]), info
 
 
-def measure(original_u8: torch.Tensor, protected: torch.Tensor, reader, info, crf: float) -> dict:
+def save_pictures(folder: Path, name: str, original_u8: torch.Tensor, published: torch.Tensor,
+                  regions) -> None:
+    """PNG pictures to look at: per frame, original | published (after the encoder) side by
+    side, and a 2x face crop: original | published | difference x 8 around mid grey."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(original_u8.shape[0]):
+        clean, out = original_u8[index], published[index]
+        Image.fromarray(torch.cat([clean, out], dim=2).permute(1, 2, 0).numpy()).save(
+            folder / f"{name}_frame{index}.png")
+        if regions is None:
+            continue
+        height, width = clean.shape[-2:]
+        cx, cy = (float(v) for v in regions.center[index])
+        half = float(regions.size[index]) * 0.45
+        top, bottom = max(0, int(cy - half)), min(height, int(cy + half))
+        left, right = max(0, int(cx - half)), min(width, int(cx + half))
+        a = clean[:, top:bottom, left:right].int()
+        b = out[:, top:bottom, left:right].int()
+        difference = ((b - a) * 8 + 128).clamp(0, 255)
+        strip = torch.cat([a, b, difference], dim=2).to(torch.uint8).permute(1, 2, 0).numpy()
+        picture = Image.fromarray(np.ascontiguousarray(strip))
+        picture = picture.resize((picture.width * 2, picture.height * 2), Image.NEAREST)
+        picture.save(folder / f"{name}_face{index}.png")
+
+
+def measure(original_u8: torch.Tensor, protected: torch.Tensor, reader, info, crf: float,
+            pictures: tuple[Path, str, object] | None = None) -> dict:
     from vdf_stream import evaluate
 
     protected_u8 = torch.round(protected.clamp(0, 1) * 255).to(torch.uint8)
     published = evaluate.h264_roundtrip(protected_u8, crf, info)
+    if pictures is not None:
+        save_pictures(pictures[0], pictures[1], original_u8, published, pictures[2])
     reference = reader.read(original_u8)
     reading = reader.read(published, reference=reference)
     efficacy = evaluate.compare(reading, reference)
@@ -84,13 +115,22 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-noise", action="store_true")
     parser.add_argument("--fidelity-weight", type=float, default=None)
+    parser.add_argument("--chroma", type=float, default=1.0,
+                        help="share of the change's colour part kept (0: luma only)")
+    parser.add_argument("--texture-floor", type=float, default=0.4)
+    parser.add_argument("--region-floor", type=float, default=0.5)
+    parser.add_argument("--transformations", default="default",
+                        help="default, none, or jpeg (the JPEG-like stand-in only, no H.264-like)")
+    parser.add_argument("--pictures", default=None,
+                        help="folder for PNG pictures (original | published, 2x face crops)")
+    parser.add_argument("--tag", default="run", help="prefix of the pictures' names")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
     from vdf_stream import assets, evaluate
     from vdf_stream.filters.noise import bounded_noise
     from vdf_stream.models.mesh import FacePipeline
-    from vdf_stream.objective import Objective, ObjectiveWeights, optimise
+    from vdf_stream.objective import Objective, ObjectiveWeights, Transformations, optimise
     from vdf_stream.perturb import make_params, perturb
 
     torch.manual_seed(args.seed)
@@ -102,7 +142,14 @@ def main(argv=None) -> int:
     weights = ObjectiveWeights()
     if args.fidelity_weight is not None:
         weights.fidelity = args.fidelity_weight
-    objective = Objective(pipeline, weights)
+    transformations = Transformations()
+    if args.transformations == "none":
+        transformations = transformations.none()
+    elif args.transformations == "jpeg":
+        transformations.h264_probability = 0.0
+    objective = Objective(pipeline, weights, transformations)
+    perturb_options = {"chroma": args.chroma, "texture_floor": args.texture_floor,
+                       "region_floor": args.region_floor}
     reference = objective.reference(frames)
     rows = []
     for eps_text in args.eps:
@@ -112,25 +159,34 @@ def main(argv=None) -> int:
                              init_scale=eps / 2, generator=torch.Generator().manual_seed(args.seed))
         started = time.perf_counter()
         result = optimise(frames, reference, params, objective, eps, args.steps,
-                          args.learning_rate, generator)
+                          args.learning_rate, generator, perturb_options=perturb_options)
         seconds = time.perf_counter() - started
         with torch.no_grad():
             protected = perturb(frames, result.params, reference.regions, eps,
-                                face_present=reference.found)
+                                face_present=reference.found, **perturb_options)
+        pictures = None
+        if args.pictures:
+            name = f"{args.tag}_eps{eps_text.replace('/', '-')}"
+            pictures = (Path(args.pictures), name, reference.regions)
         row = {"method": "vdf", "eps": eps_text, "steps": result.steps,
                "optimise_seconds_per_frame": seconds / frames.shape[0],
-               **measure(original_u8, protected, reader, info, args.crf)}
+               **measure(original_u8, protected, reader, info, args.crf, pictures)}
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "per_frame"}), flush=True)
         if not args.no_noise:
             noisy = bounded_noise(frames, list(range(frames.shape[0])), eps, "sign", args.seed)
+            pictures = None
+            if args.pictures:
+                name = f"noise_eps{eps_text.replace('/', '-')}"
+                pictures = (Path(args.pictures), name, reference.regions)
             row = {"method": "noise_sign", "eps": eps_text,
-                   **measure(original_u8, noisy, reader, info, args.crf)}
+                   **measure(original_u8, noisy, reader, info, args.crf, pictures)}
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "per_frame"}), flush=True)
     result = {"clip": args.clip, "frames": args.frames, "stride": args.stride,
               "crf": args.crf, "steps": args.steps, "learning_rate": args.learning_rate,
               "weights": vars(weights), "seed": args.seed, "rows": rows,
+              "perturb_options": perturb_options, "transformations": vars(transformations),
               "versions": evaluate.library_versions(), "machine": evaluate.machine_description()}
     path = Path(args.json) if args.json else (
         Path(__file__).parent / "results" / f"tradeoff_{evaluate.machine_tag()}.json")

@@ -80,6 +80,14 @@ class VdfOptions:
     detection: float = field(default=0.0, metadata={
         "help": "weight of the detection term (off by default, same reason)"})
     fidelity: float = field(default=0.05, metadata={"help": "weight of the fidelity term"})
+    chroma: float = field(default=0.0, metadata={
+        "help": "share of the change's colour part kept: 0 = luma only (a grey change, the "
+                "same offset on R, G and B: no colour blotches, and what 4:2:0 H.264 keeps), "
+                "1 = per colour channel"})
+    texture_floor: float = field(default=0.4, metadata={
+        "help": "attention on flat areas (e.g. cheeks) relative to textured ones, in [0, 1]"})
+    region_floor: float = field(default=0.5, metadata={
+        "help": "attention outside the face region relative to inside, in [0, 1]"})
     robust: bool = field(default=True, metadata={
         "help": "expectation over rescaling, JPEG-like quantisation and blur"})
     seed: int = field(default=0, metadata={"help": "seed of the random transformations"})
@@ -109,6 +117,10 @@ class VdfOptions:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.backend not in get_args(Backend):
             raise ValueError(f"backend must be one of {', '.join(get_args(Backend))}")
+        for name in ("chroma", "texture_floor", "region_floor"):
+            value = getattr(self, name)
+            if not (0 <= value <= 1):
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
@@ -157,6 +169,8 @@ class VdfFilter(Filter):
                                                     options.refine_steps))
         self.stats = SharingStats()
         self.last_params = None
+        self.perturb_options = {"chroma": options.chroma, "texture_floor": options.texture_floor,
+                                "region_floor": options.region_floor}
         return super().setup(info, device)
 
     def process(self, frames: Frames) -> Frames:
@@ -189,7 +203,7 @@ class VdfFilter(Filter):
             with torch.no_grad():
                 outputs.append(perturb(frame, params, region, self.eps,
                                        face_present=found[position:position + 1],
-                                       backend=self.backend))
+                                       backend=self.backend, **self.perturb_options))
             self.timings["apply"] += time.perf_counter() - started
         return frames.with_data(torch.cat(outputs), frames.format)
 
@@ -228,7 +242,7 @@ class VdfFilter(Filter):
             with torch.enable_grad():
                 result = optimise(frame, reference, start, self.objective, self.eps,
                                   decision.steps, self.options.learning_rate, generator,
-                                  self.targets)
+                                  self.targets, self.perturb_options)
             params = result.params
             decision.steps = result.steps
             if decision.action == NEW and self.options.share:

@@ -144,3 +144,57 @@ def test_cupy_kernel_matches_torch():
     fused = perturb(frames, params, regions, 8 / 255, backend="cupy")
     assert (fused - reference).abs().max() <= 1 / 255 + 1e-6
     assert (fused - frames).abs().max() <= 8 / 255 + TOLERANCE
+
+
+@pytest.mark.parametrize("eps", [4 / 255, 8 / 255, 12 / 255])
+def test_luma_only_change_is_grey_and_keeps_the_bound(eps):
+    from vdf_stream.perturb import limit_chroma
+
+    frames, params, regions = _case(grid=True)
+    frames = 0.1 + 0.8 * frames  # away from 0 and 1, where clamping could differ per channel
+    frames = torch.round(frames * 255) / 255
+    params = params.map(lambda t: t * 20)
+    protected = perturb(frames, params, regions, eps, chroma=0.0)
+    delta = (protected - frames) * 255
+    assert delta.abs().max() <= eps * 255 + 1e-3
+    assert delta.abs().max() >= eps * 255 - 1  # the budget is used
+    # the same offset on R, G and B (up to a rare rounding tie): Cb = Cr = 0
+    spread = (delta.amax(dim=1) - delta.amin(dim=1))
+    assert spread.max() <= 1 + 1e-3 and (spread > 1e-3).float().mean() < 1e-3
+    cb = -0.168736 * delta[:, 0] - 0.331264 * delta[:, 1] + 0.5 * delta[:, 2]
+    cr = 0.5 * delta[:, 0] - 0.418688 * delta[:, 1] - 0.081312 * delta[:, 2]
+    assert cb.abs().mean() < 0.01 and cr.abs().mean() < 0.01
+    # with colour allowed, the same parameters make a coloured change
+    coloured = (perturb(frames, params, regions, eps, chroma=1.0) - frames) * 255
+    assert (coloured.amax(dim=1) - coloured.amin(dim=1)).mean() > 1
+    # the projection keeps luma and scales the colour part
+    change = torch.randn(2, 3, 4, 5)
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    for chroma in (0.0, 0.3):
+        limited = limit_chroma(change, chroma)
+        assert torch.allclose((limited * weights).sum(1), (change * weights).sum(1), atol=1e-6)
+    half = limit_chroma(change, 0.5) - (change * weights).sum(1, keepdim=True)
+    assert torch.allclose(half, 0.5 * (change - (change * weights).sum(1, keepdim=True)),
+                          atol=1e-6)
+
+
+def test_h264_like_transformation():
+    from vdf_stream.objective import h264_like
+
+    generator = torch.Generator().manual_seed(3)
+    smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 5, 6, generator=generator),
+                                             size=(37, 50), mode="bilinear")
+    smooth.requires_grad_()
+    out = h264_like(smooth, 26)
+    assert out.shape == smooth.shape and out.min() >= 0 and out.max() <= 1
+    assert (out - smooth).abs().mean() < 10 / 255  # a smooth image survives roughly
+    out.sum().backward()  # straight-through: the gradient flows
+    assert torch.isfinite(smooth.grad).all() and smooth.grad.abs().sum() > 0
+    clean = smooth.detach()
+    # an inter frame equal to its prediction is left exactly as it is
+    assert torch.allclose(h264_like(clean, 26, prediction=clean), clean, atol=1e-5)
+    # pixel-level noise of 2 levels is removed as an inter residual, a stronger QP removes more
+    noise = torch.sign(torch.randn(clean.shape, generator=generator)) * 2 / 255
+    kept = [((h264_like(clean + noise, qp, prediction=clean) - clean) * noise).sum()
+            / noise.square().sum() for qp in (14, 30)]
+    assert kept[1] < 0.05 and kept[0] > kept[1]

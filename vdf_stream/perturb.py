@@ -229,6 +229,25 @@ def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInt
     return change, face_region
 
 
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, the weights of luma in R, G, B
+
+
+def limit_chroma(change: torch.Tensor, chroma: float) -> torch.Tensor:
+    """Keep the luma of a change ``(B, 3, H, W)`` and ``chroma`` of the rest.
+
+    The change is split into its luma ``Y = 0.299 R + 0.587 G + 0.114 B`` (added equally to
+    R, G and B: a grey change, no colour) and the remainder (``change - Y``, the colour
+    part); the result is ``Y + chroma * (change - Y)``. ``chroma = 0``: a pure luma change,
+    whose Cb and Cr are exactly 0; ``chroma = 1``: the change unchanged."""
+    if chroma >= 1:
+        return change
+    weights = change.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
+    luma = (change * weights).sum(dim=1, keepdim=True)
+    if chroma <= 0:
+        return luma.expand_as(change)
+    return luma + chroma * (change - luma)
+
+
 def quantize_within(protected: torch.Tensor, frames: torch.Tensor, eps: float) -> torch.Tensor:
     """Round ``protected`` to the 8-bit grid inside ``[frames - eps, frames + eps] & [0, 1]``;
     straight-through (the backward pass is the identity)."""
@@ -242,7 +261,8 @@ def quantize_within(protected: torch.Tensor, frames: torch.Tensor, eps: float) -
 def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
             eps: float, face_present: torch.Tensor | None = None, quantize: bool = True,
             region_floor: float = 0.5, texture_floor: float = 0.4,
-            texture_reference: float = 0.03, backend: str = "torch") -> torch.Tensor:
+            texture_reference: float = 0.03, backend: str = "torch",
+            chroma: float = 1.0) -> torch.Tensor:
     """Protect frames with given parameters (pure; the input is never modified).
 
     Args:
@@ -256,6 +276,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         region_floor, texture_floor, texture_reference: the attention (module docstring).
         backend: ``"torch"``, or ``"cupy"`` for the fused CUDA kernel of the final bound,
             clamp and quantisation (no gradient; :mod:`vdf_stream.apply_cuda`).
+        chroma: share of the change's colour part kept (:func:`limit_chroma`): 0 = the
+            change is grey (luma only, the same offset on R, G and B), 1 = per channel.
 
     Returns:
         ``(B, 3, H, W)`` in the frames' dtype and device, ``|output - frames| <= eps``.
@@ -268,6 +290,7 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         return frames.clone()
     x = frames.float()
     change, face_region = raw_change(x, params, regions, face_present)
+    change = limit_chroma(change, chroma)
     weight = attention(x, face_region, region_floor, texture_floor, texture_reference)
     if backend == "cupy":
         from .apply_cuda import bounded_apply
