@@ -159,7 +159,8 @@ class Capture:
         self.captured = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.started_at: float | None = None
+        self.started_at: float | None = None  # perf_counter of the first frame
+        self.last_frame_at: float | None = None  # and of the latest
 
     def _frames(self):
         raise NotImplementedError
@@ -178,6 +179,7 @@ class Capture:
                     self.started_at = now
                 self.slot.put(CapturedFrame(self.captured, seconds, now, pixels))
                 self.captured += 1
+                self.last_frame_at = now
         except BaseException as error:  # handed to the protector's thread
             self.error = error
         finally:
