@@ -84,7 +84,7 @@ class VdfOptions:
         "help": "share of the change's colour part kept: 0 = luma only (a grey change, the "
                 "same offset on R, G and B: no colour blotches, and what 4:2:0 H.264 keeps), "
                 "1 = per colour channel"})
-    texture_floor: float = field(default=0.4, metadata={
+    texture_floor: float = field(default=0.15, metadata={
         "help": "attention on flat areas (e.g. cheeks) relative to textured ones, in [0, 1]"})
     region_floor: float = field(default=0.5, metadata={
         "help": "attention outside the face region relative to inside, in [0, 1]"})

@@ -111,3 +111,17 @@ def test_frame_without_face_only_gets_the_frame_term():
     vdf, protected = _run("steps=1:quiet=1", data)
     assert vdf.stats.actions == ["reuse"] and vdf.stats.steps == 0
     assert torch.equal(protected, data)  # zero parameters: unchanged grey (on the grid)
+
+
+def test_default_change_is_luma_only_and_bounded(clip):
+    data = _frames(clip, "single_face.mp4", [5])
+    _, protected = _run("steps=2:quiet=1", data)
+    delta = (protected - data) * 255
+    assert delta.abs().max() <= 8 + 1e-3 and delta.abs().max() >= 1
+    spread = delta.amax(dim=1) - delta.amin(dim=1)  # 0 where R, G, B moved together
+    assert (spread > 1e-3).float().mean() < 0.01
+    _, coloured = _run("steps=2:quiet=1:chroma=1", data)
+    spread = ((coloured - data) * 255).amax(dim=1) - ((coloured - data) * 255).amin(dim=1)
+    assert (spread > 1e-3).float().mean() > 0.05
+    with pytest.raises(UsageError, match="chroma"):
+        parse_options(load_filter_class("vdf"), "chroma=2")
