@@ -103,14 +103,14 @@ def test_latest_frame_slot_keeps_only_the_newest():
 
 
 def test_real_clip_to_fake_virtual_camera(clip, fake_backend):
-    """single_face.mp4 played twice at its real pace (30 fps) through the optimiser and the
+    """single_face.mp4 played three times at its real pace (30 fps) through the optimiser and the
     protector into a virtual camera: every frame protected within eps, in order, latency
     measured, nothing delivered in a pile after the capture ended."""
-    capture = live.RealtimeCapture(str(clip("single_face.mp4")), loops=2)
+    capture = live.RealtimeCapture(str(clip("single_face.mp4")), loops=3)
     camera = live.VirtualCameraOutput(capture.info.width, capture.info.height, 30,
                                       backend="vdf-test")
     sources = Sources()
-    options = live.LiveOptions(keyframe_steps=4, publish_steps=2, refine_steps=2)
+    options = live.LiveOptions(keyframe_steps=4, publish_steps=1, refine_steps=2)
     run = live.LiveProtector(capture, [camera, sources], options)
     stats = run.run()
     backend = fake_backend.instances[0]
@@ -118,7 +118,7 @@ def test_real_clip_to_fake_virtual_camera(clip, fake_backend):
     assert_protected(backend.frames, sources.frames)
     indices = [frame.index for frame in sources.frames]
     assert indices == sorted(set(indices)) == stats.delivered_indices
-    assert stats.captured == 144 == stats.delivered + stats.dropped
+    assert stats.captured == 216 == stats.delivered + stats.dropped
     assert len(stats.latencies) == stats.delivered
     assert 0 < stats.latency_ms(0.5) <= stats.latency_ms(0.95) < 5000
     # the one-slot buffer: once the last frame was captured, at most two frames are left to

@@ -717,6 +717,24 @@ class Optimiser:
         self._thread = threading.Thread(target=self._run, name="optimiser", daemon=True)
         self._thread.start()
 
+    def warm_up(self, height: int, width: int) -> None:
+        """One optimiser step on a test pattern, before the capture starts: the first real
+        step would otherwise pay for lazy initialisation (seconds on a CPU), delaying the
+        first optimised parameters."""
+        import torch
+
+        from .models.alignment import full_frame_roi
+        from .objective import optimise
+
+        frame = torch.from_numpy(pattern_frame(width, height, 0)).to(self.device)
+        frame = frame.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+        region = full_frame_roi(1, (height, width), device=self.device)
+        found = torch.ones(1, dtype=torch.bool, device=self.device)
+        reference = self.objective.reference(frame, region, found)
+        with torch.enable_grad():
+            optimise(frame, reference, self.board.latest().params, self.objective, self.eps, 1,
+                     self.learning_rate, torch.Generator().manual_seed(0))
+
     def offer(self, keyframe: Keyframe) -> None:
         self.slot.put(keyframe)
 
@@ -734,6 +752,13 @@ class Optimiser:
     def _run(self) -> None:
         import torch
 
+        if self.device.type == "cpu" and hasattr(os, "setpriority"):
+            # Linux: the priority of this thread (and of the OpenMP threads it starts): on a
+            # CPU the protector, which every frame waits for, goes first.
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            except OSError:
+                pass
         stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         try:
             if stream is not None:
@@ -1036,11 +1061,14 @@ class LiveProtector:
         from .models.detection import FaceDetector
 
         self.detector = FaceDetector(device=self.device)
-        started = time.perf_counter()
         failure: BaseException | None = None
+        started = time.perf_counter()
         try:
             if self.optimiser is not None:
                 self.optimiser.start()
+                self.optimiser.warm_up(self.capture.info.height, self.capture.info.width)
+            self._warm_up()
+            started = time.perf_counter()
             if self.capture._thread is None:
                 self.capture.start()
             self._loop(started)
@@ -1065,6 +1093,25 @@ class LiveProtector:
             if error is not None:
                 raise error
         return self.stats
+
+    def _warm_up(self) -> None:
+        """One pass of the apply path on a test pattern before the capture starts, so that
+        the first frames do not pay for lazy initialisation (kernels, allocator)."""
+        import torch
+
+        from .models.mesh import choose_regions
+        from .perturb import perturb
+
+        info = self.capture.info
+        pattern = torch.from_numpy(pattern_frame(info.width, info.height, 0)).to(self.device)
+        clean = pattern.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+        with torch.no_grad():
+            for _ in range(2):
+                region, found = choose_regions(self.detector.detect(clean),
+                                               tuple(clean.shape[-2:]), device=self.device)
+                perturb(clean, self.board.latest().params, region, self.eps, face_present=found)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _collect(self) -> None:
         stats = self.stats
