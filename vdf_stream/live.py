@@ -685,7 +685,7 @@ class Optimiser:
     """Optimises on the newest keyframe candidate and publishes (see the module docstring)."""
 
     def __init__(self, board: ParameterBoard, device: torch.device, eps: float,
-                 keyframe_steps: int, refine_steps: int = 5, publish_steps: int = 10,
+                 keyframe_steps: int, refine_steps: int = 5, publish_steps: int = 5,
                  tau_reuse: float = 0.97, tau_refine: float = 0.90, learning_rate: float = 3.0,
                  seed: int = 0):
         self.board = board
@@ -752,13 +752,6 @@ class Optimiser:
     def _run(self) -> None:
         import torch
 
-        if self.device.type == "cpu" and hasattr(os, "setpriority"):
-            # Linux: the priority of this thread (and of the OpenMP threads it starts): on a
-            # CPU the protector, which every frame waits for, goes first.
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-            except OSError:
-                pass
         stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         try:
             if stream is not None:
@@ -963,7 +956,7 @@ class LiveOptions:
     refine_steps: int = 5
     tau_reuse: float = 0.97
     tau_refine: float = 0.90
-    publish_steps: int = 10
+    publish_steps: int = 5
     fallback: str = "perturb"
     seed: int = 0
     optimise: bool = True
