@@ -687,8 +687,9 @@ class Optimiser:
     def __init__(self, board: ParameterBoard, device: torch.device, eps: float,
                  keyframe_steps: int, refine_steps: int = 5, publish_steps: int = 5,
                  tau_reuse: float = 0.97, tau_refine: float = 0.90, learning_rate: float = 3.0,
-                 seed: int = 0):
+                 seed: int = 0, perturb_options: dict | None = None):
         self.board = board
+        self.perturb_options = dict(perturb_options or {})
         self.device = device
         self.eps = eps
         self.keyframe_steps = keyframe_steps
@@ -733,7 +734,8 @@ class Optimiser:
         reference = self.objective.reference(frame, region, found)
         with torch.enable_grad():
             optimise(frame, reference, self.board.latest().params, self.objective, self.eps, 1,
-                     self.learning_rate, torch.Generator().manual_seed(0))
+                     self.learning_rate, torch.Generator().manual_seed(0), None,
+                     self.perturb_options)
 
     def offer(self, keyframe: Keyframe) -> None:
         self.slot.put(keyframe)
@@ -794,7 +796,7 @@ class Optimiser:
                 with torch.enable_grad():
                     result = optimise(keyframe.frame, reference, params, self.objective,
                                       self.eps, chunk, self.learning_rate, generator,
-                                      self.targets)
+                                      self.targets, self.perturb_options)
                 done += result.steps
                 params = result.params
                 if stream is not None:
@@ -962,6 +964,20 @@ class LiveOptions:
     optimise: bool = True
     detect_every: int = 1
 
+    def perturb_options(self) -> dict:
+        """The apply options (chroma, attention) of the ``vdf`` filter's defaults, so that
+        live and file mode protect alike."""
+        import inspect
+
+        from .filters.vdf import VdfOptions
+        from .perturb import perturb
+
+        defaults = VdfOptions()
+        accepted = inspect.signature(perturb).parameters
+        return {name: getattr(defaults, name)
+                for name in ("chroma", "texture_floor", "region_floor", "texture_reference")
+                if hasattr(defaults, name) and name in accepted}
+
     def resolved(self) -> tuple[float, int]:
         from .filters.vdf import PRESETS
 
@@ -1003,6 +1019,7 @@ class LiveProtector:
         self.outputs = outputs
         self.options = options or LiveOptions()
         self.eps, self.keyframe_steps = self.options.resolved()
+        self.perturb_options = self.options.perturb_options()
         self.device = torch.device(device)
         self.status = status
         self.slow_down = slow_down
@@ -1018,7 +1035,8 @@ class LiveProtector:
             self.optimiser = Optimiser(self.board, self.device, self.eps, self.keyframe_steps,
                                        self.options.refine_steps, self.options.publish_steps,
                                        self.options.tau_reuse, self.options.tau_refine,
-                                       seed=self.options.seed)
+                                       seed=self.options.seed,
+                                       perturb_options=self.perturb_options)
 
     def stop(self) -> None:
         self._stop.set()
@@ -1102,7 +1120,8 @@ class LiveProtector:
             for _ in range(2):
                 region, found = choose_regions(self.detector.detect(clean),
                                                tuple(clean.shape[-2:]), device=self.device)
-                perturb(clean, self.board.latest().params, region, self.eps, face_present=found)
+                perturb(clean, self.board.latest().params, region, self.eps, face_present=found,
+                        **self.perturb_options)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -1152,7 +1171,7 @@ class LiveProtector:
                     self._offer(clean, region, found, frame)
                     continue
                 protected = perturb(clean, published.params, region, self.eps,
-                                    face_present=found)
+                                    face_present=found, **self.perturb_options)
                 out = protected[0].mul(255).round_().clamp_(0, 255).to(torch.uint8)
                 out = out.permute(1, 2, 0).contiguous().cpu().numpy()
                 self.stats.apply_seconds += time.perf_counter() - moment_applied
