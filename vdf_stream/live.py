@@ -239,8 +239,12 @@ def list_cameras() -> list[CameraInfo]:
             name = (sys_folder / "name").read_text().strip()
         except OSError:
             name = "?"
-        loopback = "loopback" in name.lower() or "dummy" in name.lower() or \
-            "virtual" in name.lower() or "obs" in name.lower()
+        # v4l2loopback devices have no hardware behind them (/sys/devices/virtual/...); their
+        # default label is "Dummy video device", OBS names its own "OBS Virtual Camera"
+        virtual = "/virtual/" in os.path.realpath(sys_folder)
+        lowered = name.lower()
+        loopback = virtual or any(word in lowered for word in ("loopback", "dummy", "virtual",
+                                                               "obs"))
         cameras.append(CameraInfo(str(path), name, loopback))
     return cameras
 
