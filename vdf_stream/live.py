@@ -683,6 +683,7 @@ class Keyframe:
     frame: torch.Tensor  # (1, 3, H, W) clean, on the device
     region: object  # RegionOfInterest (1)
     index: int
+    ready: object = None  # CUDA: an event recorded on the protector's stream after both
 
 
 class Optimiser:
@@ -779,6 +780,13 @@ class Optimiser:
             keyframe = self.slot.get(timeout=0.2)
             if keyframe is None:
                 continue
+            if stream is not None and keyframe.ready is not None:
+                # the protector's stream wrote the frame and the region: wait for it, and
+                # tell the allocator this stream uses them
+                stream.wait_event(keyframe.ready)
+                for tensor in (keyframe.frame, keyframe.region.center, keyframe.region.size,
+                               keyframe.region.angle):
+                    tensor.record_stream(stream)
             started = time.perf_counter()
             descriptor = describe(keyframe.frame, keyframe.region, True, keyframe.index)
             value = similarity(descriptor, self._descriptor) if self._descriptor else 0.0
@@ -1197,7 +1205,13 @@ class LiveProtector:
 
     def _offer(self, clean, region, found, frame) -> None:
         if self.optimiser is not None and bool(found[0]):
-            self.optimiser.offer(Keyframe(clean, region, frame.index))
+            ready = None
+            if self.device.type == "cuda":
+                import torch
+
+                ready = torch.cuda.Event()
+                ready.record()
+            self.optimiser.offer(Keyframe(clean, region, frame.index, ready))
 
 
 # -------------------------------------------------------------------------------------
