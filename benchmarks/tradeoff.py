@@ -119,6 +119,8 @@ def main(argv=None) -> int:
                         help="share of the change's colour part kept (0: luma only)")
     parser.add_argument("--texture-floor", type=float, default=0.4)
     parser.add_argument("--region-floor", type=float, default=0.5)
+    parser.add_argument("--texture-reference", type=float, default=0.03,
+                        help="local luma std that counts as full texture")
     parser.add_argument("--transformations", default="default",
                         help="default, none, or jpeg (the JPEG-like stand-in only, no H.264-like)")
     parser.add_argument("--pictures", default=None,
@@ -149,7 +151,8 @@ def main(argv=None) -> int:
         transformations.h264_probability = 0.0
     objective = Objective(pipeline, weights, transformations)
     perturb_options = {"chroma": args.chroma, "texture_floor": args.texture_floor,
-                       "region_floor": args.region_floor}
+                       "region_floor": args.region_floor,
+                       "texture_reference": args.texture_reference}
     reference = objective.reference(frames)
     rows = []
     for eps_text in args.eps:
