@@ -123,6 +123,11 @@ def main(argv=None) -> int:
                         help="local luma std that counts as full texture")
     parser.add_argument("--transformations", default="default",
                         help="default, none, or jpeg (the JPEG-like stand-in only, no H.264-like)")
+    parser.add_argument("--h264-probability", type=float, default=None,
+                        help="probability of the H.264-like step in the transformations")
+    parser.add_argument("--scale-min", type=float, default=None,
+                        help="smallest random rescale in the transformations")
+    parser.add_argument("--blur-probability", type=float, default=None)
     parser.add_argument("--pictures", default=None,
                         help="folder for PNG pictures (original | published, 2x face crops)")
     parser.add_argument("--tag", default="run", help="prefix of the pictures' names")
@@ -149,6 +154,12 @@ def main(argv=None) -> int:
         transformations = transformations.none()
     elif args.transformations == "jpeg":
         transformations.h264_probability = 0.0
+    if args.scale_min is not None:
+        transformations.scale_min = args.scale_min
+    if args.blur_probability is not None:
+        transformations.blur_probability = args.blur_probability
+    if args.h264_probability is not None:
+        transformations.h264_probability = args.h264_probability
     objective = Objective(pipeline, weights, transformations)
     perturb_options = {"chroma": args.chroma, "texture_floor": args.texture_floor,
                        "region_floor": args.region_floor,

@@ -46,6 +46,10 @@ def test_registered_with_presets_and_checked_options():
     assert getattr(cls, "protects", False)
     assert parse_options(cls, "strength=high").resolved() == (12 / 255, 60)
     assert parse_options(cls, "eps=6/255:steps=3").resolved() == (6 / 255, 3)
+    # the expectation over transformations follows the preset unless given
+    assert parse_options(cls, "").resolved_robust() is False
+    assert parse_options(cls, "strength=high").resolved_robust() is True
+    assert parse_options(cls, "strength=high:robust=0").resolved_robust() is False
     with pytest.raises(UsageError, match="eps"):
         parse_options(cls, "eps=0.1/255")
     with pytest.raises(UsageError, match="tau"):
