@@ -35,5 +35,11 @@ def test_gradients_match_finite_differences(name):
 
     patch = base[:, :, top:top + PATCH, left:left + PATCH].clone().requires_grad_(True)
     # piecewise-linear activations (ReLU, max-pool) are not differentiable at their kinks;
-    # a step of 1e-6 on random inputs stays clear of them
-    assert torch.autograd.gradcheck(reduced, (patch,), eps=1e-6, atol=1e-5, rtol=1e-3)
+    # a step of 1e-6 on random inputs stays clear of them. One thread: float64 convolutions
+    # with two OpenMP threads slow down badly when the cores are shared.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert torch.autograd.gradcheck(reduced, (patch,), eps=1e-6, atol=1e-5, rtol=1e-3)
+    finally:
+        torch.set_num_threads(threads)
