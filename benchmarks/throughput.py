@@ -772,8 +772,10 @@ def main(argv: list[str] | None = None) -> int:
             "engine": {"batch_size": 1, "queue_size": 8, "timed": "open_source -> close"},
             "ffmpeg_cli_command": " ".join(ffmpeg_cli_command(Path("IN"), Path("OUT"),
                                                               "PRESET")),
-            "vdf_stream_cli_command": " ".join(vdf_stream_cli_command(
-                Path("IN"), Path("OUT"), "PRESET", settings.device)),
+            "vdf_stream_cli_command": " ".join(
+                ["vdf-stream"] + vdf_stream_cli_command(Path("IN"), Path("OUT"), "PRESET",
+                                                        settings.device)[
+                    len(vdf_stream_command()):]),
             "clips": [{**asdict(clip), "path": clip.path.name} for clip in clips],
         },
         "versions": library_versions(),
