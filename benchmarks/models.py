@@ -367,23 +367,6 @@ def measure(settings: Settings, log) -> tuple[list[Result], dict]:
 # Environment
 
 
-def cpu_idle_fraction(seconds: float = 1.0) -> float | None:
-    """Share of CPU time idle over ``seconds``, from /proc/stat (None when unreadable)."""
-    def sample():
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        values = [int(value) for value in fields]
-        return values[3] + values[4], sum(values)  # idle + iowait, total
-
-    try:
-        idle_before, total_before = sample()
-        time.sleep(seconds)
-        idle_after, total_after = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    total = total_after - total_before
-    return (idle_after - idle_before) / total if total > 0 else None
-
-
 def cpu_pressure() -> dict | None:
     """Linux pressure-stall figures for the CPU (share of time some task waited for a CPU,
     over 10, 60 and 300 s), or None where the kernel does not provide them."""
@@ -550,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    idle_before = cpu_idle_fraction()
+    idle_before = environment.cpu_idle_fraction(1.0)
     machine = machine_description(idle_before)
     cores = machine["cpu_cores"]
     busy = (machine["load_average_at_start"][0] > cores / 2

@@ -452,23 +452,6 @@ RUNNERS = {
 # Environment
 
 
-def cpu_idle_fraction(seconds: float = 2.0) -> float | None:
-    """Share of CPU time idle over ``seconds``, from /proc/stat (None when unreadable)."""
-    def sample():
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        values = [int(value) for value in fields]
-        return values[3] + values[4], sum(values)  # idle + iowait, total
-
-    try:
-        idle_before, total_before = sample()
-        time.sleep(seconds)
-        idle_after, total_after = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    total = total_after - total_before
-    return (idle_after - idle_before) / total if total > 0 else None
-
-
 def library_versions() -> dict:
     ffmpeg_line = run_command([ffmpeg_executable(), "-version"], "ffmpeg -version")
     return {**environment.library_versions(),
@@ -684,7 +667,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    idle_before = cpu_idle_fraction()  # before importing torch, which itself loads a core
+    # measured before importing torch, which itself loads a core
+    idle_before = environment.cpu_idle_fraction(2.0)
 
     import torch  # noqa: F401  (imported before timing: the in-process runs pay no import)
 

@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -38,6 +39,24 @@ def gpu_description() -> dict | None:
             "memory_gib": round(properties.total_memory / 2**30, 1),
             "capability": f"{properties.major}.{properties.minor}",
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+
+
+def cpu_idle_fraction(seconds: float = 1.0) -> float | None:
+    """Share of CPU time idle over ``seconds``, from /proc/stat (None when unreadable):
+    how busy the machine was when a figure was measured."""
+    def sample():
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        values = [int(value) for value in fields]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle_before, total_before = sample()
+        time.sleep(seconds)
+        idle_after, total_after = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total_after - total_before
+    return (idle_after - idle_before) / total if total > 0 else None
 
 
 def slug(text: str) -> str:
