@@ -163,10 +163,7 @@ class VdfFilter(Filter):
         from vdf_stream.objective import Objective, ObjectiveWeights, Targets, Transformations
         from vdf_stream.sharing import KeyframeWindow, SharingOptions, SharingStats
 
-        try:
-            self.options.validate()
-        except ValueError as error:
-            raise UsageError(f"{self.name}: {error}") from None
+        output = super().setup(info, device)  # validates the options first
         options = self.options
         self.eps, self.keyframe_steps = options.resolved()
         backend = options.backend
@@ -192,7 +189,7 @@ class VdfFilter(Filter):
         self.perturb_options = {"chroma": options.chroma, "texture_floor": options.texture_floor,
                                 "region_floor": options.region_floor,
                                 "texture_reference": options.texture_reference}
-        return super().setup(info, device)
+        return output
 
     def process(self, frames: Frames) -> Frames:
         import time
