@@ -172,6 +172,18 @@ def asset_path(name: str) -> Path:
     return cache_dir() / folder / asset.name
 
 
+BISENET_FILE = "bisenet_79999_iter.pth"
+
+
+def bisenet_path() -> Path:
+    """Where a user's BiSeNet checkpoint is kept once added (whether or not it is there).
+
+    It is not a pinned asset (no registry serves it); ``vdf-stream models add bisenet``
+    verifies a user's copy and writes it here.
+    """
+    return cache_dir() / "models" / BISENET_FILE
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..assets import BISENET_FILE as CACHE_NAME  # noqa: F401  (its name in the cache)
 from ..errors import AssetError
 
 CLASS_COUNT = 19
 INPUT_SIZE = 512
-CACHE_NAME = "bisenet_79999_iter.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -325,9 +325,9 @@ def verify_state_dict(state: object, source: str = "the checkpoint") -> dict[str
 
 def cached_path() -> Path:
     """Where the registered checkpoint is kept (whether or not it is there)."""
-    from ..assets import cache_dir
+    from ..assets import bisenet_path
 
-    return cache_dir() / "models" / CACHE_NAME
+    return bisenet_path()
 
 
 def _load_file(path: Path) -> object:

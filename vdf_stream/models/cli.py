@@ -214,15 +214,17 @@ def _asset_entry(asset) -> Entry:
 def _bisenet_entry(check: bool) -> tuple[Entry, str | None]:
     """The BiSeNet checkpoint's entry; with ``check``, its parameters are verified and the
     second value is the reason it failed (``None`` when it passed or is absent)."""
-    from . import bisenet
+    from .. import assets
 
-    path = bisenet.cached_path()
+    path = assets.bisenet_path()  # without importing torch: `list` stays quick
     name = path.name
     if not path.is_file():
         return Entry(name, "model", "not added", None, path, BISENET_DESCRIPTION), None
     size = path.stat().st_size
     if not check:
         return Entry(name, "model", "added", size, path, BISENET_DESCRIPTION), None
+    from . import bisenet
+
     try:
         bisenet.load_bisenet(path=path)
     except AssetError as error:
