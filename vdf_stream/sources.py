@@ -22,7 +22,7 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 
 from . import y4m
-from .errors import DamagedInputError, InputError, UsageError
+from .errors import InputError, UsageError
 from .frames import VideoInfo
 
 NUT_MAGIC = b"nut/multimedia container\x00"
@@ -453,24 +453,19 @@ class RawSource(_PlanarSource):
 # Opening
 
 
-class _ReplayReader(io.RawIOBase):
-    """A read-only stream that first returns bytes already peeked, then the rest."""
+class _RawReader(io.RawIOBase):
+    """Any object with ``read`` seen as a raw stream, so that a BufferedReader (which can
+    peek) can wrap it."""
 
-    def __init__(self, head: bytes, rest: BinaryIO):
-        self.head = head
-        self.rest = rest
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        if self.head:
-            count = min(len(buffer), len(self.head))
-            buffer[:count] = self.head[:count]
-            self.head = self.head[count:]
-            return count
-        data = self.rest.read1(len(buffer)) if hasattr(self.rest, "read1") else self.rest.read(
-            len(buffer))
+        read = getattr(self.stream, "read1", self.stream.read)
+        data = read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
@@ -486,19 +481,13 @@ def open_source(spec: str, raw: RawFormat | None = None, stdin: BinaryIO | None 
         stream = stdin if stdin is not None else sys.stdin.buffer
         if raw is not None:
             return RawSource(stream, raw)
-        head = stream.read(len(NUT_MAGIC)) if not hasattr(stream, "peek") else b""
-        if hasattr(stream, "peek"):
-            head = _peek(stream, len(NUT_MAGIC))
-            if head.startswith(y4m.MAGIC):
-                return Y4mSource(stream)
-            if head.startswith(NUT_MAGIC[: len(head)]) and head:
-                return ContainerSource(stream, "stdin", format="nut", threads=threads)
-        else:
-            replay = io.BufferedReader(_ReplayReader(head, stream))
-            if head.startswith(y4m.MAGIC):
-                return Y4mSource(replay)
-            if head and NUT_MAGIC.startswith(head):
-                return ContainerSource(replay, "stdin", format="nut", threads=threads)
+        if not hasattr(stream, "peek"):
+            stream = io.BufferedReader(_RawReader(stream))
+        head = _peek(stream, len(NUT_MAGIC))
+        if head.startswith(y4m.MAGIC):
+            return Y4mSource(stream)
+        if head and NUT_MAGIC.startswith(head):
+            return ContainerSource(stream, "stdin", format="nut", threads=threads)
         if not head:
             raise InputError("stdin is empty: nothing to read")
         raise InputError(
@@ -506,7 +495,7 @@ def open_source(spec: str, raw: RawFormat | None = None, stdin: BinaryIO | None 
             "or give --size WxH --fps N/D --pix-fmt for raw frames"
         )
     if raw is not None:
-        raise UsageError("--size/--fps/--pix-fmt describe raw frames on stdin; use them with -i -")
+        raise UsageError("--size/--fps/--pix-fmt describe raw frames on stdin; use them with INPUT -")
     path = Path(spec)
     if not path.exists():
         raise InputError(f"{spec}: no such file")
