@@ -219,11 +219,7 @@ def run_eval(args) -> int:
     options.validate()
     write_report = None
     if args.report:
-        try:
-            from .report import write_report
-        except ImportError as error:
-            raise UsageError(f"--report: the HTML report is not available in this "
-                             f"installation ({error}); run without --report") from None
+        from .report import write_report
     show = not args.quiet
     bar = None
     progress = set_total = None
