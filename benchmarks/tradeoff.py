@@ -115,6 +115,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-noise", action="store_true")
     parser.add_argument("--fidelity-weight", type=float, default=None)
+    parser.add_argument("--parsing", type=float, default=None,
+                        help="weight of the parsing term (default: ObjectiveWeights')")
+    parser.add_argument("--detection", type=float, default=None,
+                        help="weight of the detection term (default: ObjectiveWeights')")
+    parser.add_argument("--no-balance", action="store_true",
+                        help="plain weighted sum of the terms instead of balanced gradients")
     parser.add_argument("--chroma", type=float, default=1.0,
                         help="share of the change's colour part kept (0: luma only)")
     parser.add_argument("--texture-floor", type=float, default=0.4)
@@ -149,6 +155,11 @@ def main(argv=None) -> int:
     weights = ObjectiveWeights()
     if args.fidelity_weight is not None:
         weights.fidelity = args.fidelity_weight
+    if args.parsing is not None:
+        weights.parsing = args.parsing
+    if args.detection is not None:
+        weights.detection = args.detection
+    weights.balance = not args.no_balance
     transformations = Transformations()
     if args.transformations == "none":
         transformations = transformations.none()

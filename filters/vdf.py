@@ -85,11 +85,15 @@ class VdfOptions:
     landmarks: float = field(default=1.0, metadata={"help": "weight of the landmark term"})
     pose: float = field(default=1.0, metadata={"help": "weight of the head-pose term"})
     parsing: float = field(default=0.0, metadata={
-        "help": "weight of the parsing term (off by default: it takes the whole budget from "
-                "the mesh terms; see docs/protection.md)"})
+        "help": "weight of the parsing term (off by default: at eps 8/255 it flips little "
+                "of the face and costs mesh efficacy; see docs/protection.md)"})
     detection: float = field(default=0.0, metadata={
         "help": "weight of the detection term (off by default, same reason)"})
     fidelity: float = field(default=0.05, metadata={"help": "weight of the fidelity term"})
+    balance: bool = field(default=True, metadata={
+        "help": "give the parsing and detection terms their weight's share of each step "
+                "(their gradients rescaled to weight x the mesh terms' gradient norm) instead "
+                "of a plain weighted sum"})
     chroma: float = field(default=0.0, metadata={
         "help": "share of the change's colour part kept: 0 = luma only (a grey change, the "
                 "same offset on R, G and B: no colour blotches, and what 4:2:0 H.264 keeps), "
@@ -176,7 +180,7 @@ class VdfFilter(Filter):
         self.backend = backend
         self._pipeline = FacePipeline(device=device, segmentation=True)
         weights = ObjectiveWeights(options.landmarks, options.pose, options.parsing,
-                                   options.detection, options.fidelity)
+                                   options.detection, options.fidelity, balance=options.balance)
         transformations = (Transformations() if options.resolved_robust()
                            else Transformations().none())
         self.objective = Objective(self._pipeline, weights, transformations)

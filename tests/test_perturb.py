@@ -198,3 +198,43 @@ def test_h264_like_transformation():
     kept = [((h264_like(clean + noise, qp, prediction=clean) - clean) * noise).sum()
             / noise.square().sum() for qp in (14, 30)]
     assert kept[1] < 0.05 and kept[0] > kept[1]
+
+
+def test_balanced_gradient_gives_each_extra_term_its_weighted_share(clip):
+    """With balancing, the parsing term's share of the step is ``weight x`` the mesh terms'
+    gradient norm, whatever the raw scale of the segmenter's gradient (real models)."""
+    from vdf_stream.api import iterate
+    from vdf_stream.models.mesh import FacePipeline
+    from vdf_stream.objective import (Objective, ObjectiveWeights, Transformations,
+                                      balanced_gradient)
+
+    frame = next(iter(iterate(str(clip("single_face.mp4")), format="rgbf32"))).data
+    pipeline = FacePipeline(segmentation=True)
+    weights = ObjectiveWeights(parsing=0.5)
+    objective = Objective(pipeline, weights, Transformations().none())
+    reference = objective.reference(frame)
+    eps = 8 / 255
+    params = make_params(1, *frame.shape[-2:], init_scale=eps / 2,
+                         generator=torch.Generator().manual_seed(0)).requires_grad_()
+    tensors = params.tensors()
+
+    def gradients(names):
+        protected = perturb(frame, params, reference.regions, eps, chroma=0.0)
+        terms, _ = objective.terms(protected, frame, reference, eps, None)
+        assert set(terms) == {"landmarks", "pose", "parsing", "fidelity"}
+        if names == "balanced":
+            return balanced_gradient(objective, terms, ["parsing"], tensors, protected)
+        value = objective.weighted(terms, protected, names)
+        return torch.autograd.grad(value, tensors, allow_unused=True)
+
+    def norm(values):
+        return float(torch.sqrt(sum(v.square().sum() for v in values if v is not None)))
+
+    mesh = gradients(["landmarks", "pose", "fidelity"])
+    parsing = gradients(["parsing"])
+    balanced = gradients("balanced")
+    extra = [b - m for b, m in zip(balanced, mesh)]
+    assert norm(extra) == pytest.approx(0.5 * norm(mesh), rel=1e-3)
+    # and it points where the parsing term's own gradient points
+    cosine = sum(float((e * p).sum()) for e, p in zip(extra, parsing) if p is not None)
+    assert cosine / (norm(extra) * norm(parsing)) == pytest.approx(1.0, abs=1e-4)
