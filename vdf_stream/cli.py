@@ -27,6 +27,7 @@ examples:
   ffmpeg -i in.mp4 -f yuv4mpegpipe - | vdf-stream protect - -o - | ffmpeg -i - out.mp4
   vdf-stream filters                               what filters exist and their options
   vdf-stream eval talk.mp4 talk_protected.mp4      fidelity and efficacy of a protection
+  vdf-stream batch videos/ -o protected/           a whole folder, in parallel (Ray)
   vdf-stream live --virtual-cam                    webcam -> protected virtual camera
 """
 
@@ -56,6 +57,47 @@ def _rate(text: str) -> Fraction:
     return value
 
 
+def add_protection_options(parser: argparse.ArgumentParser, raw_input: bool = False) -> None:
+    """The protection and encoding options, shared by ``protect`` and ``batch`` so that both
+    take the same ones. ``raw_input``: ``--pix-fmt`` may also describe raw frames on stdin
+    (``protect``), and ``--output-pix-fmt`` exists."""
+    parser.add_argument("--vf", default="vdf", metavar="GRAPH",
+                        help='filter graph, ffmpeg-like: "name=opt=value:opt=value,name2" '
+                             "(default: vdf, the protection; list filters with "
+                             "`vdf-stream filters`)")
+    parser.add_argument("--strength", choices=("low", "medium", "high"), default=None,
+                        help="protection strength of the vdf filter: low (eps 4/255), medium "
+                             "(8/255, the default), high (12/255); see docs/protection.md")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the vdf filter's random transformations (default 0): "
+                             "the same seed gives the same output")
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="where frames are processed: auto (a CUDA GPU when present), "
+                             "cpu, cuda, cuda:1 (default: auto)")
+    encode = parser.add_argument_group("encoding (file output)")
+    encode.add_argument("--codec", default="libx264",
+                        help="video encoder: libx264 (default), libx265, h264_nvenc, "
+                             "hevc_nvenc (NVIDIA; libx264 is used when unavailable), ffv1...")
+    encode.add_argument("--crf", type=float, default=18.0,
+                        help="quality, lower is better (x264/x265 CRF, NVENC CQ; default 18)")
+    encode.add_argument("--preset", default="medium",
+                        help="speed/size trade-off: ultrafast ... medium ... veryslow "
+                             "(default medium)")
+    if raw_input:
+        encode.add_argument("--pix-fmt", dest="pix_fmt", metavar="FMT",
+                            help="pixel format of the output (default yuv420p); with --size "
+                                 "it describes raw frames on stdin instead (rgb24, bgr24, "
+                                 "yuv420p)")
+        encode.add_argument("--output-pix-fmt", dest="output_pix_fmt", metavar="FMT",
+                            help="pixel format of the output when --pix-fmt describes raw "
+                                 "input")
+    else:
+        encode.add_argument("--pix-fmt", dest="pix_fmt", metavar="FMT",
+                            help="pixel format of the output (default yuv420p)")
+    encode.add_argument("--no-audio", action="store_true",
+                        help="drop audio and subtitle streams instead of copying them")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vdf-stream",
@@ -81,37 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument("-o", "--output", metavar="OUTPUT",
                          help="output file (container chosen by its extension), or - for "
                               "stdout; default: INPUT_protected with the same extension")
-    protect.add_argument("--vf", default="vdf", metavar="GRAPH",
-                         help='filter graph, ffmpeg-like: "name=opt=value:opt=value,name2" '
-                              "(default: vdf, the protection; list filters with "
-                              "`vdf-stream filters`)")
-    protect.add_argument("--strength", choices=("low", "medium", "high"), default=None,
-                         help="protection strength of the vdf filter: low (eps 4/255), medium "
-                              "(8/255, the default), high (12/255); see docs/protection.md")
-    protect.add_argument("--seed", type=int, default=None,
-                         help="seed of the vdf filter's random transformations (default 0): "
-                              "the same seed gives the same output")
     protect.add_argument("-y", "--overwrite", action="store_true",
                          help="overwrite OUTPUT if it exists")
-    protect.add_argument("--device", default="auto", metavar="DEVICE",
-                         help="where frames are processed: auto (a CUDA GPU when present), "
-                              "cpu, cuda, cuda:1 (default: auto)")
-    encode = protect.add_argument_group("encoding (file output)")
-    encode.add_argument("--codec", default="libx264",
-                        help="video encoder: libx264 (default), libx265, h264_nvenc, "
-                             "hevc_nvenc (NVIDIA; libx264 is used when unavailable), ffv1...")
-    encode.add_argument("--crf", type=float, default=18.0,
-                        help="quality, lower is better (x264/x265 CRF, NVENC CQ; default 18)")
-    encode.add_argument("--preset", default="medium",
-                        help="speed/size trade-off: ultrafast ... medium ... veryslow "
-                             "(default medium)")
-    encode.add_argument("--pix-fmt", dest="pix_fmt", metavar="FMT",
-                        help="pixel format of the output (default yuv420p); with --size it "
-                             "describes raw frames on stdin instead (rgb24, bgr24, yuv420p)")
-    encode.add_argument("--output-pix-fmt", dest="output_pix_fmt", metavar="FMT",
-                        help="pixel format of the output when --pix-fmt describes raw input")
-    encode.add_argument("--no-audio", action="store_true",
-                        help="drop audio and subtitle streams instead of copying them")
+    add_protection_options(protect, raw_input=True)
     pipes = protect.add_argument_group("pipes")
     pipes.add_argument("-f", "--format", dest="format", metavar="FORMAT",
                        help="with -o -: y4m (default), nut (keeps timestamps) or rawvideo; "
@@ -130,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(protect)
 
     _add_eval_parser(commands)
+
+    from . import batch
+
+    batch.add_parser(commands, _common, add_protection_options)
 
     from . import live
 
@@ -299,21 +317,22 @@ def run_filters_command(args) -> int:
     return EXIT_OK
 
 
-def _apply_protection_options(filters, args) -> None:
+def apply_protection_options(filters, vf: str | None, strength: str | None,
+                             seed: int | None) -> None:
     """--strength and --seed set those options of every vdf filter of the graph (an option
     written in the graph itself, e.g. ``vdf=strength=high``, wins)."""
     for item in filters:
         if item.name != "vdf":
             continue
         given = set()
-        for spec in (args.vf or "").split(","):
+        for spec in (vf or "").split(","):
             name, _, rest = spec.partition("=")
             if name.strip() == "vdf":
                 given |= {part.partition("=")[0].strip() for part in rest.split(":") if part}
-        if args.strength is not None and "strength" not in given:
-            item.options.strength = args.strength
-        if args.seed is not None and "seed" not in given:
-            item.options.seed = args.seed
+        if strength is not None and "strength" not in given:
+            item.options.strength = strength
+        if seed is not None and "seed" not in given:
+            item.options.seed = seed
         try:
             item.options.validate()
         except ValueError as error:
@@ -362,7 +381,7 @@ def run_protect(args) -> int:
         out_pix_fmt = args.output_pix_fmt or args.pix_fmt
     device = resolve_device(args.device)
     filters = build_filters(args.vf)
-    _apply_protection_options(filters, args)
+    apply_protection_options(filters, args.vf, args.strength, args.seed)
     show = not args.quiet
     warn = (lambda message: print(message, file=sys.stderr)) if show else (lambda m: None)
     if show and not any(getattr(f, "protects", False) for f in filters):
@@ -440,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_filters_command(args)
         if args.command == "eval":
             return run_eval(args)
+        if args.command == "batch":
+            from . import batch
+
+            return batch.run_command(args)
         if args.command == "live":
             from . import live
 
