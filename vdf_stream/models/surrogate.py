@@ -1,0 +1,307 @@
+"""Surrogate models: face readers from other families than MediaPipe's, as the optimiser
+attacks them and as the evaluation reads with them.
+
+A deepfake maker will not use our face pipeline: the protection is worth what transfers to
+readers it was not made against. Each :class:`Surrogate` wraps one such reader behind one
+interface:
+
+``reference(frames, regions, found)``
+    reads the clean frames once (no gradient): the face box the model would work on, and
+    what it reads there. ``regions`` are the face-aligned squares of
+    :meth:`vdf_stream.models.mesh.FacePipeline.regions`, ``found`` which frames have a face.
+``loss(images, regions, scale, reference)``
+    reads protected frames (possibly rescaled by ``scale``, with ``regions`` scaled and
+    possibly jittered to match) on the clean box, differentiably, and returns a ``(B,)``
+    loss to minimise, ``-1`` where the model's target is reached and ``0`` for frames without
+    a face, with ``(B,)`` readings (detached) for logs.
+``read(frames)``
+    the model's own, independent reading of a frame (its own detection, no help from the
+    clean frame): ``(found (B,), points (B, N, 2))``, points ``NaN`` where nothing is
+    found. That is how an attacker would read the published video; the evaluation compares
+    it on protected and original frames.
+
+The box each surrogate reads in the loss follows the regions the optimiser passes: the
+clean box is stored relative to the clean region (offset and size over the region's side)
+and rebuilt from the given region, so a rescaling or a jittered region (a re-detection
+that does not land on the same pixel) moves the box as it moves the region.
+
+Models:
+
+- :class:`MtcnnSurrogate` (``"mtcnn"``): MTCNN's R-Net and O-Net on the clean MTCNN box (or,
+  where MTCNN finds no face near the region, the square the region was enlarged from).
+  Loss: ``points_weight * -min(nme, nme_target) / nme_target`` (the 5 points, error over
+  the clean eye-centre distance) plus ``face_weight * -mean_nets(min(progress, 1))`` where a
+  net's progress is how far its face logit margin fell from the clean value towards the
+  margin of its threshold (0.7): at 1 that stage of the cascade drops the face.
+- :class:`FaceApi68Surrogate` (``"faceapi68"``): face-api's 68-point network on the clean
+  MTCNN box, padded to a square as face-api does. Loss ``-min(nme, nme_target) /
+  nme_target`` with the error over the clean outer-eye-corner distance (points 36 and 45).
+  Its independent reading runs MTCNN on the frame and the network on the largest face.
+
+Both run on the device given at construction (frames must be there); ``dtype`` is the
+networks' precision, readings and losses come in the frames' dtype.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import alignment, faceapi, mtcnn
+from .alignment import RegionOfInterest
+
+NME_TARGET = 0.05
+
+
+def _check_frames(frames: torch.Tensor) -> None:
+    if frames.dim() != 4 or frames.shape[1] != 3 or not frames.is_floating_point():
+        raise ValueError(f"frames must be floating-point RGB (B, 3, H, W) in [0, 1], got "
+                         f"{frames.dtype} {tuple(frames.shape)}")
+
+
+def _check_regions(frames: torch.Tensor, regions: RegionOfInterest) -> None:
+    if len(regions) != frames.shape[0]:
+        raise ValueError(f"{len(regions)} regions for {frames.shape[0]} frames")
+
+
+@dataclass
+class BoxReference:
+    """A surrogate's clean reading (scale 1, frame pixels).
+
+    Attributes:
+        regions: the clean face regions the boxes are stored against.
+        boxes: ``(B, 4)`` the box the model reads, ``(x_min, y_min, x_max, y_max)``.
+        points: ``(B, N, 2)`` what the model reads in that box on the clean frame.
+        eye_distance: ``(B,)`` the clean points' eye distance (the NME normaliser), >= 1.
+        valid: ``(B,)`` bool, frames the loss attacks (a face was found).
+        detected: ``(B,)`` bool, the box is the model's own detection (else from the region).
+        margins: ``(B, K)`` clean face logit margins of the model's K scoring stages (MTCNN:
+            R-Net, O-Net); ``(B, 0)`` when it has none.
+    """
+
+    regions: RegionOfInterest
+    boxes: torch.Tensor
+    points: torch.Tensor
+    eye_distance: torch.Tensor
+    valid: torch.Tensor
+    detected: torch.Tensor
+    margins: torch.Tensor
+
+
+def boxes_in_regions(boxes: torch.Tensor, clean_regions: RegionOfInterest,
+                     regions: RegionOfInterest) -> torch.Tensor:
+    """Move boxes stored against ``clean_regions`` to ``regions``: the same offset from the
+    centre and the same size, in units of the region's side (the frame's axes)."""
+    clean_regions = clean_regions.to(device=boxes.device, dtype=boxes.dtype)
+    regions = regions.to(device=boxes.device, dtype=boxes.dtype)
+    ratio = (regions.size / clean_regions.size)[:, None]
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * ratio
+    moved = regions.center + (centre - clean_regions.center) * ratio
+    return torch.cat([moved - half, moved + half], dim=-1)
+
+
+def region_boxes(regions: RegionOfInterest) -> torch.Tensor:
+    """Upright square boxes ``(B, 4)`` of the face inside mesh regions: the region's side
+    over the enlargement the region was built with (:data:`alignment.ROI_SCALE`)."""
+    half = (regions.size / alignment.ROI_SCALE / 2)[:, None]
+    return torch.cat([regions.center - half, regions.center + half], dim=-1)
+
+
+def match_faces(faces: list[mtcnn.MtcnnFaces], regions: RegionOfInterest
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The detected face of each frame nearest the region's centre (within half the
+    region's side): ``(boxes (B, 4), matched (B,))``; unmatched frames get the region's box."""
+    boxes = region_boxes(regions).clone()
+    matched = torch.zeros(len(faces), dtype=torch.bool, device=boxes.device)
+    for index, found in enumerate(faces):
+        if not len(found):
+            continue
+        centres = ((found.boxes[:, :2] + found.boxes[:, 2:]) / 2).to(boxes)
+        distance = (centres - regions.center[index]).norm(dim=-1)
+        nearest = int(distance.argmin())
+        if distance[nearest] < regions.size[index] / 2:
+            boxes[index] = found.boxes[nearest].to(boxes)
+            matched[index] = True
+    return boxes, matched
+
+
+def capped_progress(nme: torch.Tensor, target: float) -> torch.Tensor:
+    """``min(nme, target) / target``: 1 once the landmark error reaches the target."""
+    return nme.clamp(max=target) / target
+
+
+def largest_faces(faces: list[mtcnn.MtcnnFaces], like: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The largest face of each frame: ``(found (B,), boxes (B, 4), points (B, 5, 2))`` on
+    ``like``'s device and dtype, ``NaN`` where there is none."""
+    batch = len(faces)
+    found = torch.zeros(batch, dtype=torch.bool, device=like.device)
+    boxes = like.new_full((batch, 4), float("nan"))
+    points = like.new_full((batch, mtcnn.POINT_COUNT, 2), float("nan"))
+    for index, frame_faces in enumerate(faces):
+        largest = frame_faces.largest()
+        if largest is not None:
+            found[index] = True
+            boxes[index] = frame_faces.boxes[largest].to(like)
+            points[index] = frame_faces.points[largest].to(like)
+    return found, boxes, points
+
+
+class Surrogate(nn.Module, abc.ABC):
+    """A face model the protection is optimised against and measured with (see the module
+    docstring for the contract)."""
+
+    name: str
+
+    @abc.abstractmethod
+    def reference(self, frames: torch.Tensor, regions: RegionOfInterest,
+                  found: torch.Tensor) -> BoxReference:
+        """Clean reading, no gradient."""
+
+    @abc.abstractmethod
+    def loss(self, images: torch.Tensor, regions: RegionOfInterest, scale: float,
+             reference: BoxReference) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(B,)`` loss to minimise (``-1``: target reached) and ``(B,)`` readings."""
+
+    @abc.abstractmethod
+    def read(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Independent reading: ``(found (B,), points (B, N, 2))``, ``NaN`` where not found."""
+
+
+class MtcnnSurrogate(Surrogate):
+    """MTCNN as a surrogate (see the module docstring).
+
+    Args:
+        device, dtype: where the networks run.
+        nme_target: the landmark error (over the eye-centre distance) counted as reached.
+        points_weight, face_weight: the mix of the two terms (their sum is the loss at the
+            target: keep it 1).
+    """
+
+    name = "mtcnn"
+
+    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 nme_target: float = NME_TARGET, points_weight: float = 0.5,
+                 face_weight: float = 0.5):
+        super().__init__()
+        self.detector = mtcnn.MTCNN(device=device, dtype=dtype)
+        self.nme_target = nme_target
+        self.points_weight = points_weight
+        self.face_weight = face_weight
+        # the margins at which R-Net and O-Net drop a face
+        self.drop_margins = (mtcnn.threshold_margin(self.detector.thresholds[1]),
+                             mtcnn.threshold_margin(self.detector.thresholds[2]))
+
+    @torch.no_grad()
+    def reference(self, frames: torch.Tensor, regions: RegionOfInterest,
+                  found: torch.Tensor) -> BoxReference:
+        _check_frames(frames)
+        _check_regions(frames, regions)
+        regions = regions.to(device=frames.device, dtype=frames.dtype)
+        boxes, detected = match_faces(self.detector.detect(frames), regions)
+        rnet_logits, onet_logits, points = self.detector.refine_crops(frames, boxes)
+        margins = torch.stack([mtcnn.face_margin(rnet_logits), mtcnn.face_margin(onet_logits)], -1)
+        eye = (points[:, mtcnn.RIGHT_EYE] - points[:, mtcnn.LEFT_EYE]).norm(dim=-1)
+        return BoxReference(regions, boxes, points, eye.clamp_min(1.0),
+                            found.to(frames.device).bool(), detected, margins)
+
+    def loss(self, images: torch.Tensor, regions: RegionOfInterest, scale: float,
+             reference: BoxReference) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        _check_frames(images)
+        _check_regions(images, regions)
+        boxes = boxes_in_regions(reference.boxes.to(images), reference.regions, regions)
+        rnet_logits, onet_logits, points = self.detector.refine_crops(images, boxes)
+        truth = reference.points.to(images) * scale
+        error = (points - truth).norm(dim=-1).mean(dim=-1)
+        nme = error / (reference.eye_distance.to(images) * scale)
+        margins = torch.stack([mtcnn.face_margin(rnet_logits), mtcnn.face_margin(onet_logits)], -1)
+        clean = reference.margins.to(images)
+        drop = images.new_tensor(self.drop_margins)
+        # how far each stage's margin fell towards its threshold (1: the stage drops the face)
+        progress = (clean - margins) / (clean - drop).clamp_min(1.0)
+        face_term = -progress.clamp(max=1.0).mean(dim=-1)
+        points_term = -capped_progress(nme, self.nme_target)
+        loss = self.points_weight * points_term + self.face_weight * face_term
+        valid = reference.valid.to(images.device)
+        loss = torch.where(valid, loss, torch.zeros_like(loss))
+        readings = {"nme": nme.detach(), "face_score": torch.sigmoid(margins[:, 1]).detach(),
+                    "rnet_score": torch.sigmoid(margins[:, 0]).detach()}
+        return loss, readings
+
+    @torch.no_grad()
+    def detect(self, frames: torch.Tensor) -> list[mtcnn.MtcnnFaces]:
+        """MTCNN's faces in each frame (:meth:`mtcnn.MTCNN.detect`)."""
+        return self.detector.detect(frames)
+
+    @torch.no_grad()
+    def read(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The largest face's 5 points, as MTCNN's own cascade finds them."""
+        _check_frames(frames)
+        found, _, points = largest_faces(self.detector.detect(frames), frames)
+        return found, points
+
+
+class FaceApi68Surrogate(Surrogate):
+    """face-api's 68-point landmark network as a surrogate (see the module docstring).
+
+    Args:
+        device, dtype: where the networks run.
+        nme_target: the landmark error (over the outer-eye-corner distance) counted as reached.
+        detector: the MTCNN finding the boxes (by default a new one, sharing the cached
+            networks).
+    """
+
+    name = "faceapi68"
+
+    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 nme_target: float = NME_TARGET, detector: mtcnn.MTCNN | None = None):
+        super().__init__()
+        self.landmarker = faceapi.FaceApiLandmarker(device=device, dtype=dtype)
+        self.detector = detector or mtcnn.MTCNN(device=device, dtype=dtype)
+        self.nme_target = nme_target
+
+    def _eye_distance(self, points: torch.Tensor) -> torch.Tensor:
+        corners = points[:, faceapi.RIGHT_EYE_OUTER] - points[:, faceapi.LEFT_EYE_OUTER]
+        return corners.norm(dim=-1)
+
+    @torch.no_grad()
+    def reference(self, frames: torch.Tensor, regions: RegionOfInterest,
+                  found: torch.Tensor) -> BoxReference:
+        _check_frames(frames)
+        _check_regions(frames, regions)
+        regions = regions.to(device=frames.device, dtype=frames.dtype)
+        boxes, detected = match_faces(self.detector.detect(frames), regions)
+        points = self.landmarker(frames, boxes)
+        return BoxReference(regions, boxes, points, self._eye_distance(points).clamp_min(1.0),
+                            found.to(frames.device).bool(), detected,
+                            frames.new_zeros(frames.shape[0], 0))
+
+    def loss(self, images: torch.Tensor, regions: RegionOfInterest, scale: float,
+             reference: BoxReference) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        _check_frames(images)
+        _check_regions(images, regions)
+        boxes = boxes_in_regions(reference.boxes.to(images), reference.regions, regions)
+        points = self.landmarker(images, boxes)
+        truth = reference.points.to(images) * scale
+        error = (points - truth).norm(dim=-1).mean(dim=-1)
+        nme = error / (reference.eye_distance.to(images) * scale)
+        loss = -capped_progress(nme, self.nme_target)
+        valid = reference.valid.to(images.device)
+        return torch.where(valid, loss, torch.zeros_like(loss)), {"nme": nme.detach()}
+
+    @torch.no_grad()
+    def read(self, frames: torch.Tensor, faces: list[mtcnn.MtcnnFaces] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 68 points in the largest face MTCNN finds (``faces``: its detections of
+        these frames when already made)."""
+        _check_frames(frames)
+        faces = self.detector.detect(frames) if faces is None else faces
+        found, boxes, _ = largest_faces(faces, frames)
+        points = frames.new_full((frames.shape[0], faceapi.POINT_COUNT, 2), float("nan"))
+        if found.any():
+            points[found] = self.landmarker(frames[found], boxes[found])
+        return found, points
