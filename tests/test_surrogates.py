@@ -168,3 +168,44 @@ def test_cuda_matches_cpu(frames, regions):
         loss_gpu, readings_gpu = on_gpu.loss(images.to(cuda), roi.to(cuda), 1.0, reference_gpu)
         torch.testing.assert_close(loss_gpu.cpu(), loss, atol=2e-3, rtol=0)
         torch.testing.assert_close(readings_gpu["nme"].cpu(), readings["nme"], atol=5e-4, rtol=0)
+
+
+def test_eval_transfer_reading(clip):
+    """``vdf-stream eval --transfer`` on a clip against itself: nothing moves, while H.264
+    CRF 23 alone (the floor) moves both readers a little."""
+    from vdf_stream.evaluate import EvalOptions, evaluate, format_table
+
+    path = str(clip("single_face.mp4"))
+    result, _ = evaluate(path, path, EvalOptions(frames=3, stride=30, transfer=True,
+                                                 device="cpu"))
+    transfer = result["transfer"]
+    assert set(transfer["efficacy"]) == {"mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme"}
+    for name, summary in transfer["efficacy"].items():
+        assert summary["count"] == 3 and summary["max"] == 0, (name, summary)
+    floor = transfer["floor"]
+    assert 0 < floor["mtcnn_nme"]["median"] < 0.05
+    assert 0 < floor["faceapi68_nme"]["median"] < 0.05
+    assert floor["mtcnn_faces_lost"]["mean"] == 0
+    assert transfer["floor_label"] == "H.264 CRF 23"
+    assert len(transfer["per_frame"]["faceapi68_nme"]) == 3
+    assert result["config"]["transfer"] is True
+    table = format_table(result)
+    assert "transfer:" in table and "faceapi68_nme" in table
+
+
+def test_transfer_reads_a_lost_face_in_the_original_box(frames):
+    from vdf_stream.evaluate import TransferReader, compare_transfer
+
+    reader = TransferReader(torch.device("cpu"))
+    originals = (frames[:2] * 255).round().to(torch.uint8)
+    clean = reader.read(originals)
+    assert clean.found.tolist() == [True, True]
+    blanked = originals.clone()
+    blanked[1] = 128  # the face is gone from the second frame
+    reading = reader.read(blanked, reference=clean)
+    assert reading.found.tolist() == [True, False]
+    assert torch.isfinite(reading.mtcnn_points).all() and torch.isfinite(reading.faceapi_points).all()
+    values = compare_transfer(reading, clean)
+    assert values["mtcnn_faces_lost"].tolist() == [0.0, 1.0]
+    assert values["mtcnn_nme"][0] == 0 and values["mtcnn_nme"][1] > 0.05
+    assert values["faceapi68_nme"][0] == 0 and values["faceapi68_nme"][1] > 0.05

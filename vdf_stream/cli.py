@@ -218,6 +218,11 @@ def _add_eval_parser(commands) -> None:
     evaluate.add_argument("--allow-length-mismatch", action="store_true",
                           help="evaluate the common frames of videos of different lengths "
                                "instead of stopping with an error")
+    evaluate.add_argument("--transfer", action="store_true",
+                          help="also read both videos with face readers of other families, "
+                               "each with its own detection (MTCNN: 5-point NME and faces "
+                               "lost; face-api: 68-point NME), beside the floor of H.264 "
+                               "CRF 23 alone")
     _common(evaluate)
 
 
@@ -233,7 +238,8 @@ def run_eval(args) -> int:
 
     options = EvalOptions(frames=args.frames, stride=args.stride, robustness=args.robustness,
                           device=args.device, parser=args.parser,
-                          allow_length_mismatch=args.allow_length_mismatch)
+                          allow_length_mismatch=args.allow_length_mismatch,
+                          transfer=args.transfer)
     options.validate()
     write_report = None
     if args.report:

@@ -11,7 +11,11 @@ preprocessing of talking-face generators, as a library.
 * **robustness** (optional): efficacy again after each degradation an adversary or a
   platform applies (H.264 re-encoding, down-and-up scaling, JPEG, Gaussian blur, median,
   a bilateral denoiser), each also applied to the original so that every figure has its
-  noise floor beside it.
+  noise floor beside it;
+* **transfer** (optional): what face readers of other families read on their own (own
+  detection): MTCNN's 5 points and faces lost, face-api's 68 points on MTCNN's box
+  (:class:`TransferReader`), protected against original, beside the floor of H.264 CRF 23
+  applied to the original alone.
 
 Every metric is defined once, in :mod:`vdf_stream.metrics`. What is compared with what:
 
@@ -28,6 +32,12 @@ Every metric is defined once, in :mod:`vdf_stream.metrics`. What is compared wit
     pipeline(D(PROTECTED)) against pipeline(ORIGINAL): the error a generator trained on the
     degraded protected video really suffers. Compare it with ``floor``: the protection
     survives D when it is far above it.
+``transfer.efficacy``
+    MTCNN and face-api on PROTECTED against the same on ORIGINAL; where MTCNN finds no face
+    in the protected frame, both read in the original's MTCNN box (as a tracker would) and
+    the frame counts in ``mtcnn_faces_lost``.
+``transfer.floor``
+    the same on H.264 CRF 23 of ORIGINAL against ORIGINAL: what encoding alone does.
 
 The pipeline reads each frame independently, with its own face detection. When the
 detector finds no face in a compared frame although the clean original has one, the frame
@@ -89,6 +99,9 @@ REFERENCES = {
                   "mask are read in the clean original's face region",
     "missing": "frames where the clean original has no face are left out of the efficacy "
                "figures (None) and counted as missing",
+    "transfer.efficacy": "MTCNN and face-api (own detection) on PROTECTED against the same on "
+                         "ORIGINAL; read in the original's MTCNN box where MTCNN finds no face",
+    "transfer.floor": "the same on H.264 CRF 23 of ORIGINAL against ORIGINAL",
 }
 
 
@@ -113,6 +126,7 @@ class EvalOptions:
             sequences of the robustness test).
         batch_size: frames the face pipeline reads at once.
         only: names of the degradations to run (``None``: all), e.g. ``("h264",)``.
+        transfer: also read with MTCNN and face-api's 68-point network (:class:`TransferReader`).
     """
 
     frames: int | None = None
@@ -124,6 +138,7 @@ class EvalOptions:
     chunk_frames: int = CHUNK_FRAMES
     batch_size: int = PIPELINE_BATCH
     only: tuple[str, ...] | None = None
+    transfer: bool = False
 
     def validate(self) -> None:
         if self.frames is not None and self.frames < 1:
@@ -356,6 +371,112 @@ def compare(reading: Reading, reference: Reading) -> dict[str, torch.Tensor]:
         "detection_loss": metrics.detection_loss(reference.found, reading.found).cpu(),
         "presence": masked(reading.presence),
     }
+
+
+# --transfer: per-frame metric -> the metric of metrics.METRICS whose definition it uses
+TRANSFER_METRICS = {"mtcnn_nme": "landmark_nme", "mtcnn_faces_lost": "detection_loss",
+                    "faceapi68_nme": "landmark_nme"}
+TRANSFER_FLOOR_CRF = 23
+TRANSFER_DESCRIPTIONS = {
+    "mtcnn_nme": "MTCNN's 5 points (own detection, largest face), mean distance over the "
+                 "original's eye-centre distance",
+    "mtcnn_faces_lost": "1 when MTCNN finds a face in the original and none in the compared "
+                        "frame; its mean is the share of faces lost",
+    "faceapi68_nme": "face-api's 68 points in MTCNN's box, mean distance over the original's "
+                     "outer-eye-corner distance (points 36, 45)",
+}
+
+
+@dataclass
+class TransferReading:
+    """What the other families' readers read from ``B`` frames.
+
+    Attributes:
+        found: ``(B,)`` MTCNN found a face.
+        boxes: ``(B, 4)`` MTCNN's box of the largest face (``NaN`` where none).
+        mtcnn_points: ``(B, 5, 2)`` its 5 points.
+        faceapi_points: ``(B, 68, 2)`` face-api's 68 points in that box.
+    """
+
+    found: torch.Tensor
+    boxes: torch.Tensor
+    mtcnn_points: torch.Tensor
+    faceapi_points: torch.Tensor
+
+    @staticmethod
+    def cat(readings: list[TransferReading]) -> TransferReading:
+        return TransferReading(*(torch.cat([getattr(r, name) for r in readings]) for name in
+                                 ("found", "boxes", "mtcnn_points", "faceapi_points")))
+
+
+class TransferReader:
+    """MTCNN and face-api's 68-point network reading 8-bit frames on their own (the
+    surrogates' independent readings, :mod:`vdf_stream.models.surrogate`).
+
+    Args:
+        device: where the networks run.
+        batch_size: frames per forward pass.
+    """
+
+    def __init__(self, device: torch.device, batch_size: int = PIPELINE_BATCH):
+        from .models.surrogate import FaceApi68Surrogate, MtcnnSurrogate
+
+        self.device = device
+        self.batch_size = batch_size
+        self.mtcnn = MtcnnSurrogate(device=device)
+        self.faceapi = FaceApi68Surrogate(device=device, detector=self.mtcnn.detector)
+
+    @torch.no_grad()
+    def read(self, frames: torch.Tensor, reference: TransferReading | None = None
+             ) -> TransferReading:
+        """Read ``(B, 3, H, W)`` uint8 RGB frames; ``reference`` (the clean originals'
+        reading) gives the boxes read where MTCNN finds no face."""
+        from .models.surrogate import largest_faces
+
+        readings = []
+        for start in range(0, frames.shape[0], self.batch_size):
+            stop = min(start + self.batch_size, frames.shape[0])
+            images = frames[start:stop].to(self.device).float().div_(255.0)
+            faces = self.mtcnn.detect(images)
+            found, boxes, points = largest_faces(faces, images)
+            _, face_points = self.faceapi.read(images, faces)
+            if reference is not None:
+                tracked = reference.found[start:stop].to(found.device) & ~found
+                if bool(tracked.any()):
+                    clean_boxes = reference.boxes[start:stop].to(images)[tracked]
+                    refined = self.mtcnn.detector.refine_crops(images[tracked], clean_boxes)
+                    points[tracked] = refined[2]
+                    face_points[tracked] = self.faceapi.landmarker(images[tracked], clean_boxes)
+            readings.append(TransferReading(found, boxes, points, face_points))
+        return TransferReading.cat(readings)
+
+
+def compare_transfer(reading: TransferReading, reference: TransferReading
+                     ) -> dict[str, torch.Tensor]:
+    """Per-frame transfer metrics of ``reading`` against ``reference`` (``(B,)`` CPU float
+    tensors, ``NaN`` where MTCNN finds no face in the reference)."""
+    from .models import faceapi, mtcnn
+
+    valid = reference.found.cpu()
+    nan = torch.tensor(math.nan)
+
+    def masked(values: torch.Tensor) -> torch.Tensor:
+        return torch.where(valid, values.detach().float().cpu(), nan)
+
+    return {
+        "mtcnn_nme": masked(metrics.landmark_nme(reading.mtcnn_points, reference.mtcnn_points,
+                                                 (mtcnn.RIGHT_EYE, mtcnn.LEFT_EYE))),
+        "mtcnn_faces_lost": metrics.detection_loss(reference.found, reading.found).cpu(),
+        "faceapi68_nme": masked(metrics.landmark_nme(
+            reading.faceapi_points, reference.faceapi_points,
+            (faceapi.RIGHT_EYE_OUTER, faceapi.LEFT_EYE_OUTER))),
+    }
+
+
+def summarize_transfer(series: _Series) -> dict:
+    """Summaries of the transfer metrics, with the thresholds of the metric each one uses."""
+    return {name: metrics.summarize_metric(kind, series.get(name))
+            for name, kind in TRANSFER_METRICS.items()}
 
 
 def fidelity(original: torch.Tensor, protected: torch.Tensor,
@@ -766,7 +887,9 @@ class _Measurements:
     """Reads the faces of chunks of frame pairs and keeps every per-frame metric."""
 
     def __init__(self, reader: FaceReader, chosen: list[Degradation], degrader: Degrader | None,
-                 device: torch.device, progress: Callable[[float], None] | None):
+                 device: torch.device, progress: Callable[[float], None] | None,
+                 transfer: TransferReader | None = None,
+                 transfer_floor: Degradation | None = None):
         self.reader = reader
         self.chosen = chosen
         self.degrader = degrader
@@ -775,9 +898,12 @@ class _Measurements:
         self.main = _Series()
         self.robust = [{"efficacy": _Series(), "floor": _Series(), "versus_clean": _Series()}
                        for _ in chosen]
+        self.transfer = transfer
+        self.transfer_floor = transfer_floor
+        self.transferred = {"efficacy": _Series(), "floor": _Series()}
         self.evaluated: list[int] = []
         self.found_original: list[bool] = []
-        self.seconds = {"fidelity": 0.0, "reading": 0.0, "robustness": 0.0}
+        self.seconds = {"fidelity": 0.0, "reading": 0.0, "robustness": 0.0, "transfer": 0.0}
 
     def _advance(self, frames: int) -> None:
         if self.progress is not None:
@@ -810,6 +936,15 @@ class _Measurements:
         self.found_original.extend(clean.found.cpu().tolist())
         self.evaluated.extend(pair.index for pair in chunk)
         self.seconds["reading"] += time.perf_counter() - clock
+        if self.transfer is not None:
+            clock = time.perf_counter()
+            clean_transfer = self.transfer.read(original_device)
+            self.transferred["efficacy"].add(compare_transfer(
+                self.transfer.read(protected_device, reference=clean_transfer), clean_transfer))
+            encoded = self.degrader(self.transfer_floor, original)
+            self.transferred["floor"].add(compare_transfer(
+                self.transfer.read(encoded, reference=clean_transfer), clean_transfer))
+            self.seconds["transfer"] += time.perf_counter() - clock
         self._advance(len(chunk))
 
         for degradation, series in zip(self.chosen, self.robust):
@@ -878,7 +1013,7 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
     parser = resolve_parser(options.parser)
     notes: list[str] = []
     stages = {"setup": 0.0, "decode": 0.0, "fidelity": 0.0, "reading": 0.0, "robustness": 0.0,
-              "views": 0.0}
+              "transfer": 0.0, "views": 0.0}
 
     with open_source(original) as source_original, open_source(protected) as source_protected:
         info_o, info_p = source_original.info, source_protected.info
@@ -904,13 +1039,17 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
 
         clock = time.perf_counter()
         reader = FaceReader(device, parser, options.batch_size)
+        transfer = TransferReader(device, options.batch_size) if options.transfer else None
         stages["setup"] = time.perf_counter() - clock
+        every = degradations(info_o.width, info_o.height)
         chosen = []
         if options.robustness:
-            chosen = [d for d in degradations(info_o.width, info_o.height)
-                      if options.only is None or d.name in options.only]
-        degrader = Degrader(info_o, device) if chosen else None
-        measurements = _Measurements(reader, chosen, degrader, device, progress)
+            chosen = [d for d in every if options.only is None or d.name in options.only]
+        transfer_floor = next(d for d in every if d.name == "h264"
+                              and d.params["crf"] == TRANSFER_FLOOR_CRF)
+        degrader = Degrader(info_o, device) if chosen or transfer is not None else None
+        measurements = _Measurements(reader, chosen, degrader, device, progress, transfer,
+                                     transfer_floor)
         pairs = _PairedFrames(source_original, source_protected, (original, protected),
                               options.allow_length_mismatch)
         chunk: list[_Pair] = []
@@ -979,6 +1118,13 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
              **{comparison: series[comparison].summaries(metrics.EFFICACY_METRICS)
                 for comparison in ("efficacy", "floor", "versus_clean")}}
             for degradation, series in zip(chosen, measurements.robust)],
+        **({"transfer": {
+            "description": TRANSFER_DESCRIPTIONS,
+            "efficacy": summarize_transfer(measurements.transferred["efficacy"]),
+            "floor": summarize_transfer(measurements.transferred["floor"]),
+            "floor_label": transfer_floor.label,
+            "per_frame": measurements.transferred["efficacy"].lists(TRANSFER_METRICS),
+        }} if transfer is not None else {}),
         "notes": notes,
         "timing": {"seconds": seconds,
                    "seconds_per_frame": seconds / len(evaluated) if evaluated else None,
@@ -1150,6 +1296,18 @@ def format_table(result: dict) -> str:
                 floor = entry["floor"][name][statistic]
                 cells.append(f"{_number(value)} [{_number(floor)}]")
             lines.append(f"  {entry['label']:<24}" + "".join(f"{cell:>22}" for cell in cells))
+    if "transfer" in result:
+        transfer = result["transfer"]
+        lines.append("")
+        lines.append("transfer: other families' readers, own detection, protected against "
+                     f"original [floor: {transfer['floor_label']} of the original alone]")
+        lines.append(f"{'':30}{'median':>10}{'mean':>10}{'max':>10}{'floor median':>16}"
+                     f"{'floor mean':>14}")
+        for name, summary in transfer["efficacy"].items():
+            floor = transfer["floor"][name]
+            lines.append(f"  {name:<28}{_number(summary['median']):>10}"
+                         f"{_number(summary['mean']):>10}{_number(summary['max']):>10}"
+                         f"{_number(floor['median']):>16}{_number(floor['mean']):>14}")
     if result["notes"]:
         lines.append("")
         lines.append("notes")

@@ -238,10 +238,13 @@ class MtcnnSurrogate(Surrogate):
         return self.detector.detect(frames)
 
     @torch.no_grad()
-    def read(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The largest face's 5 points, as MTCNN's own cascade finds them."""
+    def read(self, frames: torch.Tensor, faces: list[mtcnn.MtcnnFaces] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The largest face's 5 points, as MTCNN's own cascade finds them (``faces``: its
+        detections of these frames when already made)."""
         _check_frames(frames)
-        found, _, points = largest_faces(self.detector.detect(frames), frames)
+        faces = self.detector.detect(frames) if faces is None else faces
+        found, _, points = largest_faces(faces, frames)
         return found, points
 
 
