@@ -41,7 +41,7 @@ import signal
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -206,10 +206,6 @@ class Discovery:
     items: list[Item]
     ignored: list[str]  # files passed over (not videos by their extension)
     root: Path
-
-
-def _is_partial(name: str) -> bool:
-    return name.startswith(".") and ".partial" in name
 
 
 def discover(spec: str, output: Path) -> Discovery:
@@ -789,7 +785,6 @@ class _Driver:
         self.show_progress = show_progress
         self.work_root = options.output / WORK_FOLDER_NAME
         self.crash_after_frames = _fault_injection()
-        self.frames_done_before: dict[str, int] = {}
         self.bar = None
         self.finished = 0
 
@@ -803,7 +798,7 @@ class _Driver:
         todo = []
         for item in self.items:
             if item.state == "failed":  # found missing while listing
-                self._fail(item, item.message)
+                self._fail(item, item.message, planning=True)
                 continue
             try:
                 stat = item.source.stat()
@@ -816,10 +811,10 @@ class _Driver:
                     estimate = info.frame_count or (
                         round(seconds * float(info.frame_rate)) if info.frame_rate else None)
             except VdfError as error:
-                self._fail(item, _message(error, str(item.source)))
+                self._fail(item, _message(error, str(item.source)), planning=True)
                 continue
             except OSError as error:
-                self._fail(item, f"cannot read: {error.strerror or error}")
+                self._fail(item, f"cannot read: {error.strerror or error}", planning=True)
                 continue
             split = self.options.split_seconds
             long = bool(split) and seconds > split
@@ -831,13 +826,13 @@ class _Driver:
                 continue
             if item.output.exists() and item.earlier is None and not self.options.overwrite:
                 self._fail(item, "the output exists and was not made by this batch; use -y "
-                                 "to overwrite it")
+                                 "to overwrite it", planning=True)
                 continue
             if long:
                 try:
                     item.plan = plan_segments(item.source, split)
                 except VdfError as error:
-                    self._fail(item, _message(error, str(item.source)))
+                    self._fail(item, _message(error, str(item.source)), planning=True)
                     continue
                 item.segments = len(item.plan.segments)
                 estimate = item.plan.frames
@@ -862,10 +857,12 @@ class _Driver:
         item.segments = earlier.get("segments") or 1
         return True
 
-    def _fail(self, item: Item, message: str, **extra) -> None:
+    def _fail(self, item: Item, message: str, planning: bool = False, **extra) -> None:
         item.state = "failed"
         item.message = message
         self.manifest.item(item, "failed", message=message, attempts=item.attempts, **extra)
+        if planning:
+            self.log(f"failed  {item.key}: {message}")
 
     # -- running ------------------------------------------------------------------------
 
@@ -996,8 +993,9 @@ class _Driver:
             attempts = self.options.retries + 1
             if work.kind == "eval":
                 return UnitResult(False, message=f"eval: its worker was lost ({kind})")
+            times = f" {attempts} times" if attempts > 1 else ""
             return UnitResult(False, attempts=attempts,
-                              message=f"its worker was lost {attempts} times ({kind})")
+                              message=f"its worker was lost{times} ({kind})")
 
     def _handle(self, work: _Work, result: UnitResult, remaining: dict[str, int],
                 item_frames: dict[str, int]) -> list[_Work]:

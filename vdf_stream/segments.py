@@ -197,6 +197,7 @@ class SegmentSource(Source):
             raise InputError(f"{path}: only video files can be cut into segments")
         self.name = f"{path} (segment {segment.index + 1} of {segment.count})"
         self.info = replace(self.inner.info, frame_count=segment.frames)
+        self.discarded = 0  # packets an edit list hides
 
     def copy_streams(self) -> list:
         return []
@@ -271,8 +272,6 @@ class SegmentSource(Source):
         if self.damage is None and self.frames_decoded != segment.frames:
             self.damage = (f"{self.frames_decoded} frames were decoded where the packet "
                            f"index has {segment.frames}")
-
-    discarded = 0
 
     def _decode(self, packet) -> list:
         import av
