@@ -58,6 +58,20 @@ PRESETS: dict[str, tuple[float, int]] = {
 # preset -> expectation over transformations on or off. Measured on single_face.mp4 after a
 # real CRF 23 (docs/protection.md): medium NME 0.031 off vs 0.023 on; high 0.061 off vs 0.077 on.
 ROBUST_PRESETS: dict[str, bool] = {"low": False, "medium": False, "high": True}
+# Models the optimiser can attack (``targets``); the last two are
+# vdf_stream.models.surrogate's, built on first use.
+SURROGATES = ("mtcnn", "faceapi68")
+TARGETS = ("mesh", "parsing", "detection") + SURROGATES
+
+
+def build_surrogates(names, device: torch.device) -> dict:
+    """The surrogate models named (of :data:`SURROGATES`), on ``device``."""
+    if not names:
+        return {}
+    from vdf_stream.models.surrogate import FaceApi68Surrogate, MtcnnSurrogate
+
+    classes = {"mtcnn": MtcnnSurrogate, "faceapi68": FaceApi68Surrogate}
+    return {name: classes[name](device=device) for name in names}
 
 
 @dataclass
@@ -78,17 +92,26 @@ class VdfOptions:
     tau_refine: float = field(default=0.90, metadata={
         "help": "similarity at or above which they are refined; below, a new keyframe"})
     refine_steps: int = field(default=5, metadata={"help": "optimiser steps of a refined frame"})
+    track: bool = field(default=True, metadata={
+        "help": "a refined frame's parameters replace its keyframe's, so the keyframe follows "
+                "the face and refinements add up (off: each refines the keyframe's anew)"})
     learning_rate: float = field(default=3.0, metadata={
         "help": "scale of the optimiser's per-group learning rates"})
     early_stop: bool = field(default=True, metadata={
         "help": "stop optimising a frame once NME >= 0.10, pose >= 10 deg, parse flip >= 0.5"})
     landmarks: float = field(default=1.0, metadata={"help": "weight of the landmark term"})
     pose: float = field(default=1.0, metadata={"help": "weight of the head-pose term"})
-    parsing: float = field(default=0.0, metadata={
-        "help": "weight of the parsing term (off by default: at eps 8/255 it flips little "
-                "of the face and costs mesh efficacy; see docs/protection.md)"})
-    detection: float = field(default=0.0, metadata={
-        "help": "weight of the detection term (off by default, same reason)"})
+    targets: str = field(default="mesh", metadata={
+        "help": "the face models optimised against, joined by +: mesh (MediaPipe face mesh: "
+                "landmarks and head pose), parsing (selfie segmentation), detection "
+                "(BlazeFace), mtcnn (MTCNN's R/O-Net: 5 points and face score), faceapi68 "
+                "(face-api's 68-point network); e.g. mesh+mtcnn+faceapi68"})
+    parsing: float = field(default=1.0, metadata={
+        "help": "weight of the parsing term when targeted"})
+    detection: float = field(default=1.0, metadata={
+        "help": "weight of the detection term when targeted"})
+    surrogate_weight: float = field(default=1.0, metadata={
+        "help": "weight of each other model (mtcnn, faceapi68) when targeted"})
     fidelity: float = field(default=0.05, metadata={"help": "weight of the fidelity term"})
     balance: bool = field(default=True, metadata={
         "help": "give the parsing and detection terms their weight's share of each step "
@@ -113,6 +136,14 @@ class VdfOptions:
         "help": "apply kernel: auto (CuPy on a GPU when installed), torch, cupy"})
     quiet: bool = field(default=False, metadata={"help": "no summary line on stderr at close"})
 
+    def target_models(self) -> list[str]:
+        names = [name.strip() for name in self.targets.split("+") if name.strip()]
+        unknown = [name for name in names if name not in TARGETS]
+        if unknown or not names:
+            raise ValueError(f"targets must join some of {', '.join(TARGETS)} with +, got "
+                             f"{self.targets!r}")
+        return list(dict.fromkeys(names))
+
     def resolved_robust(self) -> bool:
         return self.robust if self.robust is not None else ROBUST_PRESETS[self.strength]
 
@@ -122,6 +153,7 @@ class VdfOptions:
                 self.steps if self.steps is not None else steps)
 
     def validate(self) -> None:
+        self.target_models()
         if self.strength not in PRESETS:
             raise ValueError(f"strength must be one of {', '.join(PRESETS)}, got {self.strength!r}")
         eps, steps = self.resolved()
@@ -179,11 +211,18 @@ class VdfFilter(Filter):
             raise UsageError(f"{self.name}: backend=cupy needs a CUDA device, the run uses {device}")
         self.backend = backend
         self._pipeline = FacePipeline(device=device, segmentation=True)
-        weights = ObjectiveWeights(options.landmarks, options.pose, options.parsing,
-                                   options.detection, options.fidelity, balance=options.balance)
+        chosen = options.target_models()
+        mesh = "mesh" in chosen
+        weights = ObjectiveWeights(
+            options.landmarks if mesh else 0.0, options.pose if mesh else 0.0,
+            options.parsing if "parsing" in chosen else 0.0,
+            options.detection if "detection" in chosen else 0.0, options.fidelity,
+            balance=options.balance,
+            surrogates={name: options.surrogate_weight for name in chosen if name in SURROGATES})
         transformations = (Transformations() if options.resolved_robust()
                            else Transformations().none())
-        self.objective = Objective(self._pipeline, weights, transformations)
+        self.objective = Objective(self._pipeline, weights, transformations,
+                                   build_surrogates(weights.surrogates, device))
         self.targets = Targets() if options.early_stop else None
         self.window = KeyframeWindow(SharingOptions(options.window, options.tau_reuse,
                                                     options.tau_refine, self.keyframe_steps,
@@ -269,6 +308,8 @@ class VdfFilter(Filter):
             decision.steps = result.steps
             if decision.action == NEW and self.options.share:
                 self.window.add(descriptor, params)
+            elif decision.action != NEW and self.options.track:
+                self.window.update(decision.nearest, descriptor, params)
         self.last_params = params
         return params, decision.action, decision.steps
 

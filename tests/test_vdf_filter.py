@@ -131,3 +131,30 @@ def test_default_change_is_luma_only_and_bounded(clip):
     assert (spread > 1e-3).float().mean() > 0.05
     with pytest.raises(UsageError, match="chroma"):
         parse_options(load_filter_class("vdf"), "chroma=2")
+
+
+def test_tracking_keyframe_follows_the_face(clip):
+    """With track on, a refined frame's parameters and descriptor replace its keyframe's;
+    with track off the keyframe keeps what it was optimised for."""
+    data = _frames(clip, "single_face.mp4", [0, 6])
+    options = "steps=2:refine_steps=1:tau_reuse=1:tau_refine=0:quiet=1"
+    tracked, _ = _run(options, data, [0, 6])
+    assert tracked.stats.actions == ["new", "refine"]
+    (keyframe,) = tracked.window.keyframes
+    assert keyframe.descriptor.index == 6
+    kept, _ = _run(options + ":track=0", data, [0, 6])
+    (keyframe,) = kept.window.keyframes
+    assert keyframe.descriptor.index == 0
+
+
+def test_targets_choose_the_models_attacked(clip):
+    cls = load_filter_class("vdf")
+    assert parse_options(cls, "targets=mesh+mtcnn").target_models() == ["mesh", "mtcnn"]
+    with pytest.raises(UsageError, match="targets"):
+        parse_options(cls, "targets=mesh+dlib")
+    data = _frames(clip, "single_face.mp4", [0])
+    vdf, protected = _run("targets=mtcnn+faceapi68:steps=2:quiet=1", data)
+    weights = vdf.objective.weights
+    assert weights.landmarks == 0 and weights.pose == 0
+    assert set(vdf.objective.surrogates) == {"mtcnn", "faceapi68"}
+    assert 0 < (protected - data).abs().max() <= 8 / 255 + 1e-5

@@ -88,6 +88,15 @@ class ObjectiveWeights:
     # they are added, so a model that gives way easily cannot take the whole budget (see
     # :func:`optimise`). Off: the plain weighted sum.
     balance: bool = True
+    # Other face models (vdf_stream.models.surrogate.Surrogate, by name) and their weights;
+    # each is a balanced term.
+    surrogates: dict[str, float] = field(default_factory=dict)
+
+    def of(self, term: str) -> float:
+        """The weight of a term by name (a surrogate's by its name)."""
+        if term in ("landmarks", "pose", "parsing", "detection", "fidelity"):
+            return getattr(self, term)
+        return self.surrogates.get(term, 0.0)
 
 
 @dataclass
@@ -131,8 +140,11 @@ class Reference:
     rotation: torch.Tensor       # (B, 3, 3)
     face_mask: torch.Tensor      # (B, 1, H, W) float 0/1: person & face oval
     eye_distance: torch.Tensor   # (B,)
+    surrogates: dict = field(default_factory=dict)  # name -> that model's clean reading
 
     def select(self, index: int) -> Reference:
+        if self.surrogates:
+            raise NotImplementedError("select() of a reference with surrogate readings")
         return Reference(self.regions[index], self.found[index:index + 1],
                          self.landmarks[index:index + 1], self.rotation[index:index + 1],
                          self.face_mask[index:index + 1], self.eye_distance[index:index + 1])
@@ -146,6 +158,7 @@ class StepReading:
     parse_flip: float
     face_score: float
     terms: dict = field(default_factory=dict)
+    surrogates: dict = field(default_factory=dict)  # "<model>_<reading>" -> median
 
 
 def _dct_matrix(device, dtype) -> torch.Tensor:
@@ -278,10 +291,14 @@ class Objective:
     """
 
     def __init__(self, pipeline, weights: ObjectiveWeights | None = None,
-                 transformations: Transformations | None = None):
+                 transformations: Transformations | None = None, surrogates: dict | None = None):
         self.pipeline = pipeline
         self.weights = weights or ObjectiveWeights()
         self.transformations = transformations or Transformations()
+        self.surrogates = dict(surrogates or {})
+        missing = set(self.weights.surrogates) - set(self.surrogates)
+        if missing:
+            raise ValueError(f"weights for surrogates that were not given: {sorted(missing)}")
 
     @torch.no_grad()
     def reference(self, frames: torch.Tensor, regions: RegionOfInterest | None = None,
@@ -302,7 +319,11 @@ class Objective:
         mask = (person & oval & found.view(-1, 1, 1)).unsqueeze(1).to(frames.dtype)
         corners = metrics.OUTER_EYE_CORNERS
         eye = (landmarks[:, corners[0], :2] - landmarks[:, corners[1], :2]).norm(dim=-1)
-        return Reference(regions, found, landmarks, rotation, mask, eye.clamp_min(1.0))
+        readings = {name: model.reference(frames, regions, found)
+                    for name, model in self.surrogates.items()
+                    if self.weights.surrogates.get(name, 0.0)}
+        return Reference(regions, found, landmarks, rotation, mask, eye.clamp_min(1.0),
+                         readings)
 
     def transform(self, images: torch.Tensor, regions: RegionOfInterest,
                   generator: torch.Generator | None, transformations: Transformations | None = None,
@@ -360,13 +381,10 @@ class Objective:
     def weighted(self, terms: dict[str, torch.Tensor], like: torch.Tensor,
                  names=None) -> torch.Tensor:
         """``sum(weight * term)`` over ``names`` (default: every term present)."""
-        w = self.weights
-        weights = {"landmarks": w.landmarks, "pose": w.pose, "parsing": w.parsing,
-                   "detection": w.detection, "fidelity": w.fidelity}
         total = like.new_zeros(())
         for name, value in terms.items():
             if names is None or name in names:
-                total = total + weights[name] * value
+                total = total + self.weights.of(name) * value
         return total
 
     def terms(self, protected: torch.Tensor, clean: torch.Tensor, reference: Reference,
@@ -403,12 +421,21 @@ class Objective:
         if w.detection:
             score = self.pipeline.detector.face_score(images)
             terms["detection"] = (score * found).sum() / count
+        surrogate_readings = {}
+        for name, model in self.surrogates.items():
+            if not w.surrogates.get(name, 0.0) or name not in reference.surrogates:
+                continue
+            losses, readings = model.loss(images, regions, scale, reference.surrogates[name])
+            terms[name] = (losses * found).sum() / count
+            surrogate_readings.update({f"{name}_{key}": _median(value[reference.found])
+                                       for key, value in readings.items()})
         if w.fidelity:
             terms["fidelity"] = ((protected - clean) / eps).square().mean()
         total = self.weighted(terms, protected)
         reading = StepReading(
             float(total.detach()), _median(nme), _median(pose_error), _median(flip),
-            _median(score), {name: float(value.detach()) for name, value in terms.items()})
+            _median(score), {name: float(value.detach()) for name, value in terms.items()},
+            surrogate_readings)
         return terms, reading
 
 
@@ -417,8 +444,13 @@ def _median(values: torch.Tensor) -> float:
     return float(values.median()) if values.numel() else 0.0
 
 
-# Terms whose gradients are balanced against the mesh terms' (ObjectiveWeights.balance).
+# Terms whose gradients are balanced against the mesh terms' (ObjectiveWeights.balance),
+# besides every surrogate's.
 BALANCED_TERMS = ("parsing", "detection")
+
+
+def balanced_terms(objective: Objective, terms: dict[str, torch.Tensor]) -> list[str]:
+    return [name for name in terms if name in BALANCED_TERMS or name in objective.surrogates]
 
 
 def _global_norm(gradients) -> torch.Tensor:
@@ -427,8 +459,9 @@ def _global_norm(gradients) -> torch.Tensor:
 
 def balanced_gradient(objective: Objective, terms: dict[str, torch.Tensor], extras: list[str],
                       tensors: list[torch.Tensor], like: torch.Tensor) -> list[torch.Tensor]:
-    """The gradient of the mesh terms plus, for each term in ``extras``, its own gradient
-    rescaled to ``weight x`` the mesh terms' gradient norm.
+    """The gradient of the mesh terms (landmarks + pose) and of the fidelity term plus, for
+    each term in ``extras``, its own gradient rescaled to ``weight x`` the mesh terms'
+    gradient norm (to ``weight`` when the mesh terms are off).
 
     Why: the terms read different networks, and their raw gradients differ by orders of
     magnitude and change as the optimisation goes (the person segmenter gives way within a
@@ -438,30 +471,47 @@ def balanced_gradient(objective: Objective, terms: dict[str, torch.Tensor], extr
     scaling then applies to the sum. Costs one backward pass per term (the networks' own
     backward passes are not repeated: each term reaches only its own network).
     """
-    weights = {"parsing": objective.weights.parsing, "detection": objective.weights.detection}
-    primary_names = [name for name in terms if name not in extras]
-    passes = [(None, objective.weighted(terms, like, primary_names))]
+    mesh_names = [name for name in ("landmarks", "pose") if name in terms]
+    passes = [("mesh", objective.weighted(terms, like, mesh_names))] if mesh_names else []
+    if "fidelity" in terms:
+        passes.append(("fidelity", objective.weighted(terms, like, ["fidelity"])))
     passes += [(name, terms[name]) for name in extras]
+    passes = [(name, value) for name, value in passes if value.requires_grad]
     total = None
     reference_norm = None
     for position, (name, value) in enumerate(passes):
         last = position == len(passes) - 1
-        if not value.requires_grad:
-            continue
         gradients = torch.autograd.grad(value, tensors, retain_graph=not last, allow_unused=True)
         gradients = [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, gradients)]
-        norm = _global_norm(gradients)
-        if name is None:
-            reference_norm = norm
+        if name == "mesh":
+            reference_norm = _global_norm(gradients)
+            scale = 1.0
+        elif name == "fidelity":
             scale = 1.0
         else:
+            # without the mesh terms every balanced term gets a gradient of norm = its weight
             base = reference_norm if reference_norm is not None and reference_norm > 0 else 1.0
-            scale = weights[name] * base / norm.clamp_min(1e-12)
+            scale = objective.weights.of(name) * base / _global_norm(gradients).clamp_min(1e-12)
         scaled = [g * scale for g in gradients]
         total = scaled if total is None else [a + b for a, b in zip(total, scaled)]
     if total is None:
         total = [torch.zeros_like(t) for t in tensors]
     return total
+
+
+def targets_met(objective: Objective, reading: StepReading, targets: Targets) -> bool:
+    """Whether the step reached the targets of every model the objective attacks (the mesh's
+    NME and pose, the segmenter's parse flip, each surrogate's own target: loss -1)."""
+    w = objective.weights
+    if w.landmarks or w.pose:
+        if reading.landmark_nme < targets.landmark_nme or reading.pose_degrees < targets.pose_degrees:
+            return False
+    if w.parsing and reading.parse_flip < targets.parse_flip:
+        return False
+    for name in objective.surrogates:
+        if w.surrogates.get(name, 0.0) and reading.terms.get(name, 0.0) > -0.999:
+            return False
+    return True
 
 
 @dataclass
@@ -477,7 +527,7 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
              perturb_options: dict | None = None) -> OptimiseResult:
     """Adam on ``params`` (a detached copy is optimised; the input is kept) for up to
     ``steps`` steps on clean ``frames``; stops early when two consecutive steps read all
-    ``targets``.
+    ``targets`` (:func:`targets_met`).
 
     ``learning_rate`` scales the per-group rates: spectral log-amplitude 0.02, phase 0.05
     radians, spatial ``eps / 4`` per step.
@@ -499,7 +549,7 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
         protected = perturb(frames, params, reference.regions, eps, face_present=reference.found,
                             **options)
         terms, reading = objective.terms(protected, frames, reference, eps, generator)
-        extras = [name for name in BALANCED_TERMS if name in terms]
+        extras = balanced_terms(objective, terms)
         if objective.weights.balance and extras:
             for tensor, gradient in zip(tensors, balanced_gradient(objective, terms, extras,
                                                                    tensors, protected)):
@@ -508,9 +558,7 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
             objective.weighted(terms, protected).backward()
         optimiser.step()
         taken += 1
-        if targets is not None and (reading.landmark_nme >= targets.landmark_nme
-                                    and reading.pose_degrees >= targets.pose_degrees
-                                    and reading.parse_flip >= targets.parse_flip):
+        if targets is not None and targets_met(objective, reading, targets):
             met += 1
             if met >= 2:
                 break

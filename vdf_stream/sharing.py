@@ -19,7 +19,11 @@ moves but keeps its look keeps a high similarity.
 
 * similarity >= ``tau_reuse``: apply the nearest keyframe's parameters, no optimisation;
 * ``tau_refine`` <= similarity < ``tau_reuse``: warm-start from them and refine
-  ``refine_steps``; the refined parameters are used for this frame (not kept);
+  ``refine_steps``; the refined parameters are used for this frame and, with ``track``
+  (the filter's default), replace the keyframe's together with this frame's descriptor
+  (:meth:`KeyframeWindow.update`): the keyframe follows the face, so the refinements of
+  consecutive frames add up instead of each restarting from the keyframe's parameters;
+  without ``track`` they are not kept;
 * below ``tau_refine``: a new keyframe, warm-started from the nearest keyframe's parameters
   scaled by the similarity (VDF's rule; zeros when the window is empty), full
   ``keyframe_steps``; it enters the window (the oldest leaves when full).
@@ -179,6 +183,12 @@ class KeyframeWindow:
         if nearest is not None and value >= options.tau_refine:
             return Decision(REFINE, value, nearest, options.refine_steps)
         return Decision(NEW, value, nearest, options.keyframe_steps)
+
+    def update(self, keyframe: Keyframe, descriptor: Descriptor, params: PerturbParams) -> None:
+        """Let ``keyframe`` follow the face: it takes a refined frame's descriptor and
+        parameters (see ``track`` in the module docstring)."""
+        keyframe.descriptor = descriptor
+        keyframe.params = params.detach()
 
     def add(self, descriptor: Descriptor, params: PerturbParams) -> None:
         self.keyframes.append(Keyframe(descriptor, params.detach()))
