@@ -5,8 +5,9 @@
 video protected?* and *does it still look the same?* The page answers them first (verdicts
 and key figures, each explained in plain words), then shows the evidence: one line plot per
 metric over the evaluated frames, robustness under degradations as bars beside their noise
-floor, a few frames with the face readings drawn over them, and the configuration, library
-versions and machine.
+floor, with ``eval --transfer`` what face readers of other families (MTCNN, face-api) read
+beside their floor, a few frames with the face readings drawn over them, and the
+configuration, library versions and machine.
 
 The page is a single file that works offline: pictures are embedded as base64 data URIs
 (JPEG, longest side at most :data:`PICTURE_SIDE` pixels), plots are inline SVG drawn here
@@ -22,8 +23,9 @@ keys); ``per_frame`` (metric name -> one value or ``None`` per
 evaluated frame); ``frames`` (the evaluated frame indices); ``parser`` (which parser measured
 parse flip); ``robustness`` (list of ``{"degradation", "params", "efficacy", "floor"}``,
 where ``floor`` is the same metric measured on the degraded *original*: what the
-degradation alone does); ``timing`` (``seconds``, ``seconds_per_frame``); ``notes`` (list of
-text); optionally ``metrics`` (name -> ``{"unit", "description"}``, used for metrics this
+degradation alone does); optionally ``transfer`` (``eval --transfer``: ``efficacy`` and
+``floor``, metric name -> summary as above, ``floor_label``, ``per_frame``); ``timing``
+(``seconds``, ``seconds_per_frame``); ``notes`` (list of text); optionally ``metrics`` (name -> ``{"unit", "description"}``, used for metrics this
 module does not describe) and ``parser_note``. Every key may be missing and every number
 may be ``None`` or NaN: those are shown as "—". Metric names this module does not know are
 shown by their raw name; ``pose_error`` is read as ``pose_error_degrees``.
@@ -82,6 +84,8 @@ class Metric:
     kind: str = "other"  # "fidelity", "efficacy" or "other"
 
 
+TRANSFER_NME = 0.05  # landmark shift of another family's reader counted as moved
+
 METRICS: dict[str, Metric] = {
     "psnr": Metric(
         "PSNR", "Peak signal-to-noise ratio between each original frame and its protected "
@@ -123,6 +127,22 @@ METRICS: dict[str, Metric] = {
         "Mesh presence", "The face-mesh model's confidence (0 to 1) that the protected "
         "frame shows a face. Below about 0.5 the mesh gives the face up.", digits=3,
         kind="efficacy"),
+    # eval --transfer: face readers of other families, each with its own detection
+    "mtcnn_nme": Metric(
+        "MTCNN landmark shift (NME)", "How far the 5 points MTCNN finds (eye centres, nose "
+        "tip, mouth corners) on the protected frame lie from those on the original, as a "
+        "share of the original's eye-centre distance. MTCNN is a face detector of another "
+        "family than the models the protection is usually optimised against.", digits=3,
+        threshold=TRANSFER_NME, kind="transfer"),
+    "mtcnn_faces_lost": Metric(
+        "MTCNN faces lost", "The share of frames where MTCNN finds a face in the original "
+        "but none in the protected video.", percent=True, statistic="mean", threshold=0.50,
+        kind="transfer"),
+    "faceapi68_nme": Metric(
+        "face-api landmark shift (NME)", "How far face-api's 68 points, read in the box "
+        "MTCNN finds, lie on the protected frame from those on the original, as a share of "
+        "the original's outer-eye-corner distance.", digits=3, threshold=TRANSFER_NME,
+        kind="transfer"),
 }
 
 KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip",
@@ -130,6 +150,7 @@ KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip
 FIDELITY_ORDER = ("psnr", "ssim", "max_abs_difference", "temporal_flicker")
 EFFICACY_ORDER = ("landmark_nme", "pose_error_degrees", "parse_flip", "detection_loss",
                   "presence")
+TRANSFER_ORDER = ("mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme")
 CRITERIA = ("landmark_nme", "pose_error_degrees", "parse_flip", "detection_loss")
 ROBUSTNESS_ALWAYS = ("landmark_nme", "pose_error_degrees")
 FLOOR_FACTOR = 2.0  # under a degradation, a reading counts as broken only this far above the floor
@@ -547,7 +568,6 @@ def _line_plot(name: str, values: Sequence[Any], frames: Sequence[Any],
 def _bar_chart(name: str, robustness: list, efficacy: dict) -> str | None:
     """Horizontal grouped bars: per degradation, the protected value beside its floor."""
     metric = _metric(name)
-    scale = 100.0 if metric.percent else 1.0
     rows = [("as evaluated (no extra degradation)",
              _statistic(efficacy.get(name), metric), None, False)]
     for entry in robustness:
@@ -556,6 +576,13 @@ def _bar_chart(name: str, robustness: list, efficacy: dict) -> str | None:
                      _statistic(_dict(entry.get("floor")).get(name), metric), True))
     if all(value is None and floor is None for _, value, floor, _ in rows[1:]):
         return None
+    return _bars(metric, rows, f"{metric.label} under degradations ({metric.statistic})")
+
+
+def _bars(metric: Metric, rows: list, title: str) -> str:
+    """Horizontal bars, per row ``(label, value, floor, has_floor)`` the value and, when
+    ``has_floor``, its floor below it; the metric's threshold as a dashed line."""
+    scale = 100.0 if metric.percent else 1.0
     values = [value * scale for _, value, floor, _ in rows if value is not None]
     values += [floor * scale for _, _, floor, _ in rows if floor is not None]
     if metric.threshold is not None:
@@ -576,7 +603,6 @@ def _bar_chart(name: str, robustness: list, efficacy: dict) -> str | None:
     def px(value: float) -> float:
         return left + (value - x_low) / (x_high - x_low) * plot_width
 
-    title = f"{metric.label} under degradations ({metric.statistic})"
     parts = [f'<svg class="plot bars" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg">',
              f"<title>{_e(title)}</title>"]
@@ -978,6 +1004,87 @@ def _robustness_section(robustness: list, efficacy: dict) -> str:
     return f'{intro}<div class="plots">{"".join(charts)}</div>{table}'
 
 
+def _transfer_section(transfer: dict, frames: list) -> str:
+    """Other families' readers (``eval --transfer``): bars of each reading beside its floor,
+    a table and one plot per reading over the frames."""
+    efficacy = _dict(transfer.get("efficacy"))
+    floor = _dict(transfer.get("floor"))
+    per_frame = _dict(transfer.get("per_frame"))
+    floor_label = str(transfer.get("floor_label") or "re-encoding")
+    intro = ("<p>Face readers of other families read both videos on their own, each with its "
+             "own face detection, as someone training a deepfake with other tools would: "
+             "MTCNN (5 points and whether it finds the face) and face-api's 68-point "
+             "network in MTCNN's box. Where MTCNN loses the face in a protected frame, both "
+             "read in the original's box. The <b>floor</b> is the same reading of the "
+             f"original after {_e(floor_label)} alone. A reading counts as moved when it is "
+             f"above the rule of thumb and at least {FLOOR_FACTOR:g}\u00d7 its floor.</p>"
+             '<p class="legend"><span class="swatch protected"></span>protected '
+             f'<span class="swatch floor"></span>floor (original after {_e(floor_label)}) '
+             '<span class="swatch threshold"></span>rule of thumb</p>')
+    names = _ordered(set(efficacy) | set(floor), TRANSFER_ORDER)
+    if not names:
+        return f"{intro}<p>{MISSING} no transfer reading</p>"
+    charts = []
+    landmark_rows = [(_metric(name).label.replace(" landmark shift (NME)", ""),
+                      _statistic(efficacy.get(name), _metric(name)),
+                      _statistic(floor.get(name), _metric(name)), True)
+                     for name in names if name.endswith("_nme")]
+    if landmark_rows:
+        metric = Metric("Landmark shift (NME)", "", digits=3, threshold=TRANSFER_NME)
+        charts.append('<div class="chart"><h3>Landmark shift of the other readers</h3>'
+                      + _bars(metric, landmark_rows, "Landmark shift of the other readers "
+                              "(median), beside the floor") + "</div>")
+    for name in names:
+        if name.endswith("_nme"):
+            continue
+        metric = _metric(name)
+        rows = [(metric.label, _statistic(efficacy.get(name), metric),
+                 _statistic(floor.get(name), metric), True)]
+        charts.append(f'<div class="chart"><h3>{_e(metric.label)}</h3>'
+                      + _bars(metric, rows, f"{metric.label} ({metric.statistic}), beside "
+                              "the floor") + "</div>")
+    table_rows = []
+    for name in names:
+        metric = _metric(name)
+        summary, floor_summary = _dict(efficacy.get(name)), _dict(floor.get(name))
+        value = _statistic(summary, metric)
+        floor_value = _statistic(floor_summary, metric)
+        if value is None:
+            level, word = "unknown", MISSING
+        elif value >= metric.threshold and (floor_value is None
+                                            or value >= FLOOR_FACTOR * floor_value):
+            level, word = "good", "moved"
+        elif floor_value is not None and value >= FLOOR_FACTOR * floor_value:
+            level, word = "fair", "above the floor"
+        else:
+            level, word = "poor", "not beyond the floor"
+        table_rows.append(
+            f"<tr><td>{_e(metric.label)}<div class=\"raw\">{_e(name)}</div></td>"
+            f'<td class="num">{_e(_format(summary.get("median"), metric))}</td>'
+            f'<td class="num">{_e(_format(summary.get("mean"), metric))}</td>'
+            f'<td class="num">{_e(_format(summary.get("max"), metric))}</td>'
+            f'<td class="num">{_e(_format(floor_summary.get("median"), metric))}</td>'
+            f'<td class="num">{_e(_format(floor_summary.get("mean"), metric))}</td>'
+            f'<td><span class="level {level}">{word}</span></td></tr>')
+    table = ('<div class="table-wrap"><table><thead><tr><th>reading</th>'
+             '<th class="num">median</th><th class="num">mean</th><th class="num">max</th>'
+             '<th class="num">floor median</th><th class="num">floor mean</th>'
+             f'<th>transfer</th></tr></thead><tbody>{"".join(table_rows)}</tbody>'
+             "</table></div>")
+    plots = []
+    for name in names:
+        values = per_frame.get(name)
+        values = list(values) if isinstance(values, (list, tuple)) else []
+        svg = _line_plot(name, values, frames, efficacy.get(name)) if values else None
+        if svg is not None:
+            metric = _metric(name)
+            plots.append(f'<div class="chart"><h3>{_e(metric.label)}</h3>'
+                         f'<p class="explain">{_e(metric.explanation)}</p>{svg}</div>')
+    per_frame_html = ("<h3>Frame by frame</h3>" f'<div class="plots">{"".join(plots)}</div>'
+                      if plots else "")
+    return f'{intro}<div class="plots">{"".join(charts)}</div>{table}{per_frame_html}'
+
+
 STYLE = """
 :root { --fg: #1f2328; --muted: #57606a; --bg: #ffffff; --panel: #f6f8fa;
   --border: #d0d7de; --good: #1a7f37; --fair: #9a6700; --poor: #cf222e;
@@ -1187,6 +1294,11 @@ def _page(result: dict, views: list) -> str:
                    else f"<p>{MISSING} no per-frame values</p>") + "</section>")
     body.append('<section id="robustness"><h2>Robustness: after re-encoding, resizing and '
                 f"cleaning</h2>{_robustness_section(robustness, efficacy)}</section>")
+
+    transfer = _dict(result.get("transfer"))
+    if transfer:
+        body.append('<section id="transfer"><h2>Transfer: face models of other families</h2>'
+                    f"{_transfer_section(transfer, frames)}</section>")
 
     if views:
         amplification = _amplification(views)
