@@ -50,6 +50,14 @@ def test_transfer_section(tmp_path):
     assert "nan" not in section.lower()
 
 
+def test_nothing_moved(tmp_path):
+    """Readings at their floor, and no face lost against none lost alone: nothing moved."""
+    entry = transfer_entry(4)
+    entry["efficacy"] = {name: dict(summary) for name, summary in entry["floor"].items()}
+    page = write_report({"transfer": entry}, [], tmp_path).read_text(encoding="utf-8")
+    assert page.count('class="level poor">not beyond the floor') == 3
+
+
 def test_no_transfer_no_section(tmp_path):
     page = write_report(fake_result(), [], tmp_path).read_text(encoding="utf-8")
     assert 'id="transfer"' not in page

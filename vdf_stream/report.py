@@ -1054,7 +1054,7 @@ def _transfer_section(transfer: dict, frames: list) -> str:
         elif value >= metric.threshold and (floor_value is None
                                             or value >= FLOOR_FACTOR * floor_value):
             level, word = "good", "moved"
-        elif floor_value is not None and value >= FLOOR_FACTOR * floor_value:
+        elif floor_value is not None and value > FLOOR_FACTOR * floor_value:
             level, word = "fair", "above the floor"
         else:
             level, word = "poor", "not beyond the floor"
