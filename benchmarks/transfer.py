@@ -1,0 +1,780 @@
+"""Transfer of the VDF perturbation to face models it was not optimised against: the
+leave-one-out matrix, each model alone against every other, and the techniques said to
+raise transfer, after a real libx264 round trip.
+
+Models: ``mesh`` (MediaPipe's face mesh and the head pose fitted to it), ``mtcnn``
+(MTCNN's 5 points and its face detection) and ``faceapi68`` (face-api's 68-point network on
+MTCNN's box). Configurations are sets of them joined by ``+``: each alone, each pair (the
+leave-one-out sets) and all three.
+
+For every configuration, a few frames of each clip are optimised one by one (as
+``vdf=share=off`` does: each frame its own parameters, its own reference, the same steps)
+with :func:`vdf_stream.objective.optimise` at the filter's default look (eps 8/255, luma
+only, ``texture_floor`` 0.15, ``region_floor`` 0.5, 40 steps, learning rate 3, no
+transformations, balanced gradients), applied, encoded as one sequence with libx264 at
+``--crf`` and decoded (:func:`vdf_stream.evaluate.h264_roundtrip`), then every model reads
+the original and the published frames **on its own**, with its own detection:
+
+* mesh: ``vdf-stream eval``'s :class:`~vdf_stream.evaluate.FaceReader` and
+  :func:`~vdf_stream.evaluate.compare` (landmark NME, pose error in degrees);
+* MTCNN and face-api: ``eval --transfer``'s :class:`~vdf_stream.evaluate.TransferReader`
+  and :func:`~vdf_stream.evaluate.compare_transfer` (MTCNN 5-point NME, faces MTCNN loses,
+  face-api 68-point NME).
+
+Beside them: each reading's floor (the original after the same round trip, nothing added)
+and sign noise of the same eps through the same path; PSNR and SSIM of the published frames
+against the originals; seconds of optimisation per keyframe.
+
+Techniques (``--techniques``, each changing one thing against ``baseline``, run on
+``--technique-configurations``):
+
+``diversity``
+    input diversity: every step reads the frame rescaled by ``U[--diversity-scale-min, 1]``
+    and the face region jittered by ``--diversity-jitter`` of its side (the boxes of MTCNN
+    and face-api move with it); no blur, no codec stand-in. (A pad-and-crop translation is
+    the identity for these readers, which cut their input from a region that moves with the
+    frame: the region jitter is what moves the input under their grids.)
+``eot``
+    the objective's default expectation over transformations (``vdf=robust=1``: rescale,
+    blur, H.264-like and JPEG-like quantisation).
+``sign_momentum``
+    MI-FGSM's update instead of Adam: a velocity ``mu v + g / mean|g|`` per tensor and a step
+    of the same per-group rate times its sign.
+``features``
+    intermediate features: for each CNN surrogate optimised against, a further balanced
+    term (weight ``--feature-weight``) pushing its early feature maps away from the clean
+    ones (MTCNN: O-Net's first two convolution stages; face-api: its first two dense
+    blocks): ``-mean_layers |f - f_clean| / |f_clean|`` on the clean box.
+``spatial``
+    the parameterisation: the spatial term alone (the spectral parameters of the face crop
+    and of the frame stay 0) against the dual-domain default.
+``plain_sum``
+    ensemble averaging: the models' losses summed with their weights instead of balanced
+    gradients.
+``margin``
+    the surrogates' landmark terms optimised towards ``--margin-target`` (0.15) instead of
+    their 0.05: their loss stops pushing once the error reaches its target in the
+    optimiser's own (unencoded) reading, and the encoder then takes part of it back.
+
+Techniques join with ``+`` (``margin+diversity``: both changes).
+
+    python benchmarks/transfer.py                     # the matrix, 2 clips x 4 frames
+    python benchmarks/transfer.py --techniques diversity sign_momentum features spatial
+    python benchmarks/transfer.py --frames 1 --steps 4 --configurations mesh mtcnn --json /tmp/t.json
+
+Prints the matrices (rows: optimised against; columns: measured with; ``*`` marks a
+white-box cell) and writes JSON (``--json``; default
+``benchmarks/results/transfer_<machine tag>.json``) and, with ``--svg``, a picture of the
+matrices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+MODELS = ("mesh", "mtcnn", "faceapi68")
+CONFIGURATIONS = ("mesh", "mtcnn", "faceapi68", "mtcnn+faceapi68", "mesh+faceapi68",
+                  "mesh+mtcnn", "mesh+mtcnn+faceapi68")
+CLIPS = ("single_face.mp4", "WolfgangLanger_Pexels.mp4")
+# (column, model that reads it, statistic over frames)
+COLUMNS = (("landmark_nme", "mesh", "median"), ("pose_error", "mesh", "median"),
+           ("mtcnn_nme", "mtcnn", "median"), ("mtcnn_faces_lost", "mtcnn", "mean"),
+           ("faceapi68_nme", "faceapi68", "median"))
+FIDELITY_COLUMNS = ("psnr", "ssim")
+NME_TARGET = 0.05  # the issue's transfer target for both landmark readers
+LOST_TARGET = 0.5
+
+
+def _fraction(text: str) -> float:
+    if "/" in text:
+        numerator, denominator = text.split("/", 1)
+        return float(numerator) / float(denominator)
+    return float(text)
+
+
+def models_of(configuration: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in configuration.split("+") if name.strip())
+    unknown = [name for name in names if name not in MODELS]
+    if not names or unknown:
+        raise SystemExit(f"configuration {configuration!r}: join some of {', '.join(MODELS)} "
+                         "with +")
+    return names
+
+
+# ---------------------------------------------------------------------------------------
+# Intermediate features as a surrogate term
+
+
+def _mtcnn_features(surrogate, images: torch.Tensor, boxes: torch.Tensor) -> list[torch.Tensor]:
+    """O-Net's first two convolution stages (after PReLU) on the 48x48 crop of each box, as
+    :meth:`MTCNN.refine_crops` cuts it."""
+    from vdf_stream.models import alignment, mtcnn
+    from vdf_stream.models.alignment import RegionOfInterest
+
+    square = mtcnn.square_boxes(boxes)
+    regions = RegionOfInterest((square[:, :2] + square[:, 2:]) / 2, square[:, 2] - square[:, 0],
+                               square.new_zeros(square.shape[0]))
+    onet = surrogate.detector.onet
+    crops = alignment.crop(images, regions, mtcnn.ONET_SIZE)
+    first = onet.prelu1(onet.conv1(mtcnn.network_input(crops)))
+    second = onet.prelu2(onet.conv2(onet.pool1(first)))
+    return [first, second]
+
+
+def _faceapi_features(surrogate, images: torch.Tensor, boxes: torch.Tensor) -> list[torch.Tensor]:
+    """face-api's first two dense blocks on its 112x112 input of each box."""
+    from vdf_stream.models import faceapi
+
+    network = surrogate.landmarker.network
+    crops, _ = faceapi.crop_box(images, boxes)
+    x = crops - network.mean
+    first = network.blocks[0](x)
+    return [first, network.blocks[1](first)]
+
+
+@dataclass
+class FeatureReference:
+    base: object                  # the wrapped surrogate's BoxReference
+    features: list[torch.Tensor]  # clean feature maps
+
+
+def feature_term_class():
+    """:class:`FeatureTerm`, built on first use (the surrogate module imports torch models)."""
+    from vdf_stream.models.surrogate import Surrogate, boxes_in_regions
+
+    class FeatureTerm(Surrogate):
+        """Early feature maps of a CNN surrogate pushed away from the clean ones, on the
+        surrogate's clean box (which follows the regions as its own loss's does).
+        Loss ``-mean_layers |f - f_clean| / |f_clean|`` per frame; never "reached"."""
+
+        def __init__(self, base, features):
+            super().__init__()
+            self.base = base
+            self.features = features
+            self.name = f"{base.name}_features"
+
+        @torch.no_grad()
+        def reference(self, frames, regions, found):
+            base = self.base.reference(frames, regions, found)
+            return FeatureReference(base, self.features(self.base, frames, base.boxes))
+
+        def loss(self, images, regions, scale, reference):
+            base = reference.base
+            boxes = boxes_in_regions(base.boxes.to(images), base.regions, regions)
+            distances = []
+            for now, clean in zip(self.features(self.base, images, boxes), reference.features):
+                difference = (now - clean).flatten(1).norm(dim=1)
+                distances.append(difference / clean.flatten(1).norm(dim=1).clamp_min(1e-6))
+            distance = torch.stack(distances).mean(dim=0).to(images.dtype)
+            valid = base.valid.to(images.device)
+            loss = torch.where(valid, -distance, torch.zeros_like(distance))
+            return loss, {"distance": distance.detach()}
+
+        def read(self, frames):
+            return self.base.read(frames)
+
+    return FeatureTerm
+
+
+# ---------------------------------------------------------------------------------------
+# Optimisation
+
+
+@dataclass
+class Technique:
+    name: str
+    transformations: str = "none"      # none, diversity, eot
+    update: str = "adam"               # adam, sign_momentum
+    parameterisation: str = "dual"     # dual, spatial
+    features: bool = False
+    balance: bool = True
+    margin: bool = False               # surrogates optimised towards --margin-target
+
+
+# what each technique changes against the baseline
+TECHNIQUE_CHANGES = {
+    "baseline": {},
+    "diversity": {"transformations": "diversity"},
+    "eot": {"transformations": "eot"},
+    "sign_momentum": {"update": "sign_momentum"},
+    "features": {"features": True},
+    "spatial": {"parameterisation": "spatial"},
+    "plain_sum": {"balance": False},
+    "margin": {"margin": True},
+}
+
+
+def technique(name: str) -> Technique:
+    """A technique by name; ``a+b`` applies both changes."""
+    changes: dict = {}
+    for part in name.split("+"):
+        if part not in TECHNIQUE_CHANGES:
+            raise SystemExit(f"unknown technique {part!r}; known: "
+                             f"{', '.join(TECHNIQUE_CHANGES)} (join with +)")
+        changes.update(TECHNIQUE_CHANGES[part])
+    return Technique(name, **changes)
+
+
+def optimise_variant(frames, reference, params, objective, eps: float, steps: int,
+                     learning_rate: float, generator, perturb_options: dict,
+                     update: str, parameterisation: str, momentum: float):
+    """The loop of :func:`vdf_stream.objective.optimise` (same per-group rates, same
+    balanced gradients) with another update (``sign_momentum``) or the spatial term alone
+    (``parameterisation="spatial"``: the spectral parameters stay as given, zero)."""
+    from vdf_stream.objective import balanced_gradient, balanced_terms
+    from vdf_stream.perturb import perturb
+
+    params = params.detach()
+    rates = {"face_amplitude": 0.02, "frame_amplitude": 0.02, "face_phase": 0.05,
+             "frame_phase": 0.05, "face_spatial": eps / 4}
+    names = ["face_spatial"] if parameterisation == "spatial" else list(rates)
+    tensors = [getattr(params, name).requires_grad_() for name in names]
+    groups = [{"params": [tensor], "lr": rates[name] * learning_rate}
+              for name, tensor in zip(names, tensors)]
+    optimiser = torch.optim.Adam(groups) if update == "adam" else None
+    velocity = [torch.zeros_like(tensor) for tensor in tensors]
+    for _ in range(steps):
+        protected = perturb(frames, params, reference.regions, eps, face_present=reference.found,
+                            **perturb_options)
+        terms, _ = objective.terms(protected, frames, reference, eps, generator)
+        extras = balanced_terms(objective, terms)
+        if objective.weights.balance and extras:
+            gradients = balanced_gradient(objective, terms, extras, tensors, protected)
+        else:
+            gradients = torch.autograd.grad(objective.weighted(terms, protected), tensors,
+                                            allow_unused=True)
+            gradients = [torch.zeros_like(t) if g is None else g
+                         for t, g in zip(tensors, gradients)]
+        if optimiser is not None:
+            optimiser.zero_grad(set_to_none=True)
+            for tensor, gradient in zip(tensors, gradients):
+                tensor.grad = gradient
+            optimiser.step()
+            continue
+        with torch.no_grad():
+            for index, (tensor, gradient, group) in enumerate(zip(tensors, gradients, groups)):
+                scale = gradient.abs().mean().clamp_min(1e-20)
+                velocity[index] = momentum * velocity[index] + gradient / scale
+                tensor -= group["lr"] * velocity[index].sign()
+    return params.detach(), steps
+
+
+class Runner:
+    """Optimises, publishes and reads configurations on the frames of one clip."""
+
+    def __init__(self, args, pipeline, surrogates: dict, feature_terms: dict,
+                 margin_surrogates: dict):
+        self.args = args
+        self.pipeline = pipeline
+        self.surrogates = surrogates
+        self.feature_terms = feature_terms
+        self.margin_surrogates = margin_surrogates
+
+    def objective(self, configuration: str, chosen: Technique):
+        from vdf_stream.objective import Objective, ObjectiveWeights, Transformations
+
+        models = models_of(configuration)
+        mesh = "mesh" in models
+        weights = {name: 1.0 for name in models if name != "mesh"}
+        pool = self.margin_surrogates if chosen.margin else self.surrogates
+        given = {name: pool[name] for name in weights}
+        if chosen.features:
+            for name in list(weights):
+                term = self.feature_terms[name]
+                weights[term.name] = self.args.feature_weight
+                given[term.name] = term
+        objective_weights = ObjectiveWeights(1.0 if mesh else 0.0, 1.0 if mesh else 0.0,
+                                             balance=chosen.balance, surrogates=weights)
+        if chosen.transformations == "eot":
+            transformations = Transformations()
+        elif chosen.transformations == "diversity":
+            transformations = Transformations(
+                scale_min=self.args.diversity_scale_min, jpeg_probability=0.0,
+                blur_probability=0.0, region_jitter=self.args.diversity_jitter,
+                h264_probability=0.0)
+        else:
+            transformations = Transformations().none()
+        return Objective(self.pipeline, objective_weights, transformations, given)
+
+    def warm_up(self, frame: torch.Tensor) -> None:
+        """One step against every model, untimed: the first call of each network (weights
+        loaded, kernels chosen) is not charged to the first configuration."""
+        steps, self.args.steps = self.args.steps, 1
+        try:
+            self.protect(frame, [0], "+".join(MODELS), technique("baseline"))
+        finally:
+            self.args.steps = steps
+
+    def protect(self, frames: torch.Tensor, indices: list[int], configuration: str,
+                chosen: Technique) -> tuple[torch.Tensor, list[float], list[float], int]:
+        """``(protected frames, wall seconds per frame, process CPU seconds per frame, steps
+        per frame)``."""
+        from vdf_stream.objective import optimise
+        from vdf_stream.perturb import make_params, perturb
+
+        args = self.args
+        objective = self.objective(configuration, chosen)
+        options = perturb_options(args)
+        outputs, seconds, cpu_seconds = [], [], []
+        steps = 0
+        for position, index in enumerate(indices):
+            frame = frames[position:position + 1]
+            started, cpu_started = time.perf_counter(), time.process_time()
+            reference = objective.reference(frame)
+            params = make_params(1, *frame.shape[-2:], init_scale=args.eps / 2,
+                                 generator=torch.Generator().manual_seed(args.seed + index))
+            generator = torch.Generator().manual_seed(args.seed + index)
+            with torch.enable_grad():
+                if chosen.update == "adam" and chosen.parameterisation == "dual":
+                    result = optimise(frame, reference, params, objective, args.eps, args.steps,
+                                      args.learning_rate, generator, perturb_options=options)
+                    found, steps = result.params, result.steps
+                else:
+                    found, steps = optimise_variant(
+                        frame, reference, params, objective, args.eps, args.steps,
+                        args.learning_rate, generator, options, chosen.update,
+                        chosen.parameterisation, args.momentum)
+            seconds.append(time.perf_counter() - started)
+            cpu_seconds.append(time.process_time() - cpu_started)
+            with torch.no_grad():
+                outputs.append(perturb(frame, found, reference.regions, args.eps,
+                                       face_present=reference.found, **options))
+        return torch.cat(outputs), seconds, cpu_seconds, steps
+
+
+def perturb_options(args) -> dict:
+    return {"chroma": args.chroma, "texture_floor": args.texture_floor,
+            "region_floor": args.region_floor, "texture_reference": args.texture_reference}
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+
+
+class Readers:
+    """Every model's independent reading of the originals of one clip, kept, and of any
+    published version of them."""
+
+    def __init__(self, original_u8: torch.Tensor, info, crf: float, face_reader,
+                 transfer_reader):
+        self.original = original_u8
+        self.info = info
+        self.crf = crf
+        self.face_reader = face_reader
+        self.transfer_reader = transfer_reader
+        self.clean = face_reader.read(original_u8)
+        self.clean_transfer = transfer_reader.read(original_u8)
+
+    def measure(self, protected_u8: torch.Tensor, encode: bool = True) -> dict:
+        """Per-frame readings of ``protected_u8`` (after the round trip when ``encode``)."""
+        from vdf_stream import evaluate
+
+        published = (evaluate.h264_roundtrip(protected_u8, self.crf, self.info) if encode
+                     else protected_u8)
+        values = evaluate.compare(self.face_reader.read(published, reference=self.clean),
+                                  self.clean)
+        values.update(evaluate.compare_transfer(
+            self.transfer_reader.read(published, reference=self.clean_transfer),
+            self.clean_transfer))
+        none = torch.zeros(self.original.shape[0], dtype=torch.bool)
+        fidelity = evaluate.fidelity(self.original, published, None, None, none)
+        before = evaluate.fidelity(self.original, protected_u8, None, None, none)
+        per_frame = {name: _json_list(values[name]) for name, _, _ in COLUMNS}
+        per_frame.update({name: _json_list(fidelity[name]) for name in FIDELITY_COLUMNS})
+        per_frame["psnr_before_encoding"] = _json_list(before["psnr"])
+        per_frame["max_abs_difference_before_encoding"] = _json_list(
+            before["max_abs_difference"])
+        return per_frame
+
+
+def _json_list(values: torch.Tensor) -> list:
+    return [None if not math.isfinite(v) else round(float(v), 5) for v in values.tolist()]
+
+
+def summarise(per_frame: dict) -> dict:
+    """Medians (means for shares of frames) over the frames of ``per_frame``."""
+    out = {}
+    statistics = {name: statistic for name, _, statistic in COLUMNS}
+    for name, values in per_frame.items():
+        finite = [value for value in values if value is not None]
+        if not finite:
+            out[name] = None
+            continue
+        if name == "max_abs_difference_before_encoding":
+            out[name] = max(finite)
+        elif statistics.get(name) == "mean":
+            out[name] = sum(finite) / len(finite)
+        else:
+            out[name] = float(torch.tensor(finite).median())
+    return out
+
+
+def pooled(rows_by_clip: dict[str, dict]) -> dict:
+    """Per-frame values of every clip joined, and their summary."""
+    joined: dict[str, list] = {}
+    for row in rows_by_clip.values():
+        for name, values in row["per_frame"].items():
+            joined.setdefault(name, []).extend(values)
+    return summarise(joined)
+
+
+# ---------------------------------------------------------------------------------------
+# Text and picture
+
+
+def _cell(value, digits: int = 3, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    if percent:
+        return f"{100 * value:.0f}%"
+    return f"{value:.{digits}f}"
+
+
+def format_matrix(title: str, rows: list[dict], key: str) -> str:
+    """One matrix as text: a row per configuration, the summary ``row[key]``."""
+    header = (f"{'optimised on':<34}{'mesh NME':>10}{'pose':>8}{'MTCNN NME':>11}{'lost':>7}"
+              f"{'face-api':>10}{'PSNR':>7}{'SSIM':>7}{'s/keyframe (cpu)':>18}")
+    lines = [title, header]
+    for row in rows:
+        summary = row[key]
+        cells = []
+        for name, model, _ in COLUMNS:
+            digits = 2 if name == "pose_error" else 3
+            text = _cell(summary.get(name), digits, name == "mtcnn_faces_lost")
+            mark = "*" if row["models"] and model in row["models"] else " "
+            cells.append(text + mark)
+        widths = (10, 8, 11, 7, 10)
+        seconds = row.get("seconds_per_keyframe")
+        cpu = row.get("cpu_seconds_per_keyframe")
+        lines.append(f"{row['label']:<34}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+                     + f"{_cell(summary.get('psnr'), 1):>7}{_cell(summary.get('ssim'), 3):>7}"
+                     + f"{_cell(seconds, 1) + ' (' + _cell(cpu, 1) + ')' if seconds else '-':>18}")
+    lines.append("(* white box: the model was optimised against; medians over frames, faces "
+                 "lost: share of frames; seconds of optimisation per keyframe, wall and this "
+                 "process's CPU)")
+    return "\n".join(lines)
+
+
+def _colour(value, target: float) -> str:
+    """White at 0, amber at half the target, red from the target on."""
+    if value is None:
+        return "#eeeeee"
+    level = max(0.0, min(1.0, value / target))
+    low, high = (255, 255, 255), (214, 39, 40)
+    mixed = [round(a + (b - a) * level) for a, b in zip(low, high)]
+    return "#%02x%02x%02x" % tuple(mixed)
+
+
+def write_svg(path: Path, panels: list[tuple[str, list[dict], str]], note: str) -> None:
+    """A heatmap per panel ``(title, rows, summary key)``: rows optimised against, columns
+    MTCNN NME, MTCNN faces lost, face-api NME, mesh NME; colour = value over its target
+    (0.05 for the NMEs, 50% of faces lost), white-box cells hatched."""
+    columns = (("mesh_nme", "landmark_nme", "mesh", "mesh NME", NME_TARGET, False),
+               ("mtcnn_nme", "mtcnn_nme", "mtcnn", "MTCNN NME", NME_TARGET, False),
+               ("lost", "mtcnn_faces_lost", "mtcnn", "MTCNN lost", LOST_TARGET, True),
+               ("faceapi", "faceapi68_nme", "faceapi68", "face-api NME", NME_TARGET, False))
+    label_width, cell_w, cell_h, gap = 250, 92, 26, 40
+    panel_width = label_width + cell_w * len(columns)
+    rows_count = max(len(rows) for _, rows, _ in panels)
+    width = gap + len(panels) * (panel_width + gap)
+    height = 96 + cell_h * rows_count + 90
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" '
+             'font-size="12">',
+             '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+             'patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#000" '
+             'stroke-opacity="0.18" stroke-width="2"/></pattern></defs>',
+             f'<rect width="{width}" height="{height}" fill="#ffffff"/>']
+    for number, (title, rows, key) in enumerate(panels):
+        left = gap + number * (panel_width + gap)
+        top = 60
+        parts.append(f'<text x="{left}" y="24" font-size="15" font-weight="bold">'
+                     f'{_escape(title)}</text>')
+        parts.append(f'<text x="{left}" y="{top - 8}" fill="#555">optimised against</text>')
+        for column, (_, _, _, label, target, percent) in enumerate(columns):
+            x = left + label_width + column * cell_w + cell_w / 2
+            parts.append(f'<text x="{x:.0f}" y="{top - 8}" text-anchor="middle" '
+                         f'font-weight="bold">{label}</text>')
+        for line, row in enumerate(rows):
+            y = top + line * cell_h
+            parts.append(f'<text x="{left}" y="{y + 17}">{_escape(row["label"])}</text>')
+            summary = row[key]
+            for column, (_, name, model, _, target, percent) in enumerate(columns):
+                x = left + label_width + column * cell_w
+                value = summary.get(name)
+                parts.append(f'<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" '
+                             f'fill="{_colour(value, target)}" stroke="#ffffff"/>')
+                if row["models"] and model in row["models"]:
+                    parts.append(f'<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" '
+                                 'fill="url(#hatch)"/>')
+                text = _cell(value, 3, percent)
+                weight = "bold" if value is not None and value >= target else "normal"
+                parts.append(f'<text x="{x + cell_w / 2:.0f}" y="{y + 17}" text-anchor="middle" '
+                             f'font-weight="{weight}">{text}</text>')
+    legend_y = 60 + cell_h * rows_count + 26
+    parts.append(f'<text x="{gap}" y="{legend_y}" fill="#333">Medians over frames after '
+                 'H.264 CRF 23 (faces lost: share of frames). Colour: value over its target '
+                 '(NME 0.05, 50% of faces lost), red at the target; bold: target reached; '
+                 'hatched: white box.</text>')
+    parts.append(f'<text x="{gap}" y="{legend_y + 20}" fill="#333">{_escape(note)}</text>')
+    parts.append("</svg>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts) + "\n")
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", nargs="+", default=list(CLIPS))
+    parser.add_argument("--frames", type=int, default=4, help="frames per clip")
+    parser.add_argument("--stride", type=int, default=16, help="frames 0, S, 2S, ...")
+    parser.add_argument("--eps", default="8/255")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--learning-rate", type=float, default=3.0)
+    parser.add_argument("--crf", type=float, default=23)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chroma", type=float, default=0.0)
+    parser.add_argument("--texture-floor", type=float, default=0.15)
+    parser.add_argument("--region-floor", type=float, default=0.5)
+    parser.add_argument("--texture-reference", type=float, default=0.03)
+    parser.add_argument("--configurations", nargs="*", default=list(CONFIGURATIONS),
+                        help="model sets of the matrix, e.g. mesh mtcnn+faceapi68")
+    parser.add_argument("--techniques", nargs="*", default=[],
+                        help="techniques to compare with the baseline (" +
+                        ", ".join(list(TECHNIQUE_CHANGES)[1:]) + "; a+b: both)")
+    parser.add_argument("--technique-configurations", nargs="+",
+                        default=["mesh+mtcnn", "mesh+faceapi68"])
+    parser.add_argument("--diversity-scale-min", type=float, default=0.75)
+    parser.add_argument("--diversity-jitter", type=float, default=0.05)
+    parser.add_argument("--momentum", type=float, default=1.0, help="sign_momentum's mu")
+    parser.add_argument("--feature-weight", type=float, default=1.0)
+    parser.add_argument("--margin-target", type=float, default=0.15,
+                        help="margin's landmark error the surrogates are optimised towards "
+                             "(their default: 0.05, the figure to reach after encoding)")
+    parser.add_argument("--no-noise", action="store_true", help="skip the sign-noise row")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: best on a shared 2-core machine)")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--svg", default=None, help="write the matrices as an SVG heatmap")
+    parser.add_argument("--note", default="", help="a line kept in the JSON")
+    args = parser.parse_args(argv)
+    args.eps_text = args.eps
+    args.eps = _fraction(args.eps)
+    for configuration in args.configurations + args.technique_configurations:
+        models_of(configuration)
+    for name in args.techniques:
+        technique(name)
+
+    from tradeoff import load_frames
+
+    from vdf_stream import assets, evaluate
+    from vdf_stream.environment import cpu_idle_fraction
+    from vdf_stream.filters.noise import bounded_noise
+    from vdf_stream.models.mesh import FacePipeline
+    from vdf_stream.models.surrogate import FaceApi68Surrogate, MtcnnSurrogate
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    conditions = {"load_average_at_start": load_average(),
+                  "cpu_idle_fraction_at_start": cpu_idle_fraction(1.0)}
+    started_all = time.perf_counter()
+    device = torch.device("cpu")
+    pipeline = FacePipeline(segmentation=True)
+    face_reader = evaluate.FaceReader(device, "selfie+mesh")
+    transfer_reader = evaluate.TransferReader(device)
+    mtcnn = MtcnnSurrogate(device=device)
+    surrogates = {"mtcnn": mtcnn,
+                  "faceapi68": FaceApi68Surrogate(device=device, detector=mtcnn.detector)}
+    FeatureTerm = feature_term_class()
+    feature_terms = {"mtcnn": FeatureTerm(surrogates["mtcnn"], _mtcnn_features),
+                     "faceapi68": FeatureTerm(surrogates["faceapi68"], _faceapi_features)}
+    margin_surrogates = {
+        "mtcnn": MtcnnSurrogate(device=device, nme_target=args.margin_target),
+        "faceapi68": FaceApi68Surrogate(device=device, nme_target=args.margin_target,
+                                        detector=mtcnn.detector)}
+    runner = Runner(args, pipeline, surrogates, feature_terms, margin_surrogates)
+
+    matrix_jobs = [(configuration, "baseline") for configuration in args.configurations]
+    technique_jobs = [(configuration, name) for configuration in args.technique_configurations
+                      for name in ["baseline"] + list(args.techniques)] if args.techniques else []
+    jobs = list(dict.fromkeys(matrix_jobs + technique_jobs))
+
+    rows: dict[tuple[str, str], dict] = {}
+    references: dict[str, dict] = {"floor": {}, "noise_sign": {}}
+    clips_info = {}
+    for clip_name in args.clips:
+        clip = str(assets.fetch(clip_name, progress=False)) if "/" not in clip_name else clip_name
+        frames, info = load_frames(clip, args.frames, args.stride)
+        indices = [args.stride * position for position in range(frames.shape[0])]
+        original_u8 = torch.round(frames * 255).to(torch.uint8)
+        readers = Readers(original_u8, info, args.crf, face_reader, transfer_reader)
+        clips_info[clip_name] = {"frames": indices, "width": info.width, "height": info.height}
+        print(f"{clip_name}: frames {indices}", file=sys.stderr, flush=True)
+        per_frame = readers.measure(original_u8)
+        references["floor"][clip_name] = {"per_frame": per_frame,
+                                          "summary": summarise(per_frame)}
+        if not args.no_noise:
+            noisy = bounded_noise(frames, indices, args.eps, "sign", args.seed)
+            noisy_u8 = torch.round(noisy.clamp(0, 1) * 255).to(torch.uint8)
+            per_frame = readers.measure(noisy_u8)
+            references["noise_sign"][clip_name] = {"per_frame": per_frame,
+                                                   "summary": summarise(per_frame)}
+        if clip_name == args.clips[0]:
+            runner.warm_up(frames[:1])
+        for configuration, name in jobs:
+            chosen = technique(name)
+            protected, seconds, cpu_seconds, steps = runner.protect(frames, indices, configuration, chosen)
+            protected_u8 = torch.round(protected.clamp(0, 1) * 255).to(torch.uint8)
+            per_frame = readers.measure(protected_u8)
+            entry = rows.setdefault((configuration, name), {
+                "configuration": configuration, "technique": name,
+                "models": list(models_of(configuration)), "clips": {}})
+            entry["clips"][clip_name] = {"per_frame": per_frame, "summary": summarise(per_frame),
+                                         "seconds_per_keyframe": sum(seconds) / len(seconds),
+                                         "seconds": [round(s, 3) for s in seconds],
+                                         "cpu_seconds_per_keyframe":
+                                             sum(cpu_seconds) / len(cpu_seconds),
+                                         "cpu_seconds": [round(s, 3) for s in cpu_seconds],
+                                         "steps": steps}
+            summary = entry["clips"][clip_name]["summary"]
+            print(json.dumps({"clip": clip_name, "configuration": configuration,
+                              "technique": name, "seconds_per_keyframe":
+                              round(sum(seconds) / len(seconds), 2),
+                              "cpu_seconds_per_keyframe": round(sum(cpu_seconds) / len(cpu_seconds), 2),
+                              **{key: None if value is None else round(value, 4)
+                                 for key, value in summary.items()}}), flush=True)
+
+    def matrix_rows(key_clip: str | None, selected) -> list[dict]:
+        out = []
+        for configuration, name in selected:
+            entry = rows[(configuration, name)]
+            if key_clip is None:
+                summary = pooled(entry["clips"])
+                seconds = [s for clip in entry["clips"].values() for s in clip["seconds"]]
+                cpu = [s for clip in entry["clips"].values() for s in clip["cpu_seconds"]]
+            else:
+                summary = entry["clips"][key_clip]["summary"]
+                seconds = entry["clips"][key_clip]["seconds"]
+                cpu = entry["clips"][key_clip]["cpu_seconds"]
+            label = configuration if name == "baseline" else f"{configuration} [{name}]"
+            out.append({"label": label, "models": entry["models"], "summary": summary,
+                        "seconds_per_keyframe": sum(seconds) / len(seconds),
+                        "cpu_seconds_per_keyframe": sum(cpu) / len(cpu)})
+        for kind, label in (("noise_sign", f"sign noise {args.eps_text}"),
+                            ("floor", f"floor: CRF {args.crf:g} alone")):
+            if references[kind]:
+                if key_clip is None:
+                    summary = pooled(references[kind])
+                else:
+                    summary = references[kind][key_clip]["summary"]
+                out.append({"label": label, "models": [], "summary": summary,
+                            "seconds_per_keyframe": None})
+        return out
+
+    sections = []
+    for clip_name in args.clips:
+        sections.append((f"{clip_name} ({len(clips_info[clip_name]['frames'])} frames)",
+                         matrix_rows(clip_name, matrix_jobs)))
+    sections.append(("all clips (frames pooled)", matrix_rows(None, matrix_jobs)))
+    for title, section_rows in sections:
+        print()
+        print(format_matrix(title, section_rows, "summary"))
+    technique_sections = []
+    if args.techniques:
+        for clip_name in list(args.clips) + [None]:
+            title = (f"techniques, {clip_name}" if clip_name else
+                     "techniques, all clips (frames pooled)")
+            technique_sections.append((title, matrix_rows(clip_name, technique_jobs)))
+        for title, section_rows in technique_sections:
+            print()
+            print(format_matrix(title, section_rows, "summary"))
+
+    conditions["load_average_at_end"] = load_average()
+    conditions["seconds"] = round(time.perf_counter() - started_all, 1)
+    result = {
+        "benchmark": "transfer",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "note": args.note,
+        "configuration": {
+            "clips": clips_info, "frames_per_clip": args.frames, "stride": args.stride,
+            "eps": args.eps_text, "steps": args.steps, "learning_rate": args.learning_rate,
+            "crf": args.crf, "seed": args.seed, "perturb_options": perturb_options(args),
+            "configurations": args.configurations, "techniques": args.techniques,
+            "technique_configurations": args.technique_configurations,
+            "diversity": {"scale_min": args.diversity_scale_min,
+                          "region_jitter": args.diversity_jitter},
+            "momentum": args.momentum, "feature_weight": args.feature_weight,
+            "margin_target": args.margin_target,
+            "threads": args.threads, "optimisation": "per frame (share=off), no early stop",
+            "columns": {name: {"model": model, "statistic": statistic}
+                        for name, model, statistic in COLUMNS},
+            "targets": {"landmark_nme": NME_TARGET, "mtcnn_faces_lost": LOST_TARGET},
+            "references": {
+                "reading": "every model reads the original and the published frames on its "
+                           "own (own detection); mesh: vdf_stream.evaluate.FaceReader/compare; "
+                           "MTCNN, face-api: TransferReader/compare_transfer (eval --transfer)",
+                "published": f"protected frames after libx264 CRF {args.crf:g} (one sequence "
+                             "per clip and configuration)",
+                "floor": f"the original after the same CRF {args.crf:g} round trip, nothing "
+                         "added",
+                "white_box": "a cell whose model is in the configuration"},
+        },
+        "matrix": [{"configuration": configuration,
+                    "models": rows[(configuration, "baseline")]["models"],
+                    "clips": rows[(configuration, "baseline")]["clips"],
+                    "pooled": pooled(rows[(configuration, "baseline")]["clips"])}
+                   for configuration in args.configurations],
+        "techniques": [{"configuration": configuration, "technique": name,
+                        "clips": rows[(configuration, name)]["clips"],
+                        "pooled": pooled(rows[(configuration, name)]["clips"])}
+                       for configuration, name in technique_jobs],
+        "floor": {"clips": references["floor"], "pooled": pooled(references["floor"])},
+        "noise_sign": ({"clips": references["noise_sign"],
+                        "pooled": pooled(references["noise_sign"])}
+                       if references["noise_sign"] else None),
+        "conditions": conditions,
+        "versions": evaluate.library_versions(),
+        "machine": evaluate.machine_description(),
+    }
+    path = Path(args.json) if args.json else (
+        Path(__file__).parent / "results" / f"transfer_{evaluate.machine_tag()}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    if args.svg:
+        panels = [(title, section_rows, "summary") for title, section_rows in sections]
+        note = (f"eps {args.eps_text}, {args.steps} steps, learning rate {args.learning_rate:g}, "
+                f"{args.frames} frames per clip (stride {args.stride}), optimised one by one; "
+                f"benchmarks/transfer.py")
+        write_svg(Path(args.svg), panels, note)
+        print(f"wrote {args.svg}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
