@@ -460,11 +460,17 @@ def format_matrix(title: str, rows: list[dict], key: str) -> str:
         cpu = row.get("cpu_seconds_per_keyframe")
         lines.append(f"{row['label']:<34}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
                      + f"{_cell(summary.get('psnr'), 1):>7}{_cell(summary.get('ssim'), 3):>7}"
-                     + f"{_cell(seconds, 1) + ' (' + _cell(cpu, 1) + ')' if seconds else '-':>18}")
+                     + f"{_seconds_text(seconds, cpu):>18}")
     lines.append("(* white box: the model was optimised against; medians over frames, faces "
                  "lost: share of frames; seconds of optimisation per keyframe, wall and this "
                  "process's CPU)")
     return "\n".join(lines)
+
+
+def _seconds_text(seconds, cpu) -> str:
+    if seconds is None:
+        return "-"
+    return _cell(seconds, 1) + (f" ({_cell(cpu, 1)})" if cpu is not None else "")
 
 
 def _colour(value, target: float) -> str:
@@ -478,57 +484,77 @@ def _colour(value, target: float) -> str:
 
 
 def write_svg(path: Path, panels: list[tuple[str, list[dict], str]], note: str) -> None:
-    """A heatmap per panel ``(title, rows, summary key)``: rows optimised against, columns
-    MTCNN NME, MTCNN faces lost, face-api NME, mesh NME; colour = value over its target
-    (0.05 for the NMEs, 50% of faces lost), white-box cells hatched."""
-    columns = (("mesh_nme", "landmark_nme", "mesh", "mesh NME", NME_TARGET, False),
-               ("mtcnn_nme", "mtcnn_nme", "mtcnn", "MTCNN NME", NME_TARGET, False),
-               ("lost", "mtcnn_faces_lost", "mtcnn", "MTCNN lost", LOST_TARGET, True),
-               ("faceapi", "faceapi68_nme", "faceapi68", "face-api NME", NME_TARGET, False))
-    label_width, cell_w, cell_h, gap = 250, 92, 26, 40
-    panel_width = label_width + cell_w * len(columns)
-    rows_count = max(len(rows) for _, rows, _ in panels)
-    width = gap + len(panels) * (panel_width + gap)
-    height = 96 + cell_h * rows_count + 90
+    """A heatmap per panel ``(title, rows, summary key)``, panels one under the other: rows
+    optimised against, columns read with (mesh NME, MTCNN NME, MTCNN faces lost, face-api
+    NME), colour = value over its target (NME 0.05, 50% of faces lost), white-box cells
+    hatched, the optimiser's CPU seconds per keyframe beside."""
+    columns = (("landmark_nme", "mesh", "mesh NME", NME_TARGET, False),
+               ("mtcnn_nme", "mtcnn", "MTCNN NME", NME_TARGET, False),
+               ("mtcnn_faces_lost", "mtcnn", "MTCNN lost", LOST_TARGET, True),
+               ("faceapi68_nme", "faceapi68", "face-api NME", NME_TARGET, False))
+    margin, label_width, cell_w, cell_h, cost_w = 24, 190, 96, 26, 100
+    width = margin * 2 + label_width + cell_w * len(columns) + cost_w
+    title_h, header_h, panel_gap = 26, 26, 24
+    heights = [title_h + header_h + cell_h * len(rows) for _, rows, _ in panels]
+    legend = ["Medians over frames after H.264 CRF 23 (faces lost: share of frames), each model "
+              "reading on its own.",
+              "Colour: value over its target (NME 0.05, 50% of faces lost), red at the target; "
+              "bold: target reached;",
+              "hatched: white box (the model was optimised against); framed: leave-one-out "
+              "(optimised on the two others).",
+              "CPU s: optimiser seconds per keyframe, one thread.", note]
+    height = margin + sum(heights) + panel_gap * len(panels) + 18 * len(legend) + margin
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" '
              'font-size="12">',
              '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
              'patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#000" '
-             'stroke-opacity="0.18" stroke-width="2"/></pattern></defs>',
+             'stroke-opacity="0.2" stroke-width="2"/></pattern></defs>',
              f'<rect width="{width}" height="{height}" fill="#ffffff"/>']
-    for number, (title, rows, key) in enumerate(panels):
-        left = gap + number * (panel_width + gap)
-        top = 60
-        parts.append(f'<text x="{left}" y="24" font-size="15" font-weight="bold">'
+    top = margin
+    for (title, rows, key), panel_height in zip(panels, heights):
+        left = margin
+        parts.append(f'<text x="{left}" y="{top + 16}" font-size="14" font-weight="bold">'
                      f'{_escape(title)}</text>')
-        parts.append(f'<text x="{left}" y="{top - 8}" fill="#555">optimised against</text>')
-        for column, (_, _, _, label, target, percent) in enumerate(columns):
+        header_y = top + title_h + 17
+        parts.append(f'<text x="{left}" y="{header_y}" fill="#555">optimised against</text>')
+        for column, (_, _, label, _, _) in enumerate(columns):
             x = left + label_width + column * cell_w + cell_w / 2
-            parts.append(f'<text x="{x:.0f}" y="{top - 8}" text-anchor="middle" '
+            parts.append(f'<text x="{x:.0f}" y="{header_y}" text-anchor="middle" '
                          f'font-weight="bold">{label}</text>')
+        cost_x = left + label_width + cell_w * len(columns) + cost_w - 4
+        parts.append(f'<text x="{cost_x}" y="{header_y}" text-anchor="end" fill="#555">'
+                     'CPU s</text>')
         for line, row in enumerate(rows):
-            y = top + line * cell_h
+            y = top + title_h + header_h + line * cell_h
+            if not row["models"] and (line == 0 or rows[line - 1]["models"]):
+                parts.append(f'<line x1="{left}" x2="{width - margin}" y1="{y}" y2="{y}" '
+                             'stroke="#888" stroke-dasharray="3 3"/>')
             parts.append(f'<text x="{left}" y="{y + 17}">{_escape(row["label"])}</text>')
             summary = row[key]
-            for column, (_, name, model, _, target, percent) in enumerate(columns):
+            for column, (name, model, _, target, percent) in enumerate(columns):
                 x = left + label_width + column * cell_w
                 value = summary.get(name)
                 parts.append(f'<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" '
                              f'fill="{_colour(value, target)}" stroke="#ffffff"/>')
-                if row["models"] and model in row["models"]:
+                if model in row["models"]:
                     parts.append(f'<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" '
                                  'fill="url(#hatch)"/>')
-                text = _cell(value, 3, percent)
-                weight = "bold" if value is not None and value >= target else "normal"
+                if len(row["models"]) == len(MODELS) - 1 and model not in row["models"]:
+                    parts.append(f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" '
+                                 f'height="{cell_h - 2}" fill="none" stroke="#111" '
+                                 'stroke-width="2"/>')
+                reached = value is not None and value >= target
                 parts.append(f'<text x="{x + cell_w / 2:.0f}" y="{y + 17}" text-anchor="middle" '
-                             f'font-weight="{weight}">{text}</text>')
-    legend_y = 60 + cell_h * rows_count + 26
-    parts.append(f'<text x="{gap}" y="{legend_y}" fill="#333">Medians over frames after '
-                 'H.264 CRF 23 (faces lost: share of frames). Colour: value over its target '
-                 '(NME 0.05, 50% of faces lost), red at the target; bold: target reached; '
-                 'hatched: white box.</text>')
-    parts.append(f'<text x="{gap}" y="{legend_y + 20}" fill="#333">{_escape(note)}</text>')
+                             f'font-weight="{"bold" if reached else "normal"}">'
+                             f'{_cell(value, 3, percent)}</text>')
+            cpu = row.get("cpu_seconds_per_keyframe")
+            parts.append(f'<text x="{cost_x}" y="{y + 17}" text-anchor="end" fill="#555">'
+                         f'{_cell(cpu, 1) if cpu is not None else ""}</text>')
+        top += panel_height + panel_gap
+    for line, text in enumerate(legend):
+        parts.append(f'<text x="{margin}" y="{top + 14 + 18 * line}" fill="#333" '
+                     f'font-size="11">{_escape(text)}</text>')
     parts.append("</svg>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n")
@@ -582,7 +608,12 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None)
     parser.add_argument("--svg", default=None, help="write the matrices as an SVG heatmap")
     parser.add_argument("--note", default="", help="a line kept in the JSON")
+    parser.add_argument("--redraw", metavar="JSON", default=None,
+                        help="print the matrices of a saved result (and draw --svg); no run")
     args = parser.parse_args(argv)
+    if args.redraw:
+        show(json.loads(Path(args.redraw).read_text()), args.svg)
+        return 0
     args.eps_text = args.eps
     args.eps = _fraction(args.eps)
     for configuration in args.configurations + args.technique_configurations:
@@ -669,51 +700,6 @@ def main(argv=None) -> int:
                               **{key: None if value is None else round(value, 4)
                                  for key, value in summary.items()}}), flush=True)
 
-    def matrix_rows(key_clip: str | None, selected) -> list[dict]:
-        out = []
-        for configuration, name in selected:
-            entry = rows[(configuration, name)]
-            if key_clip is None:
-                summary = pooled(entry["clips"])
-                seconds = [s for clip in entry["clips"].values() for s in clip["seconds"]]
-                cpu = [s for clip in entry["clips"].values() for s in clip["cpu_seconds"]]
-            else:
-                summary = entry["clips"][key_clip]["summary"]
-                seconds = entry["clips"][key_clip]["seconds"]
-                cpu = entry["clips"][key_clip]["cpu_seconds"]
-            label = configuration if name == "baseline" else f"{configuration} [{name}]"
-            out.append({"label": label, "models": entry["models"], "summary": summary,
-                        "seconds_per_keyframe": sum(seconds) / len(seconds),
-                        "cpu_seconds_per_keyframe": sum(cpu) / len(cpu)})
-        for kind, label in (("noise_sign", f"sign noise {args.eps_text}"),
-                            ("floor", f"floor: CRF {args.crf:g} alone")):
-            if references[kind]:
-                if key_clip is None:
-                    summary = pooled(references[kind])
-                else:
-                    summary = references[kind][key_clip]["summary"]
-                out.append({"label": label, "models": [], "summary": summary,
-                            "seconds_per_keyframe": None})
-        return out
-
-    sections = []
-    for clip_name in args.clips:
-        sections.append((f"{clip_name} ({len(clips_info[clip_name]['frames'])} frames)",
-                         matrix_rows(clip_name, matrix_jobs)))
-    sections.append(("all clips (frames pooled)", matrix_rows(None, matrix_jobs)))
-    for title, section_rows in sections:
-        print()
-        print(format_matrix(title, section_rows, "summary"))
-    technique_sections = []
-    if args.techniques:
-        for clip_name in list(args.clips) + [None]:
-            title = (f"techniques, {clip_name}" if clip_name else
-                     "techniques, all clips (frames pooled)")
-            technique_sections.append((title, matrix_rows(clip_name, technique_jobs)))
-        for title, section_rows in technique_sections:
-            print()
-            print(format_matrix(title, section_rows, "summary"))
-
     conditions["load_average_at_end"] = load_average()
     conditions["seconds"] = round(time.perf_counter() - started_all, 1)
     result = {
@@ -765,15 +751,63 @@ def main(argv=None) -> int:
         Path(__file__).parent / "results" / f"transfer_{evaluate.machine_tag()}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
+    show(result, args.svg)
     print(f"wrote {path}")
-    if args.svg:
-        panels = [(title, section_rows, "summary") for title, section_rows in sections]
-        note = (f"eps {args.eps_text}, {args.steps} steps, learning rate {args.learning_rate:g}, "
-                f"{args.frames} frames per clip (stride {args.stride}), optimised one by one; "
-                f"benchmarks/transfer.py")
-        write_svg(Path(args.svg), panels, note)
-        print(f"wrote {args.svg}")
     return 0
+
+
+def _row(label: str, models: list, clips: dict, clip: str | None) -> dict:
+    """A line of a matrix: the summary of one clip, or of every clip's frames pooled."""
+    chosen = list(clips.values()) if clip is None else [clips[clip]]
+    seconds = [value for item in chosen for value in item.get("seconds", [])]
+    cpu = [value for item in chosen for value in item.get("cpu_seconds", [])]
+    return {"label": label, "models": models,
+            "summary": pooled(clips) if clip is None else clips[clip]["summary"],
+            "seconds_per_keyframe": sum(seconds) / len(seconds) if seconds else None,
+            "cpu_seconds_per_keyframe": sum(cpu) / len(cpu) if cpu else None}
+
+
+def sections_of(result: dict) -> tuple[list, list]:
+    """``(matrix sections, technique sections)``, each ``[(title, rows)]``: per clip, then
+    every clip's frames pooled."""
+    configuration = result["configuration"]
+    clips = list(configuration["clips"])
+
+    def rows(entries: list, clip: str | None) -> list[dict]:
+        out = [_row(entry["configuration"] if entry.get("technique", "baseline") == "baseline"
+                    else f"{entry['configuration']} [{entry['technique']}]",
+                    list(models_of(entry["configuration"])), entry["clips"], clip)
+               for entry in entries]
+        for kind, label in (("noise_sign", f"sign noise {configuration['eps']}"),
+                            ("floor", f"floor: CRF {configuration['crf']:g} alone")):
+            if result.get(kind):
+                out.append(_row(label, [], result[kind]["clips"], clip))
+        return out
+
+    def titled(prefix: str, entries: list) -> list:
+        if not entries:
+            return []
+        return ([(f"{prefix}{clip} ({len(configuration['clips'][clip]['frames'])} frames)",
+                  rows(entries, clip)) for clip in clips]
+                + [(f"{prefix}all clips (frames pooled)", rows(entries, None))])
+
+    return titled("", result["matrix"]), titled("techniques, ", result["techniques"])
+
+
+def show(result: dict, svg: str | None) -> None:
+    """Print the matrices of a result and, with ``svg``, draw the leave-one-out matrix."""
+    matrix, techniques = sections_of(result)
+    for title, rows in matrix + techniques:
+        print()
+        print(format_matrix(title, rows, "summary"))
+    if svg and matrix:
+        configuration = result["configuration"]
+        note = (f"eps {configuration['eps']}, {configuration['steps']} steps, learning rate "
+                f"{configuration['learning_rate']:g}, {configuration['frames_per_clip']} frames "
+                f"per clip (stride {configuration['stride']}), each optimised on its own; "
+                "benchmarks/transfer.py")
+        write_svg(Path(svg), [(title, rows, "summary") for title, rows in matrix], note)
+        print(f"wrote {svg}")
 
 
 if __name__ == "__main__":
