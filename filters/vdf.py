@@ -87,18 +87,22 @@ class VdfOptions:
     share: bool = field(default=True, metadata={
         "help": "similarity-guided parameter sharing (off: optimise every frame, the baseline)"})
     window: int = field(default=8, metadata={"help": "keyframes kept for sharing"})
-    tau_reuse: float = field(default=0.97, metadata={
+    tau_reuse: float = field(default=0.985, metadata={
         "help": "similarity at or above which a keyframe's parameters are reused as they are"})
     tau_refine: float = field(default=0.90, metadata={
         "help": "similarity at or above which they are refined; below, a new keyframe"})
-    refine_steps: int = field(default=5, metadata={"help": "optimiser steps of a refined frame"})
+    refine_steps: int = field(default=10, metadata={"help": "optimiser steps of a refined frame"})
     track: bool = field(default=True, metadata={
         "help": "a refined frame's parameters replace its keyframe's, so the keyframe follows "
                 "the face and refinements add up (off: each refines the keyframe's anew)"})
     learning_rate: float = field(default=3.0, metadata={
         "help": "scale of the optimiser's per-group learning rates"})
     early_stop: bool = field(default=True, metadata={
-        "help": "stop optimising a frame once NME >= 0.10, pose >= 10 deg, parse flip >= 0.5"})
+        "help": "stop optimising a frame once two steps in a row read every targeted model's "
+                "target (mesh: NME >= 0.10 and pose >= 10 deg; parsing: flip >= 0.5)"})
+    headroom: float = field(default=1.0, metadata={
+        "help": "early stop only once the step's reading exceeds the targets this many times "
+                "(the encoder takes part of the effect)"})
     landmarks: float = field(default=1.0, metadata={"help": "weight of the landmark term"})
     pose: float = field(default=1.0, metadata={"help": "weight of the head-pose term"})
     targets: str = field(default="mesh", metadata={
@@ -166,6 +170,8 @@ class VdfOptions:
         if not (0 <= self.tau_refine <= self.tau_reuse <= 1):
             raise ValueError(f"need 0 <= tau_refine <= tau_reuse <= 1, got {self.tau_refine} "
                              f"and {self.tau_reuse}")
+        if not (math.isfinite(self.headroom) and self.headroom > 0):
+            raise ValueError(f"headroom must be > 0, got {self.headroom}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.backend not in get_args(Backend):
@@ -223,7 +229,11 @@ class VdfFilter(Filter):
                            else Transformations().none())
         self.objective = Objective(self._pipeline, weights, transformations,
                                    build_surrogates(weights.surrogates, device))
-        self.targets = Targets() if options.early_stop else None
+        targets = Targets()
+        self.targets = Targets(targets.landmark_nme * options.headroom,
+                               targets.pose_degrees * options.headroom,
+                               min(1.0, targets.parse_flip * options.headroom)
+                               ) if options.early_stop else None
         self.window = KeyframeWindow(SharingOptions(options.window, options.tau_reuse,
                                                     options.tau_refine, self.keyframe_steps,
                                                     options.refine_steps))

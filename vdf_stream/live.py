@@ -692,8 +692,9 @@ class Optimiser:
     def __init__(self, board: ParameterBoard, device: torch.device, eps: float,
                  keyframe_steps: int, refine_steps: int = 5, publish_steps: int = 5,
                  tau_reuse: float = 0.97, tau_refine: float = 0.90, learning_rate: float = 3.0,
-                 seed: int = 0, perturb_options: dict | None = None):
+                 seed: int = 0, perturb_options: dict | None = None, robust: bool = False):
         self.board = board
+        self.robust = robust
         self.perturb_options = dict(perturb_options or {})
         self.device = device
         self.eps = eps
@@ -718,7 +719,8 @@ class Optimiser:
         from .objective import Objective, ObjectiveWeights, Targets, Transformations
 
         self.pipeline = FacePipeline(device=self.device, segmentation=False)
-        self.objective = Objective(self.pipeline, ObjectiveWeights(), Transformations())
+        transformations = Transformations() if self.robust else Transformations().none()
+        self.objective = Objective(self.pipeline, ObjectiveWeights(), transformations)
         self.targets = Targets()
         self._thread = threading.Thread(target=self._run, name="optimiser", daemon=True)
         self._thread.start()
@@ -817,8 +819,9 @@ class Optimiser:
                 if result.steps < chunk:
                     break  # early stop: the targets were reached
             self.steps += done
-            if action == "new":
-                self._descriptor = descriptor
+            # The keyframe follows the face (the vdf filter's ``track``): the next candidate
+            # is compared with the frame the parameters on screen were last refined on.
+            self._descriptor = descriptor
             self.busy_seconds += time.perf_counter() - started
 
 
@@ -947,6 +950,13 @@ class StatusLine:
 # The protector
 
 
+def _vdf_default(name: str):
+    """The ``vdf`` filter's default of an option: live and file mode share decisions."""
+    from .filters.vdf import VdfOptions
+
+    return getattr(VdfOptions(), name)
+
+
 @dataclass
 class LiveOptions:
     """How a live run protects.
@@ -954,7 +964,8 @@ class LiveOptions:
     Attributes:
         strength: the vdf filter's presets (eps and keyframe steps).
         eps, keyframe_steps: override the preset's.
-        refine_steps, tau_reuse, tau_refine: the optimiser's sharing decisions.
+        refine_steps, tau_reuse, tau_refine: the optimiser's sharing decisions (by
+            default the ``vdf`` filter's).
         publish_steps: the optimiser publishes after at most this many steps.
         fallback: ``perturb`` (the seeded random start before the first optimised set) or
             ``hold`` (no frame delivered before it).
@@ -967,9 +978,9 @@ class LiveOptions:
     strength: str = "medium"
     eps: float | None = None
     keyframe_steps: int | None = None
-    refine_steps: int = 5
-    tau_reuse: float = 0.97
-    tau_refine: float = 0.90
+    refine_steps: int = field(default_factory=lambda: _vdf_default("refine_steps"))
+    tau_reuse: float = field(default_factory=lambda: _vdf_default("tau_reuse"))
+    tau_refine: float = field(default_factory=lambda: _vdf_default("tau_refine"))
     publish_steps: int = 5
     fallback: str = "perturb"
     seed: int = 0
@@ -989,6 +1000,12 @@ class LiveOptions:
         return {name: getattr(defaults, name)
                 for name in ("chroma", "texture_floor", "region_floor", "texture_reference")
                 if hasattr(defaults, name) and name in accepted}
+
+    def resolved_robust(self) -> bool:
+        """The expectation over transformations of the preset, as in file mode."""
+        from .filters.vdf import ROBUST_PRESETS
+
+        return ROBUST_PRESETS.get(self.strength, False)
 
     def resolved(self) -> tuple[float, int]:
         from .filters.vdf import PRESETS
@@ -1048,7 +1065,8 @@ class LiveProtector:
                                        self.options.refine_steps, self.options.publish_steps,
                                        self.options.tau_reuse, self.options.tau_refine,
                                        seed=self.options.seed,
-                                       perturb_options=self.perturb_options)
+                                       perturb_options=self.perturb_options,
+                                       robust=self.options.resolved_robust())
 
     def stop(self) -> None:
         self._stop.set()
