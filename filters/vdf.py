@@ -5,10 +5,14 @@ Per batch, in the main thread:
 
 1. the face detector reads the clean frames once (regions the parameters align to);
 2. each frame gets a descriptor (:mod:`vdf_stream.sharing`); with ``share=on`` the keyframe
-   window decides: *reuse* the nearest keyframe's parameters, *refine* them a few steps,
-   or start a *new* keyframe (warm-started, full budget); with ``share=off`` every frame
-   is optimised from zero with the full budget (the per-frame baseline);
-3. the optimiser (:func:`vdf_stream.objective.optimise`) runs where needed;
+   window decides: *reuse* the nearest keyframe's parameters (similarity >= 0.995),
+   *refine* them 10 steps (>= 0.90), or start a *new* keyframe (warm-started, full
+   budget); a refined frame's parameters replace its keyframe's (``track``), so the
+   keyframe follows the face and the refinements of consecutive frames add up; with
+   ``share=off`` every frame is optimised from zero with the full budget (the per-frame
+   baseline);
+3. the optimiser (:func:`vdf_stream.objective.optimise`) runs where needed, until two steps
+   in a row read 1.5x the targets (``headroom``: the encoder takes about a third);
 4. the parameters are applied (:func:`vdf_stream.perturb.perturb`; the fused CuPy kernel on
    a GPU with CuPy, torch otherwise): ``|output - input| <= eps`` on the 8-bit grid.
 
@@ -19,9 +23,9 @@ preset   eps     keyframe steps   measured (docs/protection.md)
 ======== ======= ================ ======================================================
 low      4/255   20               invisible; little effect after CRF 23
 medium   8/255   40               the default: near invisible; single_face after CRF 23:
-                                  NME 0.031, pose 3.6 deg, PSNR 37.7 dB, SSIM 0.972
-high     12/255  60               visible smudges on the face; NME 0.077, pose 12.6 deg,
-                                  PSNR 35.2 dB, SSIM 0.954
+                                  NME 0.097, pose 14.5 deg, PSNR 37.5 dB, SSIM 0.970
+high     12/255  60               visible smudges on the face (measured before keyframe
+                                  tracking: NME 0.077, pose 12.6 deg, PSNR 35.2 dB)
 ======== ======= ================ ======================================================
 
 The change is luma only by default (``chroma=0``: no colour blotches, and what 4:2:0 H.264
@@ -87,7 +91,7 @@ class VdfOptions:
     share: bool = field(default=True, metadata={
         "help": "similarity-guided parameter sharing (off: optimise every frame, the baseline)"})
     window: int = field(default=8, metadata={"help": "keyframes kept for sharing"})
-    tau_reuse: float = field(default=0.985, metadata={
+    tau_reuse: float = field(default=0.995, metadata={
         "help": "similarity at or above which a keyframe's parameters are reused as they are"})
     tau_refine: float = field(default=0.90, metadata={
         "help": "similarity at or above which they are refined; below, a new keyframe"})
@@ -100,7 +104,7 @@ class VdfOptions:
     early_stop: bool = field(default=True, metadata={
         "help": "stop optimising a frame once two steps in a row read every targeted model's "
                 "target (mesh: NME >= 0.10 and pose >= 10 deg; parsing: flip >= 0.5)"})
-    headroom: float = field(default=1.0, metadata={
+    headroom: float = field(default=1.5, metadata={
         "help": "early stop only once the step's reading exceeds the targets this many times "
                 "(the encoder takes part of the effect)"})
     landmarks: float = field(default=1.0, metadata={"help": "weight of the landmark term"})

@@ -17,7 +17,7 @@ moves but keeps its look keeps a high similarity.
 
 :meth:`KeyframeWindow.decide` compares a frame with the keyframes of the window:
 
-* similarity >= ``tau_reuse`` (0.985): apply the nearest keyframe's parameters, no optimisation;
+* similarity >= ``tau_reuse`` (0.995): apply the nearest keyframe's parameters, no optimisation;
 * ``tau_refine`` (0.90) <= similarity < ``tau_reuse``: warm-start from them and refine
   ``refine_steps`` (10); the refined parameters are used for this frame and, with ``track``
   (the filter's default), replace the keyframe's together with this frame's descriptor
@@ -103,7 +103,7 @@ def similarity(first: Descriptor, second: Descriptor) -> float:
 @dataclass
 class SharingOptions:
     window: int = 8
-    tau_reuse: float = 0.985
+    tau_reuse: float = 0.995
     tau_refine: float = 0.90
     keyframe_steps: int = 40
     refine_steps: int = 10
