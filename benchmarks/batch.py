@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -190,6 +191,10 @@ def run_batch_case(library: Path, output: Path, protection, workers: int,
         "machine_cpu_seconds": (round(cpu_after - cpu_before, 1)
                                 if cpu_before is not None and cpu_after is not None else None),
         "segments": sum(item.segments for item in result.items),
+        # CPU time of the units' worker processes: steadier than wall time under load
+        "unit_cpu_seconds": round(sum(item.cpu_seconds for item in result.items), 2),
+        "unit_cpu_seconds_per_frame": round(
+            sum(item.cpu_seconds for item in result.items) / max(1, result.frames), 4),
         "outputs": {item.key: str(item.output) for item in result.items},
     }
 
@@ -205,6 +210,7 @@ def run_plain_loop(library: Path, output: Path, protection, settings: Settings) 
         settings.device).type == "cuda" else "cpu"
     started = time.perf_counter()
     frames = 0
+    cpu_seconds = 0.0
     for item in discovery.items:
         item.output.parent.mkdir(parents=True, exist_ok=True)
         spec = batch.UnitSpec(key=item.key, unit=item.key, source=str(item.source),
@@ -215,10 +221,13 @@ def run_plain_loop(library: Path, output: Path, protection, settings: Settings) 
         if not result.ok:
             raise RuntimeError(f"{item.key}: {result.message}")
         frames += result.frames
+        cpu_seconds += result.cpu_seconds
     seconds = time.perf_counter() - started
     shutil.rmtree(output / batch.WORK_FOLDER_NAME, ignore_errors=True)
     return {"items": len(discovery.items), "frames": frames, "seconds": round(seconds, 3),
-            "fps": round(frames / seconds, 3), "threads": threads, "device": device}
+            "fps": round(frames / seconds, 3), "threads": threads, "device": device,
+            "unit_cpu_seconds": round(cpu_seconds, 2),
+            "unit_cpu_seconds_per_frame": round(cpu_seconds / max(1, frames), 4)}
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -282,9 +291,12 @@ def measure_split(folder: Path, settings: Settings, protection) -> dict:
     library.mkdir()
     clip = cut_clip(assets.fetch("single_face.mp4", progress=False), library / "face.mp4",
                     settings.split_frames, gop=SPLIT_GOP)
-    cases = [("one_pass", 1, None)]
+    # one pass and split, each on one worker (the unit has every core's threads) and on as
+    # many workers as segments (one thread each): same threads, same comparison
+    cases = []
     for workers in sorted({1, min(3, max(settings.workers))}):
-        cases.append((f"split_{workers}w", workers, SPLIT_SECONDS))
+        cases += [(f"one_pass_{workers}w", workers, None),
+                  (f"split_{workers}w", workers, SPLIT_SECONDS)]
     device = "cuda" if settings.device == "cuda" else "cpu"
     results = {}
     for name, workers, split in cases:
@@ -307,11 +319,13 @@ def measure_split(folder: Path, settings: Settings, protection) -> dict:
         results[name] = run
         log(f"  {run['fps']:.2f} fps, NME {run['eval']['landmark_nme_median']:.4f}, pose "
             f"{run['eval']['pose_error_median']:.2f} deg, {run['segments']} segments")
-    one = results["one_pass"]
     for name, run in results.items():
-        if name != "one_pass":
+        one = results.get(name.replace("split_", "one_pass_"))
+        if name.startswith("split_") and one is not None:
             run["versus_one_pass"] = {
                 "fps_ratio": round(run["fps"] / one["fps"], 3),
+                "unit_cpu_seconds_ratio": round(
+                    run["unit_cpu_seconds"] / one["unit_cpu_seconds"], 3),
                 "landmark_nme_median_ratio": round(
                     run["eval"]["landmark_nme_median"] / one["eval"]["landmark_nme_median"], 3),
                 "pose_error_median_ratio": round(
@@ -326,18 +340,58 @@ def measure_split(folder: Path, settings: Settings, protection) -> dict:
 # Report
 
 
+def code_fingerprint() -> dict[str, str]:
+    """A short SHA-256 of each Python source of the package (``vdf_stream/``, ``filters/``):
+    a case during which one changed measured two versions of the code."""
+    import hashlib
+
+    return {str(path.relative_to(REPOSITORY)): hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            for folder in ("vdf_stream", "filters")
+            for path in sorted((REPOSITORY / folder).rglob("*.py"))}
+
+
+def conditions(measure) -> dict:
+    """``measure()``'s result with the load it ran under (each case has its own, so that a
+    report merged from several runs keeps every figure beside its conditions)."""
+    idle = environment.cpu_idle_fraction(1.0)
+    load = [round(value, 2) for value in os.getloadavg()]
+    cpu_before, started = busy_cpu_seconds(), time.perf_counter()
+    code_before = code_fingerprint()
+    result = measure()
+    code_after = code_fingerprint()
+    seconds = time.perf_counter() - started
+    cpu_after = busy_cpu_seconds()
+    used = ((cpu_after - cpu_before) / (environment.usable_cores() * seconds)
+            if cpu_before is not None and cpu_after is not None else None)
+    result["conditions"] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu_idle_fraction_before": idle, "load_average_before": load,
+        "load_average_after": [round(value, 2) for value in os.getloadavg()],
+        "machine_cpu_share_used": round(used, 3) if used is not None else None,
+        "busy": idle is not None and idle < BUSY_IDLE_FRACTION,
+        "seconds": round(seconds, 1),
+        "code_changed_during_case": sorted(
+            name for name in code_before.keys() | code_after.keys()
+            if code_before.get(name) != code_after.get(name))}
+    return result
+
+
 def format_table(report: dict) -> str:
     lines = []
     for name, scaling in report["results"]["scaling"].items():
         lines.append(f"\n{name} graph ({scaling['graph']}), {scaling['frames']} frames:")
         lines.append(f"  {'workers':>7}  {'fps':>8}  {'speed-up':>8}  {'efficiency':>10}  "
-                     f"{'fps incl. Ray start':>19}")
+                     f"{'fps incl. Ray start':>19}  {'CPU s/frame':>11}")
         for run in scaling["runs"]:
+            cpu = run.get("unit_cpu_seconds_per_frame")
             lines.append(f"  {run['workers']:>7}  {run['fps']:>8.2f}  "
                          f"{run.get('speedup', 0):>8.2f}  {run.get('efficiency', 0):>10.2f}  "
-                         f"{run['fps_with_ray_start']:>19.2f}")
+                         f"{run['fps_with_ray_start']:>19.2f}  "
+                         + (f"{cpu:>11.3f}" if cpu is not None else f"{'-':>11}"))
         plain = scaling["plain_loop"]
-        lines.append(f"  plain loop, no Ray: {plain['fps']:.2f} fps")
+        cpu = plain.get("unit_cpu_seconds_per_frame")
+        lines.append(f"  plain loop, no Ray: {plain['fps']:.2f} fps"
+                     + (f", {cpu:.3f} CPU s/frame" if cpu is not None else ""))
         overhead = scaling["ray_overhead"]
         if overhead:
             lines.append(f"  Ray, one worker, against the plain loop: "
@@ -347,11 +401,13 @@ def format_table(report: dict) -> str:
     split = report["results"].get("split")
     if split:
         lines.append(f"\nsplit ({split['graph']}, {split['clip']}):")
-        lines.append(f"  {'case':<12}  {'segments':>8}  {'fps':>6}  {'NME median':>10}  "
-                     f"{'pose median':>11}  {'PSNR':>6}")
+        lines.append(f"  {'case':<12}  {'segments':>8}  {'fps':>6}  {'CPU s/frame':>11}  "
+                     f"{'NME median':>10}  {'pose median':>11}  {'PSNR':>6}")
         for name, run in split["cases"].items():
             evaluation = run["eval"]
-            lines.append(f"  {name:<12}  {run['segments']:>8}  {run['fps']:>6.2f}  "
+            cpu = run.get("unit_cpu_seconds_per_frame")
+            cpu_text = f"{cpu:>11.3f}" if cpu is not None else f"{'-':>11}"
+            lines.append(f"  {name:<12}  {run['segments']:>8}  {run['fps']:>6.2f}  {cpu_text}  "
                          f"{evaluation['landmark_nme_median']:>10.4f}  "
                          f"{evaluation['pose_error_median']:>11.2f}  "
                          f"{evaluation['psnr_median']:>6.2f}")
@@ -381,6 +437,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="where the JSON goes (default: "
                                                     "benchmarks/results/batch-<machine>.json)")
     parser.add_argument("--note", default=None, help="a remark stored in the JSON")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the cases run in an existing report (each case "
+                             "keeps its own conditions)")
     return parser.parse_args(argv)
 
 
@@ -415,14 +474,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "null" in cases:
             library, frames = null_library(folder, settings.copies, quick)
-            results["scaling"]["null"] = measure_scaling("null", library, frames, null,
-                                                         folder, settings)
+            results["scaling"]["null"] = conditions(lambda: measure_scaling(
+                "null", library, frames, null, folder, settings))
         if "vdf" in cases:
             library, frames = vdf_library(folder, settings.vdf_items, settings.vdf_frames)
-            results["scaling"]["vdf"] = measure_scaling("vdf", library, frames, vdf, folder,
-                                                        settings)
+            results["scaling"]["vdf"] = conditions(lambda: measure_scaling(
+                "vdf", library, frames, vdf, folder, settings))
         if "split" in cases:
-            results["split"] = measure_split(folder, settings, vdf)
+            results["split"] = conditions(lambda: measure_split(folder, settings, vdf))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     seconds = time.perf_counter() - started
@@ -452,7 +511,9 @@ def main(argv: list[str] | None = None) -> int:
         "configuration": {
             "workers": list(settings.workers),
             "ray": "a local Ray started for each batch run (num_cpus = max(cores, workers)), "
-                   "each unit asking for max(1, cores // workers) CPUs",
+                   "each unit asking for max(1, cores // workers) CPUs and using as many "
+                   "threads; Ray runs its workers at nice 15 (its default), the plain loop "
+                   "runs at this process's priority",
             "encode": "libx264, CRF 18, preset medium, yuv420p, audio copied",
             "null_batch": f"{settings.copies} copies of " + (
                 "single_face.mp4" if quick else "WolfgangLanger_Pexels.mp4 and single_face.mp4"),
@@ -467,8 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             "efficiency": "speed-up over one worker / workers",
             "repeat": settings.repeat,
             "statistic": "per worker count, the round of median batch time (all rounds kept)",
-            "command": "python benchmarks/batch.py " + " ".join(sys.argv[1:] if argv is None
-                                                                else argv),
+            "command": "python benchmarks/batch.py " + shlex.join(
+                sys.argv[1:] if argv is None else argv),
             "split_seconds_constant": SPLIT_SECONDS,
             "retries": batch.DEFAULT_RETRIES,
         },
@@ -476,10 +537,20 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "results": results,
     }
+    output = arguments.output or default_output(quick)
+    if arguments.merge and output.exists():
+        earlier = json.loads(output.read_text())
+        merged = earlier["results"]
+        merged.setdefault("scaling", {}).update(results["scaling"])
+        if "split" in results:
+            merged["split"] = results["split"]
+        report["results"] = merged
+        report["earlier_runs"] = earlier.get("earlier_runs", []) + [
+            {key: earlier[key] for key in ("date", "conditions", "configuration")}]
+        print("(merged into the earlier report: the other cases are the earlier run's)")
     print(f"vdf-stream batch on a local Ray, {machine['cpu_model']} ({cores} cores)"
           + (", BUSY machine: indicative figures" if busy else ""))
     print(format_table(report))
-    output = arguments.output or default_output(quick)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {output}")

@@ -97,7 +97,7 @@ def _leftovers(folder: Path) -> list[Path]:
 
 
 def test_a_library_is_protected_the_corrupt_file_reported_and_a_second_run_does_nothing(
-        tmp_path, clip):
+        tmp_path, clip, local_ray):
     library = tmp_path / "library"
     (library / "talks").mkdir(parents=True)
     (library / "synthetic").mkdir()
@@ -154,9 +154,8 @@ def test_a_library_is_protected_the_corrupt_file_reported_and_a_second_run_does_
     (library / "synthetic" / "short.mp4").unlink()
     make_clip(library / "synthetic" / "short.mp4", frames=20, audio=True)
     records = len(_records(output))
-    result = run_cli("batch", library, "-o", output, "--vf", "null", "--preset", "ultrafast",
-                     "--split-long", "5s", "-q", timeout=600)
-    assert result.returncode == 5, result.stderr.decode()
+    options = BatchOptions(output, FAST, split_seconds=5.0)  # the same settings, in-process
+    assert run_batch(str(library), options).exit_code == 5
     new = _records(output)[records:]
     assert {(record["item"], record["state"]) for record in new if record["event"] == "item"} \
         == {("corrupt.mp4", "failed"), ("synthetic/short.mp4", "running"),

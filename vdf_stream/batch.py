@@ -182,6 +182,7 @@ class Item:
     frames: int | None = None
     seconds: float | None = None  # wall time from its first unit's start to its output
     worker_seconds: float = 0.0  # summed time of its units
+    cpu_seconds: float = 0.0  # summed CPU time of its units (all their threads)
     attempts: int = 0
     sha256: str | None = None
     settings: str | None = None
@@ -426,6 +427,7 @@ class UnitResult:
     ok: bool
     frames: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of the worker process, every thread, during the unit
     attempts: int = 1
     sha256: str | None = None
     message: str = ""
@@ -490,7 +492,7 @@ def execute_unit(spec: UnitSpec, board=None) -> UnitResult:
     from .sources import open_source
     from .segments import SegmentSource
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     attempt = _count_attempt(spec.work, spec.unit)
     target = Path(spec.target)
     partial = partial_path(target)
@@ -544,17 +546,18 @@ def execute_unit(spec: UnitSpec, board=None) -> UnitResult:
         os.replace(partial, target)
     except VdfError as error:
         _remove(partial)
-        return UnitResult(False, written, time.perf_counter() - started, attempt,
+        return UnitResult(False, written, time.perf_counter() - started, attempts=attempt,
                           message=_message(error, spec.source), warnings=warnings)
     except Exception as error:  # a bug: reported in the item, the batch goes on
         _remove(partial)
-        return UnitResult(False, written, time.perf_counter() - started, attempt,
+        return UnitResult(False, written, time.perf_counter() - started, attempts=attempt,
                           message=f"internal error: {type(error).__name__}: {error}",
                           warnings=warnings)
     if board is not None:
         board.report.remote(spec.unit, stats.frames_out)
-    return UnitResult(True, stats.frames_out, time.perf_counter() - started, attempt,
-                      sha256=checksum, warnings=warnings)
+    return UnitResult(True, stats.frames_out, time.perf_counter() - started,
+                      time.process_time() - cpu_started, attempt, sha256=checksum,
+                      warnings=warnings)
 
 
 def execute_join(spec: JoinSpec) -> UnitResult:
@@ -883,7 +886,8 @@ class _Driver:
             if work.kind == "unit":
                 remaining[work.item.key] = remaining.get(work.item.key, 0) + 1
         item_frames: dict[str, int] = {}
-        total = sum(item.frames or 0 for item in todo)
+        total = sum((work.spec.segment.frames if work.spec.segment else work.item.frames) or 0
+                    for work in pending if work.kind == "unit")
         self._open_bar(total, len(todo) + len(evaluate_only))
         snapshot: dict[str, int] = {}
         last_poll = 0.0
@@ -922,6 +926,10 @@ class _Driver:
             raise
         finally:
             self._close_bar()
+            try:
+                ray.kill(board)
+            except Exception:  # already gone with its cluster
+                pass
         return sum(item_frames.values())
 
     def _units(self, item: Item) -> list[_Work]:
@@ -1002,6 +1010,7 @@ class _Driver:
         item = work.item
         item.attempts = max(item.attempts, result.attempts)
         item.worker_seconds += result.seconds
+        item.cpu_seconds += result.cpu_seconds
         if work.kind == "eval":
             item.evaluation = result.evaluation if result.ok else {"error": result.message}
             if item.state == "done":
@@ -1043,7 +1052,8 @@ class _Driver:
         return {"sha256": item.sha256, "frames": item.frames,
                 "seconds": round(item.seconds or 0.0, 3),
                 "fps": round(item.fps, 3) if item.fps else None,
-                "worker_seconds": round(item.worker_seconds, 3), "attempts": item.attempts,
+                "worker_seconds": round(item.worker_seconds, 3),
+                "cpu_seconds": round(item.cpu_seconds, 3), "attempts": item.attempts,
                 "segments": item.segments, "protection": self.options.protection.describe()}
 
     def _remove_partials(self, item: Item) -> None:
@@ -1191,11 +1201,11 @@ def run_batch(input_spec: str, options: BatchOptions, log: Callable[[str], None]
         raise OutputError(f"{output}: the output folder is not writable")
     started = time.perf_counter()
     manifest = Manifest(output)
-    driver = _Driver(discovery, options, manifest, log, show_progress)
     resources = None
     frames = 0
     interrupted = False
     try:
+        driver = _Driver(discovery, options, manifest, log, show_progress)
         todo = driver.plan()
         evaluate_only = [item for item in discovery.items
                          if options.report and item.state == "skipped"

@@ -209,10 +209,15 @@ class SegmentSource(Source):
         container, stream = self.inner.container, self.inner.stream
         context = stream.codec_context
         context.flush_buffers()
-        if segment.start is None:
-            container.seek(0, backward=True, any_frame=False)  # the preroll read some
-        else:
-            container.seek(segment.start, stream=stream, backward=True, any_frame=False)
+        try:
+            if segment.start is None:
+                container.seek(0, backward=True, any_frame=False)  # the preroll read some
+            else:
+                container.seek(segment.start, stream=stream, backward=True, any_frame=False)
+        except (av.error.FFmpegError, OSError) as error:
+            self.damage = (f"cannot seek to the segment's keyframe ({error}); protect it in "
+                           "one piece (--split-long 0)")
+            return
         index = segment.first_frame
         last_pts = None
         started = False
