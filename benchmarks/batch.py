@@ -541,12 +541,15 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.merge and output.exists():
         earlier = json.loads(output.read_text())
         merged = earlier["results"]
+        replaced = {name: merged.get("scaling", {}).get(name) for name in results["scaling"]}
         merged.setdefault("scaling", {}).update(results["scaling"])
         if "split" in results:
+            replaced["split"] = merged.get("split")
             merged["split"] = results["split"]
         report["results"] = merged
         report["earlier_runs"] = earlier.get("earlier_runs", []) + [
-            {key: earlier[key] for key in ("date", "conditions", "configuration")}]
+            {**{key: earlier[key] for key in ("date", "conditions", "configuration")},
+             "replaced_results": {name: value for name, value in replaced.items() if value}}]
         print("(merged into the earlier report: the other cases are the earlier run's)")
     print(f"vdf-stream batch on a local Ray, {machine['cpu_model']} ({cores} cores)"
           + (", BUSY machine: indicative figures" if busy else ""))
