@@ -58,9 +58,10 @@ Techniques (``--techniques``, each changing one thing against ``baseline``, run 
 
 Techniques join with ``+`` (``margin+diversity``: both changes).
 
-    python benchmarks/transfer.py                     # the matrix, 2 clips x 4 frames
-    python benchmarks/transfer.py --techniques diversity sign_momentum features spatial
-    python benchmarks/transfer.py --frames 1 --steps 4 --configurations mesh mtcnn --json /tmp/t.json
+    python benchmarks/transfer.py --svg docs/transfer_matrix.svg   # the matrix, 2 clips x 4 frames
+    python benchmarks/transfer.py --configurations --techniques margin diversity margin+eot
+    python benchmarks/transfer.py --redraw benchmarks/results/transfer_<tag>.json   # print again
+    python benchmarks/transfer.py --frames 1 --steps 4 --configurations mesh mtcnn --json smoke.json
 
 Prints the matrices (rows: optimised against; columns: measured with; ``*`` marks a
 white-box cell) and writes JSON (``--json``; default
@@ -679,7 +680,8 @@ def main(argv=None) -> int:
             runner.warm_up(frames[:1])
         for configuration, name in jobs:
             chosen = technique(name)
-            protected, seconds, cpu_seconds, steps = runner.protect(frames, indices, configuration, chosen)
+            protected, seconds, cpu_seconds, steps = runner.protect(frames, indices,
+                                                                    configuration, chosen)
             protected_u8 = torch.round(protected.clamp(0, 1) * 255).to(torch.uint8)
             per_frame = readers.measure(protected_u8)
             entry = rows.setdefault((configuration, name), {
@@ -696,7 +698,8 @@ def main(argv=None) -> int:
             print(json.dumps({"clip": clip_name, "configuration": configuration,
                               "technique": name, "seconds_per_keyframe":
                               round(sum(seconds) / len(seconds), 2),
-                              "cpu_seconds_per_keyframe": round(sum(cpu_seconds) / len(cpu_seconds), 2),
+                              "cpu_seconds_per_keyframe":
+                                  round(sum(cpu_seconds) / len(cpu_seconds), 2),
                               **{key: None if value is None else round(value, 4)
                                  for key, value in summary.items()}}), flush=True)
 

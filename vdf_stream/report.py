@@ -25,8 +25,9 @@ parse flip); ``robustness`` (list of ``{"degradation", "params", "efficacy", "fl
 where ``floor`` is the same metric measured on the degraded *original*: what the
 degradation alone does); optionally ``transfer`` (``eval --transfer``: ``efficacy`` and
 ``floor``, metric name -> summary as above, ``floor_label``, ``per_frame``); ``timing``
-(``seconds``, ``seconds_per_frame``); ``notes`` (list of text); optionally ``metrics`` (name -> ``{"unit", "description"}``, used for metrics this
-module does not describe) and ``parser_note``. Every key may be missing and every number
+(``seconds``, ``seconds_per_frame``); ``notes`` (list of text); optionally ``metrics`` (name
+-> ``{"unit", "description"}``, used for metrics this module does not describe) and
+``parser_note``. Every key may be missing and every number
 may be ``None`` or NaN: those are shown as "—". Metric names this module does not know are
 shown by their raw name; ``pose_error`` is read as ``pose_error_degrees``.
 
