@@ -65,6 +65,7 @@ ROBUST_PRESETS: dict[str, bool] = {"low": False, "medium": False, "high": True}
 # Models the optimiser can attack (``targets``); the last two are
 # vdf_stream.models.surrogate's, built on first use.
 SURROGATES = ("mtcnn", "faceapi68")
+SURROGATE_MARGIN = 0.15
 TARGETS = ("mesh", "parsing", "detection") + SURROGATES
 
 
@@ -75,7 +76,10 @@ def build_surrogates(names, device: torch.device) -> dict:
     from vdf_stream.models.surrogate import FaceApi68Surrogate, MtcnnSurrogate
 
     classes = {"mtcnn": MtcnnSurrogate, "faceapi68": FaceApi68Surrogate}
-    return {name: classes[name](device=device) for name in names}
+    # The losses keep pushing up to NME 0.15, past the 0.05 target: measured on 8 frames
+    # (benchmarks/transfer.py --techniques margin), it raises the models' own figures after
+    # CRF 23 (face-api alone 0.026 -> 0.044) at no cost to the mesh's.
+    return {name: classes[name](device=device, nme_target=SURROGATE_MARGIN) for name in names}
 
 
 @dataclass
@@ -236,7 +240,8 @@ class VdfFilter(Filter):
         targets = Targets()
         self.targets = Targets(targets.landmark_nme * options.headroom,
                                targets.pose_degrees * options.headroom,
-                               min(1.0, targets.parse_flip * options.headroom)
+                               min(1.0, targets.parse_flip * options.headroom),
+                               targets.surrogate_nme * options.headroom
                                ) if options.early_stop else None
         self.window = KeyframeWindow(SharingOptions(options.window, options.tau_reuse,
                                                     options.tau_refine, self.keyframe_steps,

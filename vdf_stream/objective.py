@@ -128,6 +128,7 @@ class Targets:
     landmark_nme: float = 0.10
     pose_degrees: float = 10.0
     parse_flip: float = 0.5
+    surrogate_nme: float = 0.05  # each other model's own landmark error (issue target)
 
 
 @dataclass
@@ -501,7 +502,7 @@ def balanced_gradient(objective: Objective, terms: dict[str, torch.Tensor], extr
 
 def targets_met(objective: Objective, reading: StepReading, targets: Targets) -> bool:
     """Whether the step reached the targets of every model the objective attacks (the mesh's
-    NME and pose, the segmenter's parse flip, each surrogate's own target: loss -1)."""
+    NME and pose, the segmenter's parse flip, each surrogate's landmark error)."""
     w = objective.weights
     if w.landmarks or w.pose:
         if reading.landmark_nme < targets.landmark_nme or reading.pose_degrees < targets.pose_degrees:
@@ -509,7 +510,8 @@ def targets_met(objective: Objective, reading: StepReading, targets: Targets) ->
     if w.parsing and reading.parse_flip < targets.parse_flip:
         return False
     for name in objective.surrogates:
-        if w.surrogates.get(name, 0.0) and reading.terms.get(name, 0.0) > -0.999:
+        if w.surrogates.get(name, 0.0) and (reading.surrogates.get(f"{name}_nme", 0.0)
+                                            < targets.surrogate_nme):
             return False
     return True
 
