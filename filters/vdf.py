@@ -107,7 +107,8 @@ class VdfOptions:
         "help": "scale of the optimiser's per-group learning rates"})
     early_stop: bool = field(default=True, metadata={
         "help": "stop optimising a frame once two steps in a row read every targeted model's "
-                "target (mesh: NME >= 0.10 and pose >= 10 deg; parsing: flip >= 0.5)"})
+                "target (mesh: NME >= 0.10 and pose >= 10 deg; parsing: flip >= 0.5; mtcnn, "
+                "faceapi68: their NME >= 0.05), times headroom"})
     headroom: float = field(default=1.5, metadata={
         "help": "early stop only once the step's reading exceeds the targets this many times "
                 "(the encoder takes part of the effect)"})
@@ -126,9 +127,9 @@ class VdfOptions:
         "help": "weight of each other model (mtcnn, faceapi68) when targeted"})
     fidelity: float = field(default=0.05, metadata={"help": "weight of the fidelity term"})
     balance: bool = field(default=True, metadata={
-        "help": "give the parsing and detection terms their weight's share of each step "
-                "(their gradients rescaled to weight x the mesh terms' gradient norm) instead "
-                "of a plain weighted sum"})
+        "help": "give the parsing, detection and other models' terms their weight's share of "
+                "each step (their gradients rescaled to weight x the mesh terms' gradient "
+                "norm) instead of a plain weighted sum"})
     chroma: float = field(default=0.0, metadata={
         "help": "share of the change's colour part kept: 0 = luma only (a grey change, the "
                 "same offset on R, G and B: no colour blotches, and what 4:2:0 H.264 keeps), "
