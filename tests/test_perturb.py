@@ -238,3 +238,31 @@ def test_balanced_gradient_gives_each_extra_term_its_weighted_share(clip):
     # and it points where the parsing term's own gradient points
     cosine = sum(float((e * p).sum()) for e, p in zip(extra, parsing) if p is not None)
     assert cosine / (norm(extra) * norm(parsing)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_optimise_goes_on_from_a_previous_state(clip):
+    """Two calls of 2 steps chained by ``state`` are one call of 4 steps (live mode publishes
+    every few steps without restarting Adam); without the state they are not."""
+    from vdf_stream.api import iterate
+    from vdf_stream.models.mesh import FacePipeline
+    from vdf_stream.objective import Objective, Transformations, optimise
+
+    frame = next(iter(iterate(str(clip("single_face.mp4")), format="rgbf32"))).data
+    objective = Objective(FacePipeline(segmentation=False), transformations=Transformations().none())
+    reference = objective.reference(frame)
+    eps = 8 / 255
+    start = make_params(1, *frame.shape[-2:], init_scale=eps / 2,
+                        generator=torch.Generator().manual_seed(0))
+
+    def run(params, steps, state=None):
+        return optimise(frame, reference, params, objective, eps, steps, 3.0, state=state)
+
+    whole = run(start, 4)
+    first = run(start, 2)
+    chained = run(first.params, 2, first.state)
+    restarted = run(first.params, 2)
+    for a, b, c in zip(whole.params.tensors(), chained.params.tensors(),
+                       restarted.params.tensors()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not all(torch.allclose(a, c, atol=1e-6)
+                   for a, c in zip(whole.params.tensors(), restarted.params.tensors()))

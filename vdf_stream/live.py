@@ -713,6 +713,7 @@ class Optimiser:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._descriptor = None
+        self._adam = None  # the optimiser's Adam state, kept across publications
 
     def start(self) -> None:
         from .models.mesh import FacePipeline
@@ -804,15 +805,19 @@ class Optimiser:
             reference = self.objective.reference(
                 keyframe.frame, keyframe.region, torch.ones(1, dtype=torch.bool,
                                                             device=keyframe.frame.device))
+            if action == "new":
+                self._adam = None  # a new scene: Adam's moments belong to the old one
             done = 0
             while done < budget and not self._stop.is_set():
                 chunk = min(self.publish_steps, budget - done)
                 with torch.enable_grad():
                     result = optimise(keyframe.frame, reference, params, self.objective,
                                       self.eps, chunk, self.learning_rate, generator,
-                                      self.targets, self.perturb_options)
+                                      self.targets, self.perturb_options, state=self._adam)
                 done += result.steps
                 params = result.params
+                # go on with the same Adam across publications and refined keyframes
+                self._adam = result.state
                 if stream is not None:
                     stream.synchronize()  # the set is complete before anyone reads it
                 self.board.publish(params, keyframe.index, result.steps)

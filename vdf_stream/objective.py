@@ -521,15 +521,19 @@ class OptimiseResult:
     params: PerturbParams
     steps: int
     reading: StepReading | None
+    state: dict | None = None  # Adam's state, to continue where this call stopped
 
 
 def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
              objective: Objective, eps: float, steps: int, learning_rate: float = 1.0,
              generator: torch.Generator | None = None, targets: Targets | None = None,
-             perturb_options: dict | None = None) -> OptimiseResult:
+             perturb_options: dict | None = None, state: dict | None = None) -> OptimiseResult:
     """Adam on ``params`` (a detached copy is optimised; the input is kept) for up to
     ``steps`` steps on clean ``frames``; stops early when two consecutive steps read all
     ``targets`` (:func:`targets_met`).
+
+    ``state``: the ``state`` of an earlier result on parameters of the same shapes, to go
+    on with its Adam moments (live mode publishes every few steps without restarting).
 
     ``learning_rate`` scales the per-group rates: spectral log-amplitude 0.02, phase 0.05
     radians, spatial ``eps / 4`` per step.
@@ -541,6 +545,10 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
         {"params": [params.face_spatial], "lr": eps / 4 * learning_rate},
     ]
     optimiser = torch.optim.Adam(groups)
+    if state is not None:
+        # continue a previous call's optimisation (its moments and step counts) instead of
+        # restarting Adam, whose first steps are large sign-like steps
+        optimiser.load_state_dict(state)
     options = perturb_options or {}
     reading = None
     met = 0
@@ -566,4 +574,4 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
                 break
         else:
             met = 0
-    return OptimiseResult(params.detach(), taken, reading)
+    return OptimiseResult(params.detach(), taken, reading, optimiser.state_dict())
