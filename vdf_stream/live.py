@@ -721,7 +721,8 @@ class Optimiser:
 
         self.pipeline = FacePipeline(device=self.device, segmentation=False)
         transformations = Transformations() if self.robust else Transformations().none()
-        self.objective = Objective(self.pipeline, ObjectiveWeights(), transformations)
+        weights = ObjectiveWeights(fidelity=_vdf_default("fidelity"))  # as in file mode
+        self.objective = Objective(self.pipeline, weights, transformations)
         self.targets = Targets()
         self._thread = threading.Thread(target=self._run, name="optimiser", daemon=True)
         self._thread.start()
