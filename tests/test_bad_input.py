@@ -257,7 +257,9 @@ def test_ctrl_c_finalises_the_output(tmp_path):
                "--preset", "slower", "-q", "--vf", "null"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while time.time() < deadline and (not target.exists() or target.stat().st_size < 20000):
+    # the first packets are in the file (the synthetic clip compresses so well that a larger
+    # threshold can be reached only near the end, racing the run's own completion)
+    while time.time() < deadline and (not target.exists() or target.stat().st_size < 1000):
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, error = process.communicate(timeout=60)

@@ -246,7 +246,8 @@ def test_a_worker_lost_more_often_than_retries_allow_fails_only_its_item(tmp_pat
 def test_ctrl_c_keeps_the_manifest_consistent_and_leaves_nothing_that_looks_done(tmp_path):
     library = tmp_path / "in"
     library.mkdir()
-    make_clip(library / "long.mkv", frames=400, size=(640, 480))
+    # long enough that an unloaded machine cannot finish it before the signal arrives
+    make_clip(library / "long.mkv", frames=1500, size=(640, 480))
     output = tmp_path / "out"
     command = [sys.executable, "-m", "vdf_stream", "batch", str(library), "-o", str(output),
                "--vf", "null", "--preset", "veryslow", "--workers", "1", "-q"]
