@@ -83,9 +83,9 @@ class ObjectiveWeights:
     detection: float = 0.0
     fidelity: float = 0.05
     landmark_cap: float = 0.3
-    # Gradient balancing: the parsing and detection terms' gradients are each rescaled to
-    # ``weight x`` the norm of the mesh terms' gradient (landmarks + pose + fidelity) before
-    # they are added, so a model that gives way easily cannot take the whole budget (see
+    # Gradient balancing: the parsing, detection and surrogate terms' gradients are each
+    # rescaled to ``weight x`` the norm of the mesh terms' gradient (landmarks + pose; the
+    # fidelity term is added as it is) before they are added, so a model that gives way easily cannot take the whole budget (see
     # :func:`optimise`). Off: the plain weighted sum.
     balance: bool = True
     # Other face models (vdf_stream.models.surrogate.Surrogate, by name) and their weights;
