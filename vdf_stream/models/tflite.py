@@ -703,6 +703,11 @@ class TFLiteModule(nn.Module):
 
     def _run_PRELU(self, args, o):
         x, alpha = self._broadcast(args, o)
+        if (isinstance(alpha, torch.Tensor) and x.dim() >= 2 and alpha.dim() == x.dim()
+                and alpha.numel() == x.shape[1] and alpha.shape[1] == x.shape[1]):
+            # one slope per channel (the usual case): the fused op, whose backward is far
+            # cheaper than that of the select below; the same values (x >= 0 ? x : a x)
+            return F.prelu(x, alpha.reshape(-1).to(x.dtype))
         return torch.where(x >= 0, x, x * alpha)
 
     def _run_RELU(self, args, o):
