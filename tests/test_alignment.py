@@ -178,3 +178,22 @@ def test_shape_errors():
         alignment.crop_points_to_frame(torch.zeros(2, 5, 2), roi, 8)
     with pytest.raises(ValueError, match="frames"):
         alignment.crop(torch.zeros(1, 3, 10, 10, dtype=torch.uint8), roi, 8)
+
+
+def test_uncrop_of_the_region_box_equals_the_whole_frame_there():
+    generator = torch.Generator().manual_seed(5)
+    roi = alignment.RegionOfInterest(torch.tensor([[60.0, 40.0], [150.0, 100.0]]),
+                                     torch.tensor([50.0, 70.0]), torch.tensor([0.4, -0.2]))
+    patches = torch.rand(2, 2, 32, 32, generator=generator)
+    image, mask = alignment.uncrop(patches, roi, (120, 160))
+    for index in range(2):
+        box = alignment.region_box(roi[index], (120, 160))
+        x0, y0, x1, y1 = box
+        assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 120
+        part, part_mask = alignment.uncrop(patches[index:index + 1], roi[index], (120, 160), box=box)
+        assert torch.allclose(part, image[index:index + 1, :, y0:y1, x0:x1], atol=1e-5)
+        assert torch.equal(part_mask, mask[index:index + 1, :, y0:y1, x0:x1])
+        outside = mask[index].clone()
+        outside[:, y0:y1, x0:x1] = 0
+        assert outside.sum() == 0  # nothing of the region lies outside its box
+    assert alignment.region_box(roi, (120, 160))[2] == 160  # the second region leaves the frame

@@ -266,3 +266,62 @@ def test_optimise_goes_on_from_a_previous_state(clip):
         assert torch.allclose(a, b, atol=1e-6)
     assert not all(torch.allclose(a, c, atol=1e-6)
                    for a, c in zip(whole.params.tensors(), restarted.params.tensors()))
+
+
+def _plain_perturb(frames, params, regions, eps, face_present, chroma, region_floor,
+                   texture_floor, texture_reference):
+    """The module docstring's formula computed the plain way (every term at full frame
+    size, three channels, the whole frame resampled, pooling for the texture): what the
+    faster implementation must equal."""
+    import math
+
+    import torch.nn.functional as F
+
+    from vdf_stream.models import alignment
+    from vdf_stream.perturb import limit_chroma, modulate
+
+    batch, _, height, width = frames.shape
+    h, w = params.grid()
+    small = F.interpolate(frames, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    change = F.interpolate(modulate(small, params.frame_amplitude, params.frame_phase),
+                           size=(height, width), mode="bilinear", align_corners=False)
+    size = params.face_amplitude.shape[-2]
+    crops = torch.cat([alignment.crop(frames[i:i + 1], regions[i], size) for i in range(batch)])
+    ramp = 0.5 - 0.5 * torch.cos(math.pi * (torch.minimum(
+        (torch.arange(size) + 0.5) / size, 1 - (torch.arange(size) + 0.5) / size) / 0.15).clamp(0, 1))
+    window = ramp[:, None] * ramp[None, :]
+    face = (modulate(crops, params.face_amplitude, params.face_phase) + params.face_spatial) * window
+    warped, inside = alignment.uncrop(torch.cat([face, window.expand(batch, 1, size, size)], 1),
+                                      regions, (height, width))
+    warped = warped * inside * face_present.float().view(-1, 1, 1, 1)
+    change = limit_chroma(change + warped[:, :3], chroma)
+    luma = (frames * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    mean = F.avg_pool2d(luma, 5, stride=1, padding=2, count_include_pad=False)
+    square = F.avg_pool2d(luma * luma, 5, stride=1, padding=2, count_include_pad=False)
+    texture = ((square - mean * mean).clamp_min(0).sqrt() / texture_reference).clamp(0, 1)
+    weight = ((region_floor + (1 - region_floor) * warped[:, 3:])
+              * (texture_floor + (1 - texture_floor) * texture)).clamp(0, 1)
+    return (frames + eps * weight * torch.tanh(change / eps)).clamp(0, 1)
+
+
+@pytest.mark.parametrize("chroma", [0.0, 0.5, 1.0])
+def test_equals_the_plain_formula(chroma):
+    """Luma taken before resampling, only the regions' rectangle resampled, texture by
+    shifted sums, the parameter-free part prepared once: the same result as the formula
+    computed plainly, before and after quantisation, with a frame without a face."""
+    from vdf_stream.perturb import prepare
+
+    frames, params, regions = _case(seed=3)
+    present = torch.tensor([True, False, True])
+    options = dict(region_floor=0.5, texture_floor=0.15, texture_reference=0.03)
+    eps = 8 / 255
+    expected = _plain_perturb(frames, params, regions, eps, present, chroma, **options)
+    got = perturb(frames, params, regions, eps, present, quantize=False, chroma=chroma, **options)
+    assert torch.allclose(got, expected, atol=TOLERANCE)
+    prepared = prepare(frames, regions, eps, present, 64, params.grid(), **options)
+    quantised = perturb(frames, params, regions, eps, present, chroma=chroma, prepared=prepared,
+                        **options)
+    assert torch.equal(quantised, perturb(frames, params, regions, eps, present, chroma=chroma,
+                                          **options))
+    assert torch.equal(quantised, quantize_within(expected, frames, eps)) or \
+        (quantised - quantize_within(expected, frames, eps)).abs().max() <= 1 / 255 + 1e-6

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from . import metrics
 from .models import pose
 from .models.alignment import RegionOfInterest
-from .perturb import PerturbParams, perturb
+from .perturb import PerturbParams, perturb, prepare
 
 # JPEG's luminance and chrominance quantisation tables (ITU-T T.81 Annex K), row major.
 _LUMA_TABLE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24,
@@ -549,7 +549,13 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
         # continue a previous call's optimisation (its moments and step counts) instead of
         # restarting Adam, whose first steps are large sign-like steps
         optimiser.load_state_dict(state)
-    options = perturb_options or {}
+    options = dict(perturb_options or {})
+    # what the perturbation takes from the clean frames alone (spectra, attention, the
+    # bound's levels): the same at every step
+    options["prepared"] = prepare(
+        frames, reference.regions, eps, reference.found, params.face_amplitude.shape[-2],
+        params.grid(), **{name: options[name] for name in
+                          ("region_floor", "texture_floor", "texture_reference") if name in options})
     reading = None
     met = 0
     taken = 0

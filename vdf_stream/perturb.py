@@ -53,6 +53,7 @@ CROP_SIZE = 192  # the face mesh's own input size: the face term lives on its gr
 FRAME_SCALE = 4  # the frame term's spectrum is taken on the frame downscaled this much
 TAPER = 0.15  # share of the crop side over which the face term fades out
 TEXTURE_WINDOW = 5
+TEXTURE_REFERENCE = 0.03  # local luma standard deviation that counts as full texture
 # Tolerance, in 8-bit levels, of the bound check when placing on the grid (float error).
 _GRID_TOLERANCE = 1e-3
 
@@ -103,6 +104,10 @@ class PerturbParams:
     def cat(items: list[PerturbParams]) -> PerturbParams:
         names = [f.name for f in fields(PerturbParams)]
         return PerturbParams(*[torch.cat([getattr(p, n) for p in items]) for n in names])
+
+    def grid(self) -> tuple[int, int]:
+        """``(h, w)``: the frame term's grid (:func:`frame_grid`)."""
+        return self.frame_amplitude.shape[-2], (self.frame_amplitude.shape[-1] - 1) * 2
 
     def scaled(self, factor: float) -> PerturbParams:
         """The parameters times ``factor`` (VDF's similarity-scaled warm start)."""
@@ -174,13 +179,30 @@ def taper_window(size: int, share: float = TAPER, device=None, dtype=torch.float
     return ramp[:, None] * ramp[None, :]
 
 
+def _box_mean(images: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean of ``images (B, 1, H, W)`` over a ``window x window`` square around each pixel,
+    of the pixels inside the image only (``avg_pool2d(count_include_pad=False)``): the sums
+    of shifted slices, separably, several times faster than pooling on one channel."""
+    pad = window // 2
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (pad, pad, pad, pad))
+    rows = sum(padded[..., :, k:k + width] for k in range(window))
+    total = sum(rows[..., k:k + height, :] for k in range(window))
+
+    def inside(length: int) -> torch.Tensor:
+        position = torch.arange(length, device=images.device, dtype=images.dtype)
+        return (torch.minimum(position + pad, position.new_tensor(length - 1))
+                - torch.maximum(position - pad, position.new_tensor(0)) + 1)
+
+    return total / (inside(height)[:, None] * inside(width)[None, :])
+
+
 def texture_map(frames: torch.Tensor, reference: float, window: int = TEXTURE_WINDOW) -> torch.Tensor:
     """``(B, 1, H, W)`` in [0, 1]: local standard deviation of luma over reference."""
     weights = frames.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     luma = (frames * weights).sum(dim=1, keepdim=True)
-    pad = window // 2
-    mean = F.avg_pool2d(luma, window, stride=1, padding=pad, count_include_pad=False)
-    square = F.avg_pool2d(luma * luma, window, stride=1, padding=pad, count_include_pad=False)
+    mean = _box_mean(luma, window)
+    square = _box_mean(luma * luma, window)
     deviation = (square - mean * mean).clamp_min(0).sqrt()
     return (deviation / reference).clamp(0, 1)
 
@@ -193,40 +215,141 @@ def _crop_each(frames: torch.Tensor, regions: RegionOfInterest, size: int) -> to
 
 
 def attention(frames: torch.Tensor, face_region: torch.Tensor, region_floor: float,
-              texture_floor: float, texture_reference: float) -> torch.Tensor:
-    """``(B, 1, H, W)`` in [0, 1]: where the perturbation may spend its budget."""
-    texture = texture_map(frames, texture_reference)
+              texture_floor: float, texture_reference: float,
+              texture: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, 1, H, W)`` in [0, 1]: where the perturbation may spend its budget
+    (``texture``: :func:`texture_map` of ``frames`` when already computed)."""
+    if texture is None:
+        texture = texture_map(frames, texture_reference)
     where = region_floor + (1 - region_floor) * face_region
     return (where * (texture_floor + (1 - texture_floor) * texture)).clamp(0, 1)
 
 
+def _luma(change: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)``: the luma of a change ``(B, 3, H, W)`` (BT.601 weights)."""
+    return (change * change.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+
+
+@dataclass
+class Prepared:
+    """What :func:`perturb` computes from the frames and regions alone, whatever the
+    parameters: computed once by :func:`prepare` when the same frames are perturbed with
+    many parameters (the optimiser's steps).
+
+    Attributes:
+        small, small_spectrum: the frames downscaled to the frame term's grid, and their
+            ``rfft2``.
+        crops, crop_spectrum: the face-aligned crops ``(B, 3, S, S)`` and their ``rfft2``
+            (``None`` without regions).
+        box: ``(x0, y0, x1, y1)`` the frame rectangle the regions cover (:func:`region_box`).
+        weight: ``(B, 1, H, W)`` the attention.
+        low, high: ``(B, 3, H, W)`` the 8-bit levels the output may take at each pixel (the
+            grid points inside ``[x - eps, x + eps] & [0, 1]``).
+    """
+
+    small: torch.Tensor
+    small_spectrum: torch.Tensor
+    crops: torch.Tensor | None
+    crop_spectrum: torch.Tensor | None
+    box: tuple[int, int, int, int]
+    weight: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+
+
+def _taper_in_frame(regions: RegionOfInterest, size: int, frame_size: tuple[int, int],
+                    box: tuple[int, int, int, int], face_present: torch.Tensor | None,
+                    like: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)``: the tapered face region (the taper window warped into the frame)."""
+    height, width = frame_size
+    batch = len(regions)
+    x0, y0, x1, y1 = box
+    if not batch or x1 <= x0 or y1 <= y0:
+        return like.new_zeros(batch, 1, height, width)
+    window = taper_window(size, device=like.device, dtype=like.dtype)
+    warped, inside = alignment.uncrop(window.expand(batch, 1, size, size), regions, frame_size,
+                                      box=box)
+    warped = warped * inside
+    if face_present is not None:
+        warped = warped * face_present.to(warped.dtype).view(-1, 1, 1, 1)
+    return F.pad(warped, (x0, width - x1, y0, height - y1))
+
+
+def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
+            face_present: torch.Tensor | None = None, crop_size: int = CROP_SIZE,
+            grid: tuple[int, int] | None = None, region_floor: float = 0.5,
+            texture_floor: float = 0.4, texture_reference: float = TEXTURE_REFERENCE
+            ) -> Prepared:
+    """The parameter-free part of :func:`perturb` for frames ``(B, 3, H, W)`` (detached).
+
+    ``grid``: the frame term's ``(h, w)`` (default :func:`frame_grid`); the other
+    arguments as :func:`perturb`'s."""
+    with torch.no_grad():
+        x = frames.detach().float()
+        batch, _, height, width = x.shape
+        h, w = grid if grid is not None else frame_grid(height, width)
+        small = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
+                              antialias=True)
+        crops = crop_spectrum = None
+        box = (0, 0, 0, 0)
+        if regions is not None and batch:
+            crops = _crop_each(x, regions, crop_size)
+            crop_spectrum = torch.fft.rfft2(crops)
+            box = alignment.region_box(regions, (height, width))
+            face_region = _taper_in_frame(regions, crop_size, (height, width), box,
+                                          face_present, x)
+        else:
+            face_region = x.new_zeros(batch, 1, height, width)
+        weight = attention(x, face_region, region_floor, texture_floor, texture_reference)
+        low = torch.ceil((x - eps) * LEVELS - _GRID_TOLERANCE).clamp_min(0)
+        high = torch.floor((x + eps) * LEVELS + _GRID_TOLERANCE).clamp_max(LEVELS)
+        return Prepared(small, torch.fft.rfft2(small), crops, crop_spectrum, box, weight,
+                        low, high)
+
+
+def _modulated(images: torch.Tensor, spectrum: torch.Tensor, amplitude: torch.Tensor,
+               phase: torch.Tensor) -> torch.Tensor:
+    """:func:`modulate` given the images' spectrum."""
+    gain = torch.polar(torch.exp(amplitude.float()), phase.float())
+    return torch.fft.irfft2(spectrum * gain, s=images.shape[-2:]) - images
+
+
 def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
-               face_present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The unbounded change ``(B, 3, H, W)`` and the tapered face region ``(B, 1, H, W)``."""
+               face_present: torch.Tensor | None = None, luma: bool = False,
+               prepared: Prepared | None = None) -> torch.Tensor:
+    """The unbounded change ``(B, 3, H, W)``: the frame term plus the face term warped into
+    the frame (fading out over the taper, 0 outside the regions and without a face).
+
+    ``luma``: return only the change's luma ``(B, 1, H, W)`` (what ``limit_chroma(change,
+    0)`` keeps, on every channel). Resampling is linear, so the luma is taken where the
+    terms are small (the face crop, the downscaled frame) and a third of the frame-sized
+    work is left. ``prepared``: :func:`prepare` of these frames and regions (computed here
+    when ``None``)."""
     batch, _, height, width = frames.shape
+    reduce = _luma if luma else (lambda change: change)
 
     def expand(tensor: torch.Tensor) -> torch.Tensor:
         return tensor.expand(batch, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor
 
-    h, w = params.frame_amplitude.shape[-2], (params.frame_amplitude.shape[-1] - 1) * 2
-    small = F.interpolate(frames, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-    frame_change = modulate(small, expand(params.frame_amplitude), expand(params.frame_phase))
+    size = params.face_amplitude.shape[-2]
+    if prepared is None:
+        prepared = prepare(frames, regions, 1.0, face_present, size, params.grid())
+    frame_change = reduce(_modulated(prepared.small, prepared.small_spectrum,
+                                     expand(params.frame_amplitude), expand(params.frame_phase)))
     change = F.interpolate(frame_change, size=(height, width), mode="bilinear", align_corners=False)
-    face_region = frames.new_zeros(batch, 1, height, width)
-    if regions is not None and batch:
-        size = params.face_amplitude.shape[-2]
-        crops = _crop_each(frames, regions, size)
+    x0, y0, x1, y1 = box = prepared.box
+    if prepared.crops is not None and x1 > x0 and y1 > y0:
         window = taper_window(size, device=frames.device, dtype=change.dtype)
-        face = (modulate(crops, expand(params.face_amplitude), expand(params.face_phase))
-                + expand(params.face_spatial)) * window
-        stacked = torch.cat([face, window.expand(batch, 1, size, size)], dim=1)
-        warped, inside = alignment.uncrop(stacked, regions, (height, width))
+        face = reduce((_modulated(prepared.crops, prepared.crop_spectrum,
+                                  expand(params.face_amplitude), expand(params.face_phase))
+                       + expand(params.face_spatial)) * window)
+        # only the rectangle the regions cover is resampled: outside it the mask is 0
+        warped, inside = alignment.uncrop(face, regions, (height, width), box=box)
         warped = warped * inside
         if face_present is not None:
             warped = warped * face_present.to(warped.dtype).view(-1, 1, 1, 1)
-        change = change + warped[:, :3]
-        face_region = warped[:, 3:]
-    return change, face_region
+        change = change + F.pad(warped, (x0, width - x1, y0, height - y1))
+    return change
 
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, the weights of luma in R, G, B
@@ -241,8 +364,7 @@ def limit_chroma(change: torch.Tensor, chroma: float) -> torch.Tensor:
     whose Cb and Cr are exactly 0; ``chroma = 1``: the change unchanged."""
     if chroma >= 1:
         return change
-    weights = change.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
-    luma = (change * weights).sum(dim=1, keepdim=True)
+    luma = _luma(change)
     if chroma <= 0:
         return luma.expand_as(change)
     return luma + chroma * (change - luma)
@@ -251,18 +373,22 @@ def limit_chroma(change: torch.Tensor, chroma: float) -> torch.Tensor:
 def quantize_within(protected: torch.Tensor, frames: torch.Tensor, eps: float) -> torch.Tensor:
     """Round ``protected`` to the 8-bit grid inside ``[frames - eps, frames + eps] & [0, 1]``;
     straight-through (the backward pass is the identity)."""
-    levels = torch.round(protected * LEVELS)
     low = torch.ceil((frames - eps) * LEVELS - _GRID_TOLERANCE).clamp_min(0)
     high = torch.floor((frames + eps) * LEVELS + _GRID_TOLERANCE).clamp_max(LEVELS)
-    levels = torch.maximum(torch.minimum(levels, high), low)
+    return _on_grid(protected, low, high)
+
+
+def _on_grid(protected: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """:func:`quantize_within` given the bounds' levels."""
+    levels = torch.maximum(torch.minimum(torch.round(protected * LEVELS), high), low)
     return protected + (levels / LEVELS - protected).detach()
 
 
 def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
             eps: float, face_present: torch.Tensor | None = None, quantize: bool = True,
             region_floor: float = 0.5, texture_floor: float = 0.4,
-            texture_reference: float = 0.03, backend: str = "torch",
-            chroma: float = 1.0) -> torch.Tensor:
+            texture_reference: float = TEXTURE_REFERENCE, backend: str = "torch",
+            chroma: float = 1.0, prepared: Prepared | None = None) -> torch.Tensor:
     """Protect frames with given parameters (pure; the input is never modified).
 
     Args:
@@ -278,6 +404,9 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
             clamp and quantisation (no gradient; :mod:`vdf_stream.apply_cuda`).
         chroma: share of the change's colour part kept (:func:`limit_chroma`): 0 = the
             change is grey (luma only, the same offset on R, G and B), 1 = per channel.
+        prepared: :func:`prepare` of these frames, regions, ``face_present`` and ``eps``
+            with these attention options, when the caller perturbs the same frames many
+            times (the optimiser's steps); computed here when ``None``.
 
     Returns:
         ``(B, 3, H, W)`` in the frames' dtype and device, ``|output - frames| <= eps``.
@@ -289,21 +418,26 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if frames.shape[0] == 0:
         return frames.clone()
     x = frames.float()
-    change, face_region = raw_change(x, params, regions, face_present)
-    change = limit_chroma(change, chroma)
-    weight = attention(x, face_region, region_floor, texture_floor, texture_reference)
+    if prepared is None:
+        prepared = prepare(x, regions, eps, face_present, params.face_amplitude.shape[-2],
+                           params.grid(), region_floor, texture_floor, texture_reference)
+    # luma only (chroma 0): a (B, 1, H, W) change, the same offset on R, G and B
+    change = raw_change(x, params, regions, face_present, luma=chroma <= 0, prepared=prepared)
+    if chroma > 0:
+        change = limit_chroma(change, chroma)
+    weight = prepared.weight
     if backend == "cupy":
         from .apply_cuda import bounded_apply
 
         if not quantize:
             raise ValueError("the cupy backend always quantises")
-        return bounded_apply(x, change, weight, eps).to(frames.dtype)
+        return bounded_apply(x, change.expand_as(x), weight, eps).to(frames.dtype)
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'cupy', got {backend!r}")
     delta = eps * weight * torch.tanh(change / eps)
     protected = (x + delta).clamp(0, 1)
     if quantize:
-        protected = quantize_within(protected, x, eps)
+        protected = _on_grid(protected, prepared.low, prepared.high)
     return protected.to(frames.dtype)
 
 
@@ -355,6 +489,6 @@ def with_eps(module: Perturbation, eps: float) -> Perturbation:
     return copy
 
 
-__all__ = ["PerturbParams", "make_params", "perturb", "Perturbation", "modulate",
+__all__ = ["PerturbParams", "Prepared", "make_params", "prepare", "perturb", "Perturbation", "modulate",
            "quantize_within", "attention", "raw_change", "texture_map", "taper_window",
            "frame_grid"]

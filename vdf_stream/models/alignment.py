@@ -213,19 +213,42 @@ def crop(frames: torch.Tensor, roi: RegionOfInterest, crop_size: int,
                          align_corners=False)
 
 
-def uncrop(crops: torch.Tensor, roi: RegionOfInterest,
-           frame_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def region_box(roi: RegionOfInterest, frame_size: tuple[int, int],
+               margin: int = 1) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``: the smallest pixel rectangle of the frame (``x1``, ``y1``
+    exclusive) holding every pixel whose centre lies inside one of the regions, widened by
+    ``margin`` pixels and clipped to the frame; empty (``x1 <= x0``) when no region
+    reaches into the frame."""
+    height, width = frame_size
+    if not len(roi):
+        return 0, 0, 0, 0
+    corners = roi.corners().detach().reshape(-1, 2)
+    low = torch.floor(corners.amin(dim=0)).tolist()
+    high = torch.ceil(corners.amax(dim=0)).tolist()
+    x0 = min(max(int(low[0]) - margin, 0), width)
+    y0 = min(max(int(low[1]) - margin, 0), height)
+    x1 = max(min(int(high[0]) + margin, width), x0)
+    y1 = max(min(int(high[1]) + margin, height), y0)
+    return x0, y0, x1, y1
+
+
+def uncrop(crops: torch.Tensor, roi: RegionOfInterest, frame_size: tuple[int, int],
+           box: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp crop-space images back into the frame (the inverse of :func:`crop`).
 
     Args:
         crops: ``(B, C, S, S)`` images in the regions' crop space.
         roi: ``B`` regions.
         frame_size: ``(height, width)`` of the frames.
+        box: ``(x0, y0, x1, y1)``: resample only this rectangle of the frame (e.g.
+            :func:`region_box`, outside which the mask is 0), a fraction of the work for a
+            face that fills a fraction of the frame.
 
     Returns:
         ``(image, mask)``: ``(B, C, H, W)`` the crops resampled at every frame pixel (values
         outside the region are the crop's nearest border value) and ``(B, 1, H, W)`` a 0/1
-        mask of the frame pixels whose centre lies inside the region. ``image`` is
+        mask of the frame pixels whose centre lies inside the region; with ``box``, the
+        same for the box's pixels only, ``(B, C, y1 - y0, x1 - x0)``. ``image`` is
         differentiable with respect to ``crops`` and the region.
     """
     _check_frames(crops)
@@ -236,6 +259,13 @@ def uncrop(crops: torch.Tensor, roi: RegionOfInterest,
     height, width = frame_size
     roi = roi.to(device=crops.device, dtype=crops.dtype)
     matrix = roi.frame_to_crop(crop_size)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        # box pixel (i, j) is frame pixel (y0 + i, x0 + j)
+        matrix = torch.cat([matrix[:, :, :2],
+                            matrix[:, :, 2:] + matrix[:, :, :2] @ matrix.new_tensor([[x0], [y0]])],
+                           dim=-1)
+        width, height = x1 - x0, y1 - y0
     theta = _sampling_theta(matrix, (width, height), (crop_size, crop_size))
     grid = F.affine_grid(theta, [len(roi), crops.shape[1], height, width], align_corners=False)
     image = F.grid_sample(crops, grid, mode="bilinear", padding_mode="border", align_corners=False)
