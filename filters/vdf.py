@@ -12,7 +12,8 @@ Per batch, in the main thread:
    ``share=off`` every frame is optimised from zero with the full budget (the per-frame
    baseline);
 3. the optimiser (:func:`vdf_stream.objective.optimise`) runs where needed, until two steps
-   in a row read 1.5x the targets (``headroom``: the encoder takes about a third);
+   in a row read the targets (``headroom`` raises them; 1.0 measured best, see
+   docs/protection.md);
 4. the parameters are applied (:func:`vdf_stream.perturb.perturb`; the fused CuPy kernel on
    a GPU with CuPy, torch otherwise): ``|output - input| <= eps`` on the 8-bit grid.
 
@@ -23,7 +24,7 @@ preset   eps     keyframe steps   measured (docs/protection.md)
 ======== ======= ================ ======================================================
 low      4/255   20               invisible; little effect after CRF 23
 medium   8/255   40               the default: near invisible; single_face after CRF 23:
-                                  NME 0.096, pose 15.5 deg, PSNR 37.9 dB, SSIM 0.971
+                                  NME 0.098, pose 14.3 deg, PSNR 38.0 dB, SSIM 0.972
 high     12/255  60               visible smudges on the face (measured before keyframe
                                   tracking: NME 0.077, pose 12.6 deg, PSNR 35.2 dB)
 ======== ======= ================ ======================================================
@@ -109,9 +110,10 @@ class VdfOptions:
         "help": "stop optimising a frame once two steps in a row read every targeted model's "
                 "target (mesh: NME >= 0.10 and pose >= 10 deg; parsing: flip >= 0.5; mtcnn, "
                 "faceapi68: their NME >= 0.05), times headroom"})
-    headroom: float = field(default=1.5, metadata={
+    headroom: float = field(default=1.0, metadata={
         "help": "early stop only once the step's reading exceeds the targets this many times "
-                "(the encoder takes part of the effect)"})
+                "(1.0: measured to give the same efficacy after the encoder as 1.5 with about "
+                "a third fewer optimiser steps)"})
     landmarks: float = field(default=1.0, metadata={"help": "weight of the landmark term"})
     pose: float = field(default=1.0, metadata={"help": "weight of the head-pose term"})
     targets: str = field(default="mesh", metadata={

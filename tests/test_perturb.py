@@ -325,3 +325,66 @@ def test_equals_the_plain_formula(chroma):
                                           **options))
     assert torch.equal(quantised, quantize_within(expected, frames, eps)) or \
         (quantised - quantize_within(expected, frames, eps)).abs().max() <= 1 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_optimising_on_the_mesh_window_is_optimising_on_the_frame(clip, scale):
+    """With only the face mesh attacked (the default), the optimiser's steps run on the
+    rectangle of the mesh's regions: the perturbation there, the mesh's reading and the
+    gradient of the mesh terms are those of the whole frame (float error; at 2x the mesh
+    crop is anti-aliased by pooling, which the window is aligned to). Parsing reads the
+    whole frame: no window."""
+    import torch.nn.functional as F
+
+    from vdf_stream.api import iterate
+    from vdf_stream.models.mesh import FacePipeline
+    from vdf_stream.objective import (Objective, ObjectiveWeights, Transformations,
+                                      optimisation_window)
+    from vdf_stream.perturb import prepare
+
+    frame = next(iter(iterate(str(clip("single_face.mp4")), format="rgbf32"))).data
+    if scale != 1:
+        frame = torch.round(F.interpolate(frame, scale_factor=scale, mode="bilinear")
+                            .clamp(0, 1) * 255) / 255
+    pipeline = FacePipeline(segmentation=True)
+    objective = Objective(pipeline, ObjectiveWeights(fidelity=0.0), Transformations().none())
+    reference = objective.reference(frame)
+    height, width = frame.shape[-2:]
+    window = optimisation_window(objective, reference, (height, width))
+    assert window is not None
+    x0, y0, x1, y1 = window
+    assert (x1 - x0) * (y1 - y0) < 0.6 * height * width
+    for other in (Objective(pipeline, ObjectiveWeights(parsing=0.5), Transformations().none()),
+                  Objective(pipeline, ObjectiveWeights(), Transformations())):
+        assert optimisation_window(other, reference, (height, width)) is None
+    eps = 8 / 255
+    params = make_params(1, height, width, init_scale=eps / 2,
+                         generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    for tensor in (params.face_amplitude, params.face_phase, params.frame_amplitude,
+                   params.frame_phase):
+        tensor.normal_(0, 0.1, generator=generator)
+    options = dict(region_floor=0.5, texture_floor=0.15, texture_reference=0.03)
+
+    def step(window):
+        trial = params.detach().requires_grad_()
+        prepared = prepare(frame, reference.regions, eps, reference.found,
+                           params.face_amplitude.shape[-2], params.grid(), window=window,
+                           **options)
+        frames, seen = frame, reference
+        if window is not None:
+            frames = frame[..., y0:y1, x0:x1]
+            seen = reference.shifted(x0, y0, reference.face_mask[..., y0:y1, x0:x1])
+        protected = perturb(frames, trial, seen.regions, eps, seen.found, chroma=0.0,
+                            prepared=prepared, **options)
+        terms, reading = objective.terms(protected, frames, seen, eps, None)
+        objective.weighted(terms, protected).backward()
+        return protected, reading, [t.grad for t in trial.tensors()]
+
+    part, part_reading, part_gradient = step(window)
+    whole, whole_reading, whole_gradient = step(None)
+    assert (part - whole[..., y0:y1, x0:x1]).abs().max() <= 1 / 255 + 1e-6
+    assert part_reading.landmark_nme == pytest.approx(whole_reading.landmark_nme, rel=1e-3)
+    assert part_reading.pose_degrees == pytest.approx(whole_reading.pose_degrees, rel=1e-2)
+    for a, b in zip(part_gradient, whole_gradient):
+        assert float((a - b).norm() / b.norm()) < 1e-2

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 
 from . import metrics
 from .models import pose
-from .models.alignment import RegionOfInterest
+from .models.alignment import RegionOfInterest, region_box
 from .perturb import PerturbParams, perturb, prepare
 
 # JPEG's luminance and chrominance quantisation tables (ITU-T T.81 Annex K), row major.
@@ -120,6 +120,11 @@ class Transformations:
     def none(self) -> Transformations:
         return Transformations(1.0, 0.0, 90, 90, 0.0, 0.3, 0.0, 0.0)
 
+    def identity(self) -> bool:
+        """Whether every transformation is off (the frames are read as they are)."""
+        return (self.scale_min >= 1.0 and self.jpeg_probability <= 0 and self.blur_probability <= 0
+                and self.region_jitter <= 0 and self.h264_probability <= 0)
+
 
 @dataclass
 class Targets:
@@ -142,6 +147,17 @@ class Reference:
     face_mask: torch.Tensor      # (B, 1, H, W) float 0/1: person & face oval
     eye_distance: torch.Tensor   # (B,)
     surrogates: dict = field(default_factory=dict)  # name -> that model's clean reading
+
+    def shifted(self, dx: float, dy: float, mask: torch.Tensor) -> Reference:
+        """The same reading in a window of the frames whose top-left pixel is ``(dx, dy)``
+        (regions and landmarks moved by ``-(dx, dy)``), with the window's ``mask``."""
+        offset = self.regions.center.new_tensor([dx, dy])
+        regions = RegionOfInterest(self.regions.center - offset, self.regions.size,
+                                   self.regions.angle)
+        landmarks = torch.cat([self.landmarks[..., :2] - offset.to(self.landmarks),
+                               self.landmarks[..., 2:]], dim=-1)
+        return Reference(regions, self.found, landmarks, self.rotation, mask,
+                         self.eye_distance, dict(self.surrogates))
 
     def select(self, index: int) -> Reference:
         if self.surrogates:
@@ -389,9 +405,12 @@ class Objective:
         return total
 
     def terms(self, protected: torch.Tensor, clean: torch.Tensor, reference: Reference,
-              eps: float, generator: torch.Generator | None
+              eps: float, generator: torch.Generator | None, frame_pixels: int | None = None
               ) -> tuple[dict[str, torch.Tensor], StepReading]:
-        """Each active term of the loss (differentiable, unweighted) and what the step read."""
+        """Each active term of the loss (differentiable, unweighted) and what the step read.
+
+        ``frame_pixels``: when ``protected`` and ``clean`` are a window of the frames, the
+        frames' pixel count, so that the fidelity term keeps its weight per pixel."""
         w = self.weights
         images, regions, scale = self.transform(protected, reference.regions, generator,
                                                 clean=clean)
@@ -431,7 +450,9 @@ class Objective:
             surrogate_readings.update({f"{name}_{key}": _median(value[reference.found])
                                        for key, value in readings.items()})
         if w.fidelity:
-            terms["fidelity"] = ((protected - clean) / eps).square().mean()
+            squares = ((protected - clean) / eps).square()
+            terms["fidelity"] = (squares.mean() if frame_pixels is None else
+                                 squares.sum() / (squares.shape[0] * squares.shape[1] * frame_pixels))
         total = self.weighted(terms, protected)
         reading = StepReading(
             float(total.detach()), _median(nme), _median(pose_error), _median(flip),
@@ -516,6 +537,31 @@ def targets_met(objective: Objective, reading: StepReading, targets: Targets) ->
     return True
 
 
+def optimisation_window(objective: Objective, reference: Reference,
+                        frame_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)``: the part of the frames the optimiser's steps need, when only
+    the face mesh is attacked and the frames are read untransformed (the default): the
+    rectangle of the mesh's regions, aligned to the mesh crop's anti-alias pooling so that
+    the crop is the same cut from it; ``None`` (the whole frames) otherwise. Outside it
+    only the frame term's share of the fidelity term is left out."""
+    w = objective.weights
+    if (w.parsing or w.detection or any(w.surrogates.values())
+            or not objective.transformations.identity() or not len(reference.regions)):
+        return None
+    from .models.mesh import MESH_INPUT_SIZE
+
+    height, width = frame_size
+    factor = max(1, min(int(torch.floor(reference.regions.size.min() / MESH_INPUT_SIZE).item()),
+                        height, width))
+    x0, y0, x1, y1 = region_box(reference.regions, frame_size, margin=2 * factor + 2)
+    x0, y0 = x0 // factor * factor, y0 // factor * factor
+    x1 = min(width, x0 + -(-(x1 - x0) // factor) * factor)
+    y1 = min(height, y0 + -(-(y1 - y0) // factor) * factor)
+    if x1 - x0 < 16 or y1 - y0 < 16 or (x1 - x0) * (y1 - y0) >= 0.8 * height * width:
+        return None  # nothing to gain
+    return x0, y0, x1, y1
+
+
 @dataclass
 class OptimiseResult:
     params: PerturbParams
@@ -550,12 +596,23 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
         # restarting Adam, whose first steps are large sign-like steps
         optimiser.load_state_dict(state)
     options = dict(perturb_options or {})
+    height, width = frames.shape[-2:]
+    window = optimisation_window(objective, reference, (height, width))
     # what the perturbation takes from the clean frames alone (spectra, attention, the
     # bound's levels): the same at every step
     options["prepared"] = prepare(
         frames, reference.regions, eps, reference.found, params.face_amplitude.shape[-2],
-        params.grid(), **{name: options[name] for name in
-                          ("region_floor", "texture_floor", "texture_reference") if name in options})
+        params.grid(), window=window,
+        **{name: options[name] for name in ("region_floor", "texture_floor", "texture_reference")
+           if name in options})
+    frame_pixels = None
+    if window is not None:
+        # only the face mesh reads the frames, and only inside its regions: the steps run
+        # on that window of the frames (the fidelity term keeps its weight per pixel)
+        x0, y0, x1, y1 = window
+        frames = frames[..., y0:y1, x0:x1]
+        reference = reference.shifted(x0, y0, reference.face_mask[..., y0:y1, x0:x1])
+        frame_pixels = height * width
     reading = None
     met = 0
     taken = 0
@@ -564,7 +621,8 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
         optimiser.zero_grad(set_to_none=True)
         protected = perturb(frames, params, reference.regions, eps, face_present=reference.found,
                             **options)
-        terms, reading = objective.terms(protected, frames, reference, eps, generator)
+        terms, reading = objective.terms(protected, frames, reference, eps, generator,
+                                         frame_pixels)
         extras = balanced_terms(objective, terms)
         if objective.weights.balance and extras:
             for tensor, gradient in zip(tensors, balanced_gradient(objective, terms, extras,

@@ -245,6 +245,9 @@ class Prepared:
         weight: ``(B, 1, H, W)`` the attention.
         low, high: ``(B, 3, H, W)`` the 8-bit levels the output may take at each pixel (the
             grid points inside ``[x - eps, x + eps] & [0, 1]``).
+        rows, columns: with a ``window`` (:func:`prepare`), the bilinear upsampling of the
+            frame term as matrices restricted to the window's rows ``(h', h)`` and columns
+            ``(w', w)``; ``box``, ``weight``, ``low`` and ``high`` are then the window's.
     """
 
     small: torch.Tensor
@@ -255,6 +258,16 @@ class Prepared:
     weight: torch.Tensor
     low: torch.Tensor
     high: torch.Tensor
+    rows: torch.Tensor | None = None
+    columns: torch.Tensor | None = None
+
+
+def upsampling_matrix(size: int, source: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(size, source)``: bilinear (``align_corners=False``) upsampling of a length-``source``
+    signal to ``size`` samples as a matrix (``F.interpolate`` of the identity)."""
+    identity = torch.eye(source, device=device, dtype=dtype).view(source, 1, source)
+    return F.interpolate(identity, size=size, mode="linear", align_corners=False
+                         ).view(source, size).T.contiguous()
 
 
 def _taper_in_frame(regions: RegionOfInterest, size: int, frame_size: tuple[int, int],
@@ -278,12 +291,15 @@ def _taper_in_frame(regions: RegionOfInterest, size: int, frame_size: tuple[int,
 def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
             face_present: torch.Tensor | None = None, crop_size: int = CROP_SIZE,
             grid: tuple[int, int] | None = None, region_floor: float = 0.5,
-            texture_floor: float = 0.4, texture_reference: float = TEXTURE_REFERENCE
-            ) -> Prepared:
+            texture_floor: float = 0.4, texture_reference: float = TEXTURE_REFERENCE,
+            window: tuple[int, int, int, int] | None = None) -> Prepared:
     """The parameter-free part of :func:`perturb` for frames ``(B, 3, H, W)`` (detached).
 
-    ``grid``: the frame term's ``(h, w)`` (default :func:`frame_grid`); the other
-    arguments as :func:`perturb`'s."""
+    ``grid``: the frame term's ``(h, w)`` (default :func:`frame_grid`); ``window``:
+    ``(x0, y0, x1, y1)``, to perturb only that part of the frames (``perturb(frames[..., y0:y1,
+    x0:x1], params, regions moved by -(x0, y0), ...)``: the same values there as
+    perturbing the whole frames, computed from the whole frames); the other arguments as
+    :func:`perturb`'s."""
     with torch.no_grad():
         x = frames.detach().float()
         batch, _, height, width = x.shape
@@ -303,8 +319,17 @@ def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
         weight = attention(x, face_region, region_floor, texture_floor, texture_reference)
         low = torch.ceil((x - eps) * LEVELS - _GRID_TOLERANCE).clamp_min(0)
         high = torch.floor((x + eps) * LEVELS + _GRID_TOLERANCE).clamp_max(LEVELS)
+        rows = columns = None
+        if window is not None:
+            x0, y0, x1, y1 = window
+            rows = upsampling_matrix(height, h, x.device)[y0:y1]
+            columns = upsampling_matrix(width, w, x.device)[x0:x1]
+            weight, low, high = (t[..., y0:y1, x0:x1] for t in (weight, low, high))
+            bx0, by0, bx1, by1 = box
+            box = (max(bx0, x0) - x0, max(by0, y0) - y0, min(bx1, x1) - x0, min(by1, y1) - y0)
+            box = (box[0], box[1], max(box[2], box[0]), max(box[3], box[1]))
         return Prepared(small, torch.fft.rfft2(small), crops, crop_spectrum, box, weight,
-                        low, high)
+                        low, high, rows, columns)
 
 
 def _modulated(images: torch.Tensor, spectrum: torch.Tensor, amplitude: torch.Tensor,
@@ -336,7 +361,11 @@ def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInt
         prepared = prepare(frames, regions, 1.0, face_present, size, params.grid())
     frame_change = reduce(_modulated(prepared.small, prepared.small_spectrum,
                                      expand(params.frame_amplitude), expand(params.frame_phase)))
-    change = F.interpolate(frame_change, size=(height, width), mode="bilinear", align_corners=False)
+    if prepared.rows is not None:  # a window of the frames: only its rows and columns
+        change = prepared.rows @ frame_change @ prepared.columns.T
+    else:
+        change = F.interpolate(frame_change, size=(height, width), mode="bilinear",
+                               align_corners=False)
     x0, y0, x1, y1 = box = prepared.box
     if prepared.crops is not None and x1 > x0 and y1 > y0:
         window = taper_window(size, device=frames.device, dtype=change.dtype)
@@ -489,6 +518,6 @@ def with_eps(module: Perturbation, eps: float) -> Perturbation:
     return copy
 
 
-__all__ = ["PerturbParams", "Prepared", "make_params", "prepare", "perturb", "Perturbation", "modulate",
+__all__ = ["PerturbParams", "Prepared", "make_params", "prepare", "perturb", "upsampling_matrix", "Perturbation", "modulate",
            "quantize_within", "attention", "raw_change", "texture_map", "taper_window",
            "frame_grid"]
