@@ -388,3 +388,53 @@ def test_optimising_on_the_mesh_window_is_optimising_on_the_frame(clip, scale):
     assert part_reading.pose_degrees == pytest.approx(whole_reading.pose_degrees, rel=1e-2)
     for a, b in zip(part_gradient, whole_gradient):
         assert float((a - b).norm() / b.norm()) < 1e-2
+
+
+def test_fidelity_outside_the_window_is_estimated_on_the_coarse_grid(clip):
+    """Stepping on the mesh's window, the fidelity term still holds the frame term back
+    outside it: window + estimate is the whole frame's fidelity within a few percent, with
+    the frame term's gradient pointing the same way."""
+    from vdf_stream.api import iterate
+    from vdf_stream.models.mesh import FacePipeline
+    from vdf_stream.objective import (Objective, ObjectiveWeights, Transformations,
+                                      optimisation_window)
+    from vdf_stream.perturb import frame_term_outside, prepare
+
+    frame = next(iter(iterate(str(clip("WolfgangLanger_Pexels.mp4")), format="rgbf32"))).data
+    objective = Objective(FacePipeline(segmentation=False),
+                          ObjectiveWeights(landmarks=0.0, pose=0.0, fidelity=1.0),
+                          Transformations().none())
+    reference = objective.reference(frame)
+    height, width = frame.shape[-2:]
+    window = optimisation_window(Objective(objective.pipeline, ObjectiveWeights(),
+                                           Transformations().none()), reference, (height, width))
+    x0, y0, x1, y1 = window
+    eps = 8 / 255
+    params = make_params(1, height, width, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(2)
+    for tensor in (params.frame_amplitude, params.frame_phase):
+        tensor.normal_(0, 0.3, generator=generator)
+    options = dict(region_floor=0.5, texture_floor=0.15, texture_reference=0.03)
+
+    def fidelity(window):
+        trial = params.detach().requires_grad_()
+        prepared = prepare(frame, reference.regions, eps, reference.found, 192, params.grid(),
+                           window=window, **options)
+        frames, seen, pixels, outside = frame, reference, None, None
+        if window is not None:
+            frames = frame[..., y0:y1, x0:x1]
+            seen = reference.shifted(x0, y0, reference.face_mask[..., y0:y1, x0:x1])
+            pixels, outside = height * width, frame_term_outside(trial, prepared, eps, 0.0)
+        protected = perturb(frames, trial, seen.regions, eps, seen.found, chroma=0.0,
+                            prepared=prepared, **options)
+        terms, _ = objective.terms(protected, frames, seen, eps, None, pixels, outside)
+        terms["fidelity"].backward()
+        return float(terms["fidelity"].detach()), torch.cat([trial.frame_amplitude.grad.flatten(),
+                                                    trial.frame_phase.grad.flatten()])
+
+    estimated, estimated_gradient = fidelity(window)
+    whole, whole_gradient = fidelity(None)
+    assert estimated == pytest.approx(whole, rel=0.05)
+    cosine = float((estimated_gradient * whole_gradient).sum()
+                   / (estimated_gradient.norm() * whole_gradient.norm()))
+    assert cosine > 0.95

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from . import metrics
 from .models import pose
 from .models.alignment import RegionOfInterest, region_box
-from .perturb import PerturbParams, perturb, prepare
+from .perturb import PerturbParams, frame_term_outside, perturb, prepare
 
 # JPEG's luminance and chrominance quantisation tables (ITU-T T.81 Annex K), row major.
 _LUMA_TABLE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24,
@@ -405,12 +405,15 @@ class Objective:
         return total
 
     def terms(self, protected: torch.Tensor, clean: torch.Tensor, reference: Reference,
-              eps: float, generator: torch.Generator | None, frame_pixels: int | None = None
+              eps: float, generator: torch.Generator | None, frame_pixels: int | None = None,
+              outside: torch.Tensor | None = None
               ) -> tuple[dict[str, torch.Tensor], StepReading]:
         """Each active term of the loss (differentiable, unweighted) and what the step read.
 
         ``frame_pixels``: when ``protected`` and ``clean`` are a window of the frames, the
-        frames' pixel count, so that the fidelity term keeps its weight per pixel."""
+        frames' pixel count, so that the fidelity term keeps its weight per pixel;
+        ``outside``: the fidelity term's sum over the rest of the frames
+        (:func:`~vdf_stream.perturb.frame_term_outside`)."""
         w = self.weights
         images, regions, scale = self.transform(protected, reference.regions, generator,
                                                 clean=clean)
@@ -451,8 +454,11 @@ class Objective:
                                        for key, value in readings.items()})
         if w.fidelity:
             squares = ((protected - clean) / eps).square()
-            terms["fidelity"] = (squares.mean() if frame_pixels is None else
-                                 squares.sum() / (squares.shape[0] * squares.shape[1] * frame_pixels))
+            if frame_pixels is None:
+                terms["fidelity"] = squares.mean()
+            else:
+                total = squares.sum() + (outside if outside is not None else 0.0)
+                terms["fidelity"] = total / (squares.shape[0] * squares.shape[1] * frame_pixels)
         total = self.weighted(terms, protected)
         reading = StepReading(
             float(total.detach()), _median(nme), _median(pose_error), _median(flip),
@@ -543,7 +549,8 @@ def optimisation_window(objective: Objective, reference: Reference,
     the face mesh is attacked and the frames are read untransformed (the default): the
     rectangle of the mesh's regions, aligned to the mesh crop's anti-alias pooling so that
     the crop is the same cut from it; ``None`` (the whole frames) otherwise. Outside it
-    only the frame term's share of the fidelity term is left out."""
+    only the frame term changes the frames; its share of the fidelity term there is
+    estimated on the frame term's coarse grid (:func:`~vdf_stream.perturb.frame_term_outside`)."""
     w = objective.weights
     if (w.parsing or w.detection or any(w.surrogates.values())
             or not objective.transformations.identity() or not len(reference.regions)):
@@ -608,7 +615,8 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
     frame_pixels = None
     if window is not None:
         # only the face mesh reads the frames, and only inside its regions: the steps run
-        # on that window of the frames (the fidelity term keeps its weight per pixel)
+        # on that window of the frames (the fidelity term keeps its weight per pixel, and
+        # its hold on the frame term outside the window, estimated on its coarse grid)
         x0, y0, x1, y1 = window
         frames = frames[..., y0:y1, x0:x1]
         reference = reference.shifted(x0, y0, reference.face_mask[..., y0:y1, x0:x1])
@@ -621,8 +629,12 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
         optimiser.zero_grad(set_to_none=True)
         protected = perturb(frames, params, reference.regions, eps, face_present=reference.found,
                             **options)
+        outside = None
+        if window is not None and objective.weights.fidelity:
+            outside = frame_term_outside(params, options["prepared"], eps,
+                                         options.get("chroma", 1.0))
         terms, reading = objective.terms(protected, frames, reference, eps, generator,
-                                         frame_pixels)
+                                         frame_pixels, outside)
         extras = balanced_terms(objective, terms)
         if objective.weights.balance and extras:
             for tensor, gradient in zip(tensors, balanced_gradient(objective, terms, extras,

@@ -248,6 +248,10 @@ class Prepared:
         rows, columns: with a ``window`` (:func:`prepare`), the bilinear upsampling of the
             frame term as matrices restricted to the window's rows ``(h', h)`` and columns
             ``(w', w)``; ``box``, ``weight``, ``low`` and ``high`` are then the window's.
+        outside: with a ``window``, ``(B, 1, h, w)`` on the frame term's grid: the mean
+            squared attention of the frame pixels each cell covers outside the window,
+            times the pixels a cell covers (0 for cells inside): what
+            :func:`frame_term_outside` weighs the frame term's change with.
     """
 
     small: torch.Tensor
@@ -260,6 +264,7 @@ class Prepared:
     high: torch.Tensor
     rows: torch.Tensor | None = None
     columns: torch.Tensor | None = None
+    outside: torch.Tensor | None = None
 
 
 def upsampling_matrix(size: int, source: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -319,17 +324,21 @@ def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
         weight = attention(x, face_region, region_floor, texture_floor, texture_reference)
         low = torch.ceil((x - eps) * LEVELS - _GRID_TOLERANCE).clamp_min(0)
         high = torch.floor((x + eps) * LEVELS + _GRID_TOLERANCE).clamp_max(LEVELS)
-        rows = columns = None
+        rows = columns = outside = None
         if window is not None:
             x0, y0, x1, y1 = window
             rows = upsampling_matrix(height, h, x.device)[y0:y1]
             columns = upsampling_matrix(width, w, x.device)[x0:x1]
+            beyond = torch.ones_like(weight)
+            beyond[..., y0:y1, x0:x1] = 0
+            outside = F.adaptive_avg_pool2d(weight.square() * beyond, (h, w)) * (height * width
+                                                                                 / (h * w))
             weight, low, high = (t[..., y0:y1, x0:x1] for t in (weight, low, high))
             bx0, by0, bx1, by1 = box
             box = (max(bx0, x0) - x0, max(by0, y0) - y0, min(bx1, x1) - x0, min(by1, y1) - y0)
             box = (box[0], box[1], max(box[2], box[0]), max(box[3], box[1]))
         return Prepared(small, torch.fft.rfft2(small), crops, crop_spectrum, box, weight,
-                        low, high, rows, columns)
+                        low, high, rows, columns, outside)
 
 
 def _modulated(images: torch.Tensor, spectrum: torch.Tensor, amplitude: torch.Tensor,
@@ -337,6 +346,30 @@ def _modulated(images: torch.Tensor, spectrum: torch.Tensor, amplitude: torch.Te
     """:func:`modulate` given the images' spectrum."""
     gain = torch.polar(torch.exp(amplitude.float()), phase.float())
     return torch.fft.irfft2(spectrum * gain, s=images.shape[-2:]) - images
+
+
+def frame_term_outside(params: PerturbParams, prepared: Prepared, eps: float,
+                       chroma: float = 1.0) -> torch.Tensor:
+    """``sum(((output - frames) / eps)^2)`` over the pixels and channels outside the window
+    of ``prepared`` (:func:`prepare`), where only the frame term changes the frames,
+    estimated on the frame term's own grid (each cell's bounded change ``M tanh(f / eps)``
+    standing for the pixels it covers; rounding and clipping left out). Differentiable with
+    respect to the frame term's parameters: the optimiser's fidelity term keeps its hold on
+    the frame term outside the window it steps on."""
+    if prepared.outside is None:
+        return params.frame_amplitude.new_zeros(())
+    batch = prepared.small.shape[0]
+
+    def expand(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.expand(batch, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor
+
+    change = _modulated(prepared.small, prepared.small_spectrum, expand(params.frame_amplitude),
+                        expand(params.frame_phase))
+    if chroma <= 0:
+        change = _luma(change).expand(-1, 3, -1, -1)
+    elif chroma < 1:
+        change = limit_chroma(change, chroma)
+    return (prepared.outside * torch.tanh(change / eps).square()).sum()
 
 
 def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
@@ -518,6 +551,7 @@ def with_eps(module: Perturbation, eps: float) -> Perturbation:
     return copy
 
 
-__all__ = ["PerturbParams", "Prepared", "make_params", "prepare", "perturb", "upsampling_matrix", "Perturbation", "modulate",
+__all__ = ["PerturbParams", "Prepared", "make_params", "prepare", "perturb", "upsampling_matrix",
+           "frame_term_outside", "Perturbation", "modulate",
            "quantize_within", "attention", "raw_change", "texture_map", "taper_window",
            "frame_grid"]
