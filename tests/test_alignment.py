@@ -197,3 +197,21 @@ def test_uncrop_of_the_region_box_equals_the_whole_frame_there():
         outside[:, y0:y1, x0:x1] = 0
         assert outside.sum() == 0  # nothing of the region lies outside its box
     assert alignment.region_box(roi, (120, 160))[2] == 160  # the second region leaves the frame
+
+
+def test_antialiased_crop_pools_only_the_regions_rectangle():
+    """Pooling only the rectangle the regions cover (on the pooling's own grid) gives the
+    crops of pooling the whole frame, a region half outside the frame included."""
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 3, 400, 700, generator=generator)
+    roi = alignment.RegionOfInterest(torch.tensor([[200.0, 150.0], [650.0, 380.0]]),
+                                     torch.tensor([260.0, 300.0]), torch.tensor([0.3, -0.5]))
+    factor = 4  # floor(260 / 64)
+    pooled = F.avg_pool2d(frames, factor)
+    theta = alignment._sampling_theta(roi.crop_to_frame(64) / factor, (64, 64),
+                                      (pooled.shape[-1], pooled.shape[-2]))
+    grid = F.affine_grid(theta, [2, 3, 64, 64], align_corners=False)
+    whole = F.grid_sample(pooled, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    assert torch.allclose(alignment.crop(frames, roi, 64), whole, atol=1e-4)

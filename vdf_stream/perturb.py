@@ -497,6 +497,12 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'cupy', got {backend!r}")
     delta = eps * weight * torch.tanh(change / eps)
+    if quantize and not (torch.is_grad_enabled() and delta.requires_grad):
+        # no gradient wanted (the apply path): the grid levels directly, in place
+        levels = (x + delta).clamp_(0, 1).mul_(LEVELS).round_()
+        levels = torch.minimum(levels, prepared.high, out=levels)
+        levels = torch.maximum(levels, prepared.low, out=levels)
+        return levels.div_(LEVELS).to(frames.dtype)
     protected = (x + delta).clamp(0, 1)
     if quantize:
         protected = _on_grid(protected, prepared.low, prepared.high)

@@ -203,6 +203,16 @@ def crop(frames: torch.Tensor, roi: RegionOfInterest, crop_size: int,
         factor = int(torch.floor(roi.size.detach().min() / crop_size).item())
         factor = max(1, min(factor, height, width))
     if factor > 1:
+        # pool only the rectangle the regions cover, cut on the pooling's own grid (so the
+        # pooled pixels are those of the whole frame): a fraction of the work
+        x0, y0, x1, y1 = region_box(roi, (height, width), margin=2 * factor + 1)
+        if x1 > x0 and y1 > y0:
+            x0, y0 = x0 // factor * factor, y0 // factor * factor
+            x1 = min(width, x0 + -(-(x1 - x0) // factor) * factor)
+            y1 = min(height, y0 + -(-(y1 - y0) // factor) * factor)
+            source = source[..., y0:y1, x0:x1]
+            matrix = torch.cat([matrix[:, :, :2], matrix[:, :, 2:] - matrix.new_tensor([[x0], [y0]])],
+                               dim=-1)
         source = F.avg_pool2d(source, factor)
         matrix = matrix / factor
         height, width = source.shape[-2:]
