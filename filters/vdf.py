@@ -24,7 +24,8 @@ preset   eps     keyframe steps   measured (docs/protection.md)
 ======== ======= ================ ======================================================
 low      4/255   20               invisible; little effect after CRF 23
 medium   8/255   40               the default: near invisible; single_face after CRF 23:
-                                  NME 0.098, pose 14.3 deg, PSNR 38.0 dB, SSIM 0.972
+                                  NME 0.068-0.091 (three seeds), pose 13.5-14.5 deg,
+                                  PSNR 37.7-37.9 dB, SSIM 0.971-0.972
 high     12/255  60               visible smudges on the face (measured before keyframe
                                   tracking: NME 0.077, pose 12.6 deg, PSNR 35.2 dB)
 ======== ======= ================ ======================================================
