@@ -63,7 +63,7 @@ import torch.nn.functional as F
 
 from . import metrics
 from .models import pose
-from .models.alignment import RegionOfInterest, region_box
+from .models.alignment import RegionOfInterest, antialias_factor, pooling_box
 from .perturb import PerturbParams, frame_term_outside, perturb, prepare
 
 # JPEG's luminance and chrominance quantisation tables (ITU-T T.81 Annex K), row major.
@@ -85,8 +85,9 @@ class ObjectiveWeights:
     landmark_cap: float = 0.3
     # Gradient balancing: the parsing, detection and surrogate terms' gradients are each
     # rescaled to ``weight x`` the norm of the mesh terms' gradient (landmarks + pose; the
-    # fidelity term is added as it is) before they are added, so a model that gives way easily cannot take the whole budget (see
-    # :func:`optimise`). Off: the plain weighted sum.
+    # fidelity term is added as it is) before they are added, so a model that gives way
+    # easily cannot take the whole budget (see :func:`optimise`). Off: the plain weighted
+    # sum.
     balance: bool = True
     # Other face models (vdf_stream.models.surrogate.Surrogate, by name) and their weights;
     # each is a balanced term.
@@ -558,12 +559,8 @@ def optimisation_window(objective: Objective, reference: Reference,
     from .models.mesh import MESH_INPUT_SIZE
 
     height, width = frame_size
-    factor = max(1, min(int(torch.floor(reference.regions.size.min() / MESH_INPUT_SIZE).item()),
-                        height, width))
-    x0, y0, x1, y1 = region_box(reference.regions, frame_size, margin=2 * factor + 2)
-    x0, y0 = x0 // factor * factor, y0 // factor * factor
-    x1 = min(width, x0 + -(-(x1 - x0) // factor) * factor)
-    y1 = min(height, y0 + -(-(y1 - y0) // factor) * factor)
+    factor = antialias_factor(reference.regions, MESH_INPUT_SIZE, frame_size)
+    x0, y0, x1, y1 = pooling_box(reference.regions, frame_size, factor, margin=2 * factor + 2)
     if x1 - x0 < 16 or y1 - y0 < 16 or (x1 - x0) * (y1 - y0) >= 0.8 * height * width:
         return None  # nothing to gain
     return x0, y0, x1, y1

@@ -275,6 +275,20 @@ def upsampling_matrix(size: int, source: int, device=None, dtype=torch.float32) 
                          ).view(source, size).T.contiguous()
 
 
+def _into_frame(images: torch.Tensor, regions: RegionOfInterest, frame_size: tuple[int, int],
+                box: tuple[int, int, int, int], face_present: torch.Tensor | None) -> torch.Tensor:
+    """Crop-space ``images (B, C, S, S)`` warped into frames of ``frame_size``: resampled
+    only inside ``box`` (outside it the regions' mask is 0), 0 outside the regions and for
+    frames without a face. ``box`` must not be empty."""
+    height, width = frame_size
+    x0, y0, x1, y1 = box
+    warped, inside = alignment.uncrop(images, regions, frame_size, box=box)
+    warped = warped * inside
+    if face_present is not None:
+        warped = warped * face_present.to(warped.dtype).view(-1, 1, 1, 1)
+    return F.pad(warped, (x0, width - x1, y0, height - y1))
+
+
 def _taper_in_frame(regions: RegionOfInterest, size: int, frame_size: tuple[int, int],
                     box: tuple[int, int, int, int], face_present: torch.Tensor | None,
                     like: torch.Tensor) -> torch.Tensor:
@@ -285,12 +299,8 @@ def _taper_in_frame(regions: RegionOfInterest, size: int, frame_size: tuple[int,
     if not batch or x1 <= x0 or y1 <= y0:
         return like.new_zeros(batch, 1, height, width)
     window = taper_window(size, device=like.device, dtype=like.dtype)
-    warped, inside = alignment.uncrop(window.expand(batch, 1, size, size), regions, frame_size,
-                                      box=box)
-    warped = warped * inside
-    if face_present is not None:
-        warped = warped * face_present.to(warped.dtype).view(-1, 1, 1, 1)
-    return F.pad(warped, (x0, width - x1, y0, height - y1))
+    return _into_frame(window.expand(batch, 1, size, size), regions, frame_size, box,
+                       face_present)
 
 
 def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
@@ -405,12 +415,7 @@ def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInt
         face = reduce((_modulated(prepared.crops, prepared.crop_spectrum,
                                   expand(params.face_amplitude), expand(params.face_phase))
                        + expand(params.face_spatial)) * window)
-        # only the rectangle the regions cover is resampled: outside it the mask is 0
-        warped, inside = alignment.uncrop(face, regions, (height, width), box=box)
-        warped = warped * inside
-        if face_present is not None:
-            warped = warped * face_present.to(warped.dtype).view(-1, 1, 1, 1)
-        change = change + F.pad(warped, (x0, width - x1, y0, height - y1))
+        change = change + _into_frame(face, regions, (height, width), box, face_present)
     return change
 
 
@@ -440,9 +445,14 @@ def quantize_within(protected: torch.Tensor, frames: torch.Tensor, eps: float) -
     return _on_grid(protected, low, high)
 
 
-def _on_grid(protected: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """:func:`quantize_within` given the bounds' levels."""
-    levels = torch.maximum(torch.minimum(torch.round(protected * LEVELS), high), low)
+def _on_grid(protected: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+             straight_through: bool = True) -> torch.Tensor:
+    """:func:`quantize_within` given the bounds' levels; ``straight_through=False`` (no
+    gradient wanted): the grid values themselves, computed in place."""
+    levels = torch.round(protected.detach() * LEVELS)  # the grid point: no gradient of its own
+    levels = torch.maximum(torch.minimum(levels, high, out=levels), low, out=levels)
+    if not straight_through:
+        return levels.div_(LEVELS)
     return protected + (levels / LEVELS - protected).detach()
 
 
@@ -497,15 +507,11 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'cupy', got {backend!r}")
     delta = eps * weight * torch.tanh(change / eps)
-    if quantize and not (torch.is_grad_enabled() and delta.requires_grad):
-        # no gradient wanted (the apply path): the grid levels directly, in place
-        levels = (x + delta).clamp_(0, 1).mul_(LEVELS).round_()
-        levels = torch.minimum(levels, prepared.high, out=levels)
-        levels = torch.maximum(levels, prepared.low, out=levels)
-        return levels.div_(LEVELS).to(frames.dtype)
     protected = (x + delta).clamp(0, 1)
     if quantize:
-        protected = _on_grid(protected, prepared.low, prepared.high)
+        # without a gradient to carry (the apply path), the grid values themselves
+        protected = _on_grid(protected, prepared.low, prepared.high,
+                             straight_through=torch.is_grad_enabled() and delta.requires_grad)
     return protected.to(frames.dtype)
 
 

@@ -198,18 +198,12 @@ def crop(frames: torch.Tensor, roi: RegionOfInterest, crop_size: int,
     roi = roi.to(device=frames.device, dtype=frames.dtype)
     height, width = source.shape[-2:]
     matrix = roi.crop_to_frame(crop_size)
-    factor = 1
-    if antialias and len(roi):
-        factor = int(torch.floor(roi.size.detach().min() / crop_size).item())
-        factor = max(1, min(factor, height, width))
+    factor = antialias_factor(roi, crop_size, (height, width)) if antialias else 1
     if factor > 1:
         # pool only the rectangle the regions cover, cut on the pooling's own grid (so the
         # pooled pixels are those of the whole frame): a fraction of the work
-        x0, y0, x1, y1 = region_box(roi, (height, width), margin=2 * factor + 1)
+        x0, y0, x1, y1 = pooling_box(roi, (height, width), factor)
         if x1 > x0 and y1 > y0:
-            x0, y0 = x0 // factor * factor, y0 // factor * factor
-            x1 = min(width, x0 + -(-(x1 - x0) // factor) * factor)
-            y1 = min(height, y0 + -(-(y1 - y0) // factor) * factor)
             source = source[..., y0:y1, x0:x1]
             matrix = torch.cat([matrix[:, :, :2], matrix[:, :, 2:] - matrix.new_tensor([[x0], [y0]])],
                                dim=-1)
@@ -239,6 +233,30 @@ def region_box(roi: RegionOfInterest, frame_size: tuple[int, int],
     y0 = min(max(int(low[1]) - margin, 0), height)
     x1 = max(min(int(high[0]) + margin, width), x0)
     y1 = max(min(int(high[1]) + margin, height), y0)
+    return x0, y0, x1, y1
+
+
+def antialias_factor(roi: RegionOfInterest, crop_size: int, frame_size: tuple[int, int]) -> int:
+    """The integer factor :func:`crop` average-pools the frames by before cutting
+    ``crop_size`` crops of ``roi`` (1: none): the smallest region's side over the crop's."""
+    if not len(roi):
+        return 1
+    factor = int(torch.floor(roi.size.detach().min() / crop_size).item())
+    return max(1, min(factor, *frame_size))
+
+
+def pooling_box(roi: RegionOfInterest, frame_size: tuple[int, int], factor: int,
+                margin: int | None = None) -> tuple[int, int, int, int]:
+    """:func:`region_box` (``margin`` default ``2 * factor + 1``) with its top-left corner
+    on the grid of a ``factor`` pooling and its sides whole pooling cells (or reaching the
+    frame's edge): pooling it gives the same pixels as pooling the whole frame there."""
+    height, width = frame_size
+    x0, y0, x1, y1 = region_box(roi, frame_size, 2 * factor + 1 if margin is None else margin)
+    if x1 <= x0 or y1 <= y0:
+        return x0, y0, x1, y1
+    x0, y0 = x0 // factor * factor, y0 // factor * factor
+    x1 = min(width, x0 + -(-(x1 - x0) // factor) * factor)
+    y1 = min(height, y0 + -(-(y1 - y0) // factor) * factor)
     return x0, y0, x1, y1
 
 
