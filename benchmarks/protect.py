@@ -134,8 +134,17 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", default=None, help="e.g. 640x360 1280x720")
     parser.add_argument("--share", nargs="+", default=["on", "off"], choices=["on", "off"])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="threads of torch's CPU kernels (default 0: protect's default, "
+                             "half the cores)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
+
+    import torch
+
+    from vdf_stream.engine import torch_threads
+
+    torch.set_num_threads(torch_threads(args.torch_threads))
 
     from vdf_stream import assets, evaluate
 

@@ -15,7 +15,11 @@ Per batch, in the main thread:
    in a row read the targets (``headroom`` raises them; 1.0 measured best, see
    docs/protection.md);
 4. the parameters are applied (:func:`vdf_stream.perturb.perturb`; the fused CuPy kernel on
-   a GPU with CuPy, torch otherwise): ``|output - input| <= eps`` on the 8-bit grid.
+   a GPU with CuPy, torch otherwise): ``|output - input| <= eps`` on the 8-bit grid. In a
+   stream (``protect``, pipes, ``batch``: the engine's runs), with ``overlap`` (the
+   default), this runs on a second thread while the next frames are detected and
+   optimised; frames come out in order, at most :data:`APPLY_LAG` frames later, and the
+   same as without it.
 
 Strength presets (``strength``; ``eps`` and ``steps`` override them):
 
@@ -43,6 +47,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -68,6 +74,8 @@ ROBUST_PRESETS: dict[str, bool] = {"low": False, "medium": False, "high": True}
 # vdf_stream.models.surrogate's, built on first use.
 SURROGATES = ("mtcnn", "faceapi68")
 SURROGATE_MARGIN = 0.15
+# Frames the apply thread may be behind the optimiser (``overlap``) before process() waits.
+APPLY_LAG = 2
 TARGETS = ("mesh", "parsing", "detection") + SURROGATES
 
 
@@ -151,6 +159,9 @@ class VdfOptions:
                 "default: the preset's (off for low and medium, on for high: what measured "
                 "best after the real encoder, see docs/protection.md)"})
     seed: int = field(default=0, metadata={"help": "seed of the random transformations"})
+    overlap: bool = field(default=True, metadata={
+        "help": "in a stream, apply each frame's parameters on a second thread while the "
+                "next frame is optimised (the same output; off: all on one thread)"})
     backend: Backend = field(default="auto", metadata={
         "help": "apply kernel: auto (CuPy on a GPU when installed), torch, cupy"})
     quiet: bool = field(default=False, metadata={"help": "no summary line on stderr at close"})
@@ -214,6 +225,10 @@ class VdfFilter(Filter):
         self.stats = None
         self.timings = {"detect": 0.0, "optimise": 0.0, "apply": 0.0}
         self._pipeline = None
+        self._applier = None  # the apply thread (overlap), started on the first frame
+        self._pending = deque()  # (pts, index, future) of frames being applied, in order
+        self._time_base = None
+        self._empty = None
 
     def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
         from vdf_stream.models.mesh import FacePipeline
@@ -264,7 +279,7 @@ class VdfFilter(Filter):
         import time
 
         from vdf_stream.objective import optimise
-        from vdf_stream.perturb import make_params, perturb
+        from vdf_stream.perturb import make_params
         from vdf_stream.sharing import NEW, REUSE, describe
 
         if frames.format not in self.formats:
@@ -275,8 +290,12 @@ class VdfFilter(Filter):
         started = time.perf_counter()
         regions, found, _ = self._pipeline.regions(data)
         self.timings["detect"] += time.perf_counter() - started
+        overlap = self.streaming and self.options.overlap
+        if overlap and self._applier is None:
+            self._applier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vdf-apply")
+            self._time_base = frames.time_base
+            self._empty = data[:0]
         outputs = []
-        height, width = data.shape[-2:]
         for position, index in enumerate(frames.indices):
             frame = data[position:position + 1]
             region = regions[position]
@@ -286,13 +305,46 @@ class VdfFilter(Filter):
                                                      describe, optimise, make_params, NEW, REUSE)
             self.timings["optimise"] += time.perf_counter() - started
             self.stats.record(action, steps)
-            started = time.perf_counter()
-            with torch.no_grad():
-                outputs.append(perturb(frame, params, region, self.eps,
-                                       face_present=found[position:position + 1],
-                                       backend=self.backend, **self.perturb_options))
-            self.timings["apply"] += time.perf_counter() - started
+            job = (frame, params, region, found[position:position + 1])
+            if overlap:
+                self._pending.append((frames.pts[position], index,
+                                      self._applier.submit(self._apply, *job)))
+            else:
+                outputs.append(self._apply(*job))
+        if overlap:
+            return self._release(wait=False)
         return frames.with_data(torch.cat(outputs), frames.format)
+
+    def _apply(self, frame, params, region, found) -> torch.Tensor:
+        """The parameters applied to one frame (either thread)."""
+        import time
+
+        from vdf_stream.perturb import perturb
+
+        started = time.perf_counter()
+        with torch.no_grad():
+            output = perturb(frame, params, region, self.eps, face_present=found,
+                             backend=self.backend, **self.perturb_options)
+        self.timings["apply"] += time.perf_counter() - started
+        return output
+
+    def _release(self, wait: bool) -> Frames:
+        """The applied frames at the front of the queue, in order: those done, and any
+        more than :data:`APPLY_LAG` behind (waited for); with ``wait``, all of them."""
+        pts, indices, outputs = [], [], []
+        while self._pending and (wait or len(self._pending) > APPLY_LAG
+                                 or self._pending[0][2].done()):
+            stamp, index, future = self._pending.popleft()
+            outputs.append(future.result())  # an apply error is raised here
+            pts.append(stamp)
+            indices.append(index)
+        data = torch.cat(outputs) if outputs else self._empty
+        return Frames(data, "rgbf32", pts, indices, self._time_base)
+
+    def flush(self) -> Frames | None:
+        if not self._pending:
+            return None
+        return self._release(wait=True)
 
     def _parameters(self, frame, region, has_face, index, describe, optimise, make_params,
                     NEW, REUSE):
@@ -345,6 +397,12 @@ class VdfFilter(Filter):
         return summary
 
     def close(self) -> None:
+        if self._applier is not None:
+            for _, _, future in self._pending:
+                future.cancel()
+            self._pending.clear()
+            self._applier.shutdown(wait=True)
+            self._applier = None
         if self.stats is not None and self.stats.frames and not self.options.quiet:
             s = self.stats
             print(f"vdf: {s.frames} frames, {s.keyframes} keyframes, {s.refined} refined, "

@@ -43,7 +43,9 @@ def test_variable_frame_rate_stays_variable(tmp_path):
 
 
 @pytest.mark.parametrize("graph", ["null", "scale=w=160:h=120,scale=w=320:h=240",
-                                   "gaussian_blur=sigma=0.5", "median", "jpeg=quality=95"])
+                                   "gaussian_blur=sigma=0.5", "median", "jpeg=quality=95",
+                                   # vdf holds frames while its apply thread works
+                                   "vdf=quiet=1,scale=w=320:h=240", "scale=w=320:h=240,vdf=quiet=1"])
 def test_graphs_keep_count_and_order(tmp_path, graph):
     source = make_clip(tmp_path / "in.mp4", frames=12)
     result = run_cli("protect", source, "-o", tmp_path / "out.mkv", "--vf", graph, "-q",

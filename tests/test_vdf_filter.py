@@ -158,3 +158,55 @@ def test_targets_choose_the_models_attacked(clip):
     assert weights.landmarks == 0 and weights.pose == 0
     assert set(vdf.objective.surrogates) == {"mtcnn", "faceapi68"}
     assert 0 < (protected - data).abs().max() <= 8 / 255 + 1e-5
+
+
+def _stream(options_text: str, data: torch.Tensor):
+    """The filter as the engine drives it (streaming): what each process() call returned,
+    and what flush() returned at the end."""
+    (vdf,) = build_filters(f"vdf={options_text}")
+    vdf.streaming = True
+    height, width = data.shape[-2:]
+    vdf.setup(VideoInfo(width, height, Fraction(1, 30), Fraction(30)), torch.device("cpu"))
+    returned = []
+    try:
+        for index in range(data.shape[0]):
+            out = vdf.process(Frames(data[index:index + 1], "rgbf32", [10 * index], [index],
+                                     Fraction(1, 30)))
+            returned.append(out)
+        held = vdf.flush()
+    finally:
+        vdf.close()
+    return returned, held
+
+
+def test_overlapped_apply_gives_the_same_frames_in_order(clip):
+    from vdf_stream.filters.vdf import APPLY_LAG
+
+    data = _frames(clip, "single_face.mp4", [0, 1, 2, 3, 4])
+    options = "steps=2:refine_steps=1:quiet=1"
+    _, plain = _run(options + ":overlap=0", data)
+    returned, held = _stream(options, data)
+    # no call holds more than APPLY_LAG frames back; the rest comes out at flush, in order
+    for calls, out in enumerate(returned, start=1):
+        released = sum(len(item) for item in returned[:calls])
+        assert calls - released <= APPLY_LAG
+    pieces = [item for item in returned + [held] if item is not None and len(item)]
+    indices = [i for item in pieces for i in item.indices]
+    assert indices == list(range(5))
+    assert [p for item in pieces for p in item.pts] == [10 * i for i in range(5)]
+    assert torch.equal(torch.cat([item.data for item in pieces]), plain)
+    # overlap=0 in a stream: every frame back at once
+    returned, held = _stream(options + ":overlap=0", data)
+    assert [len(item) for item in returned] == [1] * 5 and held is None
+
+
+def test_an_apply_failure_reaches_the_caller(clip, monkeypatch):
+    from vdf_stream.filters.vdf import VdfFilter
+
+    def broken(self, *args):
+        raise RuntimeError("apply failed")
+
+    monkeypatch.setattr(VdfFilter, "_apply", broken)
+    data = _frames(clip, "single_face.mp4", [0, 1, 2, 3])
+    with pytest.raises(RuntimeError, match="apply failed"):
+        _stream("steps=1:refine_steps=1:quiet=1", data)

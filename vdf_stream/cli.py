@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frames buffered between stages (default 8)")
     tuning.add_argument("--threads", type=int, default=0, metavar="N",
                         help="decoder threads (default 0: automatic)")
+    tuning.add_argument("--torch-threads", type=int, default=0, metavar="N",
+                        help="threads of the filters' CPU computations (default 0: half the "
+                             "cores, at least 1; the decoder, the encoder and the protection's "
+                             "apply thread use the rest)")
     _common(protect)
 
     _add_eval_parser(commands)
@@ -346,13 +350,15 @@ def apply_protection_options(filters, vf: str | None, strength: str | None,
 
 
 def run_protect(args) -> int:
-    from .engine import Engine, resolve_device
+    from .engine import Engine, resolve_device, torch_threads
     from .filter import build_filters
     from .sinks import EncodeOptions, open_sink
     from .sources import RawFormat, open_source
 
     if args.batch_size < 1 or args.queue_size < 1:
         raise UsageError("--batch-size and --queue-size must be at least 1")
+    if args.torch_threads < 0:
+        raise UsageError("--torch-threads must be 0 (automatic) or more")
     raw = None
     raw_given = [args.size is not None, args.fps is not None]
     if any(raw_given):
@@ -386,6 +392,9 @@ def run_protect(args) -> int:
     else:
         out_pix_fmt = args.output_pix_fmt or args.pix_fmt
     device = resolve_device(args.device)
+    import torch
+
+    torch.set_num_threads(torch_threads(args.torch_threads))
     filters = build_filters(args.vf)
     apply_protection_options(filters, args.vf, args.strength, args.seed)
     show = not args.quiet

@@ -64,6 +64,11 @@ class Filter:
         self.input_info: VideoInfo | None = None
         self.output_info: VideoInfo | None = None
         self.device = torch.device("cpu")
+        # Set by the engine before setup: the caller collects what flush() returns at the
+        # end, so process() may return fewer frames than it took (in order) and hold the
+        # rest a while. Callers that need a batch back whole (the Python API, eval) leave
+        # it False.
+        self.streaming = False
 
     def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
         """Negotiate once with the incoming stream; return the outgoing stream's description.
@@ -84,7 +89,10 @@ class Filter:
         return info
 
     def process(self, frames: Frames) -> Frames:
-        """Transform one batch (in one of ``formats``); the input batch is not modified."""
+        """Transform one batch (in one of ``formats``); the input batch is not modified.
+
+        Returns the batch transformed, or, when ``streaming``, the frames ready so far in
+        order (possibly none); :meth:`flush` returns the rest."""
         raise NotImplementedError
 
     def flush(self) -> Frames | None:

@@ -145,11 +145,12 @@ class Reference:
     found: torch.Tensor          # (B,) bool
     landmarks: torch.Tensor      # (B, 468, 3)
     rotation: torch.Tensor       # (B, 3, 3)
-    face_mask: torch.Tensor      # (B, 1, H, W) float 0/1: person & face oval
+    face_mask: torch.Tensor | None  # (B, 1, H, W) float 0/1: person & face oval; None
+                                    # when parsing is not attacked (only that term reads it)
     eye_distance: torch.Tensor   # (B,)
     surrogates: dict = field(default_factory=dict)  # name -> that model's clean reading
 
-    def shifted(self, dx: float, dy: float, mask: torch.Tensor) -> Reference:
+    def shifted(self, dx: float, dy: float, mask: torch.Tensor | None) -> Reference:
         """The same reading in a window of the frames whose top-left pixel is ``(dx, dy)``
         (regions and landmarks moved by ``-(dx, dy)``), with the window's ``mask``."""
         offset = self.regions.center.new_tensor([dx, dy])
@@ -165,7 +166,8 @@ class Reference:
             raise NotImplementedError("select() of a reference with surrogate readings")
         return Reference(self.regions[index], self.found[index:index + 1],
                          self.landmarks[index:index + 1], self.rotation[index:index + 1],
-                         self.face_mask[index:index + 1], self.eye_distance[index:index + 1])
+                         None if self.face_mask is None else self.face_mask[index:index + 1],
+                         self.eye_distance[index:index + 1])
 
 
 @dataclass
@@ -331,10 +333,12 @@ class Objective:
             found = torch.ones(frames.shape[0], dtype=torch.bool, device=frames.device)
         landmarks, _ = self.pipeline.mesh(frames, regions)
         rotation = pose.fit_canonical(landmarks, canonical=self.pipeline.canonical).rotation
-        height, width = frames.shape[-2:]
-        person = self.pipeline.segment(frames)[:, 0] > 0
-        oval = polygon_mask(landmarks[:, list(FACE_OVAL), :2], height, width)
-        mask = (person & oval & found.view(-1, 1, 1)).unsqueeze(1).to(frames.dtype)
+        mask = None
+        if self.weights.parsing:
+            height, width = frames.shape[-2:]
+            person = self.pipeline.segment(frames)[:, 0] > 0
+            oval = polygon_mask(landmarks[:, list(FACE_OVAL), :2], height, width)
+            mask = (person & oval & found.view(-1, 1, 1)).unsqueeze(1).to(frames.dtype)
         corners = metrics.OUTER_EYE_CORNERS
         eye = (landmarks[:, corners[0], :2] - landmarks[:, corners[1], :2]).norm(dim=-1)
         readings = {name: model.reference(frames, regions, found)
@@ -566,18 +570,77 @@ def optimisation_window(objective: Objective, reference: Reference,
     return x0, y0, x1, y1
 
 
+class Adam:
+    """Adam (Kingma and Ba, 2015) over parameter groups ``[{"params": [...], "lr": ...}]``:
+    betas 0.9 and 0.999, eps 1e-8, bias-corrected, per tensor; the same arithmetic as
+    ``torch.optim.Adam``'s defaults on the CPU (tested equal). Not ``torch.optim``: its
+    first use imports torch's compiler stack, about 2 s of every run's start-up on the CPU,
+    for five small tensors.
+
+    :meth:`state` and ``Adam(groups, state)`` carry the moments and step counts from one
+    call of :func:`optimise` to the next (live mode).
+    """
+
+    betas = (0.9, 0.999)
+    eps = 1e-8
+
+    def __init__(self, groups: list[dict], state: list[dict] | None = None):
+        self.groups = [(list(group["params"]), float(group["lr"])) for group in groups]
+        count = sum(len(tensors) for tensors, _ in self.groups)
+        if state is not None and len(state) != count:
+            raise ValueError(f"an Adam state of {len(state)} tensors for {count} parameters")
+        self._state = Adam._copy(state) if state is not None else [{} for _ in range(count)]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        position = 0
+        for tensors, lr in self.groups:
+            for tensor in tensors:
+                state = self._state[position]
+                position += 1
+                grad = tensor.grad
+                if grad is None:
+                    continue
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(tensor),
+                                 exp_avg_sq=torch.zeros_like(tensor))
+                state["step"] += 1
+                step = state["step"]
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.lerp_(grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                step_size = lr / (1 - beta1 ** step)
+                denominator = (exp_avg_sq.sqrt() / (1 - beta2 ** step) ** 0.5).add_(self.eps)
+                tensor.addcdiv_(exp_avg, denominator, value=-step_size)
+
+    def zero_grad(self) -> None:
+        for tensors, _ in self.groups:
+            for tensor in tensors:
+                tensor.grad = None
+
+    def state(self) -> list[dict]:
+        """A copy of the moments and step counts, one dict per parameter tensor."""
+        return Adam._copy(self._state)
+
+    @staticmethod
+    def _copy(state: list[dict]) -> list[dict]:
+        return [{name: value.clone() if isinstance(value, torch.Tensor) else value
+                 for name, value in item.items()} for item in state]
+
+
 @dataclass
 class OptimiseResult:
     params: PerturbParams
     steps: int
     reading: StepReading | None
-    state: dict | None = None  # Adam's state, to continue where this call stopped
+    state: list | None = None  # Adam's state, to continue where this call stopped
 
 
 def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
              objective: Objective, eps: float, steps: int, learning_rate: float = 1.0,
              generator: torch.Generator | None = None, targets: Targets | None = None,
-             perturb_options: dict | None = None, state: dict | None = None) -> OptimiseResult:
+             perturb_options: dict | None = None, state: list | None = None) -> OptimiseResult:
     """Adam on ``params`` (a detached copy is optimised; the input is kept) for up to
     ``steps`` steps on clean ``frames``; stops early when two consecutive steps read all
     ``targets`` (:func:`targets_met`).
@@ -594,11 +657,9 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
         {"params": [params.face_phase, params.frame_phase], "lr": 0.05 * learning_rate},
         {"params": [params.face_spatial], "lr": eps / 4 * learning_rate},
     ]
-    optimiser = torch.optim.Adam(groups)
-    if state is not None:
-        # continue a previous call's optimisation (its moments and step counts) instead of
-        # restarting Adam, whose first steps are large sign-like steps
-        optimiser.load_state_dict(state)
+    # with ``state``, continue a previous call's optimisation (its moments and step counts)
+    # instead of restarting Adam, whose first steps are large sign-like steps
+    optimiser = Adam(groups, state)
     options = dict(perturb_options or {})
     height, width = frames.shape[-2:]
     window = optimisation_window(objective, reference, (height, width))
@@ -616,14 +677,14 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
         # its hold on the frame term outside the window, estimated on its coarse grid)
         x0, y0, x1, y1 = window
         frames = frames[..., y0:y1, x0:x1]
-        reference = reference.shifted(x0, y0, reference.face_mask[..., y0:y1, x0:x1])
+        reference = reference.shifted(x0, y0, None)  # the mask serves parsing only, off here
         frame_pixels = height * width
     reading = None
     met = 0
     taken = 0
     tensors = params.tensors()
     for _ in range(steps):
-        optimiser.zero_grad(set_to_none=True)
+        optimiser.zero_grad()
         protected = perturb(frames, params, reference.regions, eps, face_present=reference.found,
                             **options)
         outside = None
@@ -647,4 +708,4 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
                 break
         else:
             met = 0
-    return OptimiseResult(params.detach(), taken, reading, optimiser.state_dict())
+    return OptimiseResult(params.detach(), taken, reading, optimiser.state())
