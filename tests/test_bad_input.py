@@ -223,6 +223,13 @@ def test_bad_option_value(good, tmp_path):
     assert "quality" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
 
 
+def test_negative_thread_count(good, tmp_path):
+    result = run_cli("protect", good, "-o", tmp_path / "o.mp4", "--torch-threads", "-1")
+    assert result.returncode == USAGE
+    assert "--torch-threads" in _one_line(result)
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_unknown_argument():
     result = run_cli("protect", "x.mp4", "--frobnicate")
     assert result.returncode == USAGE
