@@ -11,9 +11,9 @@ Per batch, in the main thread:
    keyframe follows the face and the refinements of consecutive frames add up; with
    ``share=off`` every frame is optimised from zero with the full budget (the per-frame
    baseline);
-3. the optimiser (:func:`vdf_stream.objective.optimise`) runs where needed, until two steps
-   in a row read the targets (``headroom`` raises them; 1.0 measured best, see
-   docs/protection.md);
+3. the optimiser (:func:`vdf_stream.objective.optimise`) runs where needed, until
+   ``confirm`` (3) steps in a row read the targets (``headroom`` raises them; 1.0 measured
+   best, see docs/protection.md);
 4. the parameters are applied (:func:`vdf_stream.perturb.perturb`; the fused CuPy kernel on
    a GPU with CuPy, torch otherwise): ``|output - input| <= eps`` on the 8-bit grid. In a
    stream (``protect``, pipes, ``batch``: the engine's runs), with ``overlap`` (the
@@ -28,8 +28,8 @@ preset   eps     keyframe steps   measured (docs/protection.md)
 ======== ======= ================ ======================================================
 low      4/255   20               invisible; little effect after CRF 23
 medium   8/255   40               the default: near invisible; single_face after CRF 23:
-                                  NME 0.068-0.091 (three seeds), pose 13.5-14.5 deg,
-                                  PSNR 37.7-37.9 dB, SSIM 0.971-0.972
+                                  NME 0.069-0.105 (three seeds), pose 14.1-15.9 deg,
+                                  PSNR 37.8-38.0 dB, SSIM 0.971
 high     12/255  60               visible smudges on the face (measured before keyframe
                                   tracking: NME 0.077, pose 12.6 deg, PSNR 35.2 dB)
 ======== ======= ================ ======================================================
@@ -116,9 +116,13 @@ class VdfOptions:
     learning_rate: float = field(default=3.0, metadata={
         "help": "scale of the optimiser's per-group learning rates"})
     early_stop: bool = field(default=True, metadata={
-        "help": "stop optimising a frame once two steps in a row read every targeted model's "
-                "target (mesh: NME >= 0.10 and pose >= 10 deg; parsing: flip >= 0.5; mtcnn, "
-                "faceapi68: their NME >= 0.05), times headroom"})
+        "help": "stop optimising a frame once confirm steps in a row read every targeted "
+                "model's target (mesh: NME >= 0.10 and pose >= 10 deg; parsing: flip >= 0.5; "
+                "mtcnn, faceapi68: their NME >= 0.05), times headroom"})
+    confirm: int = field(default=3, metadata={
+        "help": "steps in a row that must read the targets before a frame stops early (3: "
+                "measured to raise NME and pose error after CRF 23 over 2 for about a fifth "
+                "more steps; 4 gave no more, see docs/protection.md)"})
     headroom: float = field(default=1.0, metadata={
         "help": "early stop only once the step's reading exceeds the targets this many times "
                 "(1.0: measured to give the same efficacy after the encoder as 1.5 with about "
@@ -191,6 +195,8 @@ class VdfOptions:
             raise ValueError(f"eps must be in [1/255, 1] (e.g. 8/255), got {eps}")
         if steps < 0 or self.refine_steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps} and refine_steps {self.refine_steps}")
+        if self.confirm < 1:
+            raise ValueError(f"confirm must be at least 1, got {self.confirm}")
         if self.window < 1:
             raise ValueError(f"window must be at least 1, got {self.window}")
         if not (0 <= self.tau_refine <= self.tau_reuse <= 1):
@@ -381,7 +387,8 @@ class VdfFilter(Filter):
             with torch.enable_grad():
                 result = optimise(frame, reference, start, self.objective, self.eps,
                                   decision.steps, self.options.learning_rate, generator,
-                                  self.targets, self.perturb_options)
+                                  self.targets, self.perturb_options,
+                                  confirm=self.options.confirm)
             params = result.params
             decision.steps = result.steps
             if decision.action == NEW and self.options.share:

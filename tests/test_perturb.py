@@ -467,3 +467,25 @@ def test_adam_equals_torch_optim_adam():
         for a, b in zip(ours, theirs):
             assert torch.allclose(a, b, rtol=0, atol=1e-6)
     assert [item["step"] for item in adam.state()] == [6, 5, 6]
+
+
+def test_early_stop_waits_for_confirm_steps_in_a_row(clip):
+    """Targets every reading meets (zero): the optimiser stops after ``confirm`` steps."""
+    from vdf_stream.api import iterate
+    from vdf_stream.models.mesh import FacePipeline
+    from vdf_stream.objective import Objective, Targets, Transformations, optimise
+
+    frame = next(iter(iterate(str(clip("single_face.mp4")), format="rgbf32"))).data
+    objective = Objective(FacePipeline(segmentation=False), transformations=Transformations().none())
+    reference = objective.reference(frame)
+    eps = 8 / 255
+    start = make_params(1, *frame.shape[-2:], init_scale=eps / 2,
+                        generator=torch.Generator().manual_seed(0))
+    met = Targets(0.0, 0.0, 0.0, 0.0)
+    for confirm in (1, 2, 3):
+        result = optimise(frame, reference, start, objective, eps, 10, 3.0, targets=met,
+                          confirm=confirm)
+        assert result.steps == confirm
+    # targets no reading meets: the whole budget
+    never = Targets(10.0, 180.0, 1.0, 10.0)
+    assert optimise(frame, reference, start, objective, eps, 4, 3.0, targets=never).steps == 4

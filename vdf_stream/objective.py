@@ -640,10 +640,13 @@ class OptimiseResult:
 def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
              objective: Objective, eps: float, steps: int, learning_rate: float = 1.0,
              generator: torch.Generator | None = None, targets: Targets | None = None,
-             perturb_options: dict | None = None, state: list | None = None) -> OptimiseResult:
+             perturb_options: dict | None = None, state: list | None = None,
+             confirm: int = 2) -> OptimiseResult:
     """Adam on ``params`` (a detached copy is optimised; the input is kept) for up to
-    ``steps`` steps on clean ``frames``; stops early when two consecutive steps read all
-    ``targets`` (:func:`targets_met`).
+    ``steps`` steps on clean ``frames``; stops early when ``confirm`` consecutive steps read
+    all ``targets`` (:func:`targets_met`). Each of those steps still updates the
+    parameters: a larger ``confirm`` spends more steps on frames that already read the
+    targets, and the effect grows with them.
 
     ``state``: the ``state`` of an earlier result on parameters of the same shapes, to go
     on with its Adam moments (live mode publishes every few steps without restarting).
@@ -704,7 +707,7 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
         taken += 1
         if targets is not None and targets_met(objective, reading, targets):
             met += 1
-            if met >= 2:
+            if met >= confirm:
                 break
         else:
             met = 0
