@@ -7,6 +7,11 @@ An end marker closes each queue. Any stage failing, or Ctrl-C, sets a stop event
 frames already filtered are encoded, the encoder is flushed and the container finalised, so
 the output is playable up to that point.
 
+Filters run ``streaming`` here: one may hand back fewer frames than it took, in order, and
+the rest at the end (:meth:`Filter.flush`); the ``vdf`` filter does, while its apply thread
+works (at most 2 frames behind). On a stop, the frames a filter still holds are not
+written: the output ends a frame or two earlier, never with a gap.
+
 Format negotiation happens once, before the first frame (as FFmpeg negotiates a filter
 graph): the decoder produces the first filter's preferred layout directly (on the CPU via
 swscale, with the stream's colour matrix), layouts are converted between filters only when
