@@ -102,6 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-frames", type=int, default=None, help="at most N evaluated frames")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's; 1 is steadier on a shared machine)")
+    parser.add_argument("--confirm", type=int, default=None,
+                        help="the optimiser's early-stop confirmation (default: the vdf filter's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
@@ -119,6 +121,8 @@ def main(argv=None) -> int:
     if args.quick:
         sizes, loops, stride, eval_frames = [(320, 180)], 1, 8, 2
         options = live.LiveOptions(strength=args.strength, keyframe_steps=2, publish_steps=1)
+    if args.confirm is not None:
+        options.confirm = args.confirm
     device = resolve_device(args.device)
     clip = assets.fetch("single_face.mp4", progress=False)
     cases = []

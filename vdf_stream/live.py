@@ -692,8 +692,10 @@ class Optimiser:
     def __init__(self, board: ParameterBoard, device: torch.device, eps: float,
                  keyframe_steps: int, refine_steps: int = 5, publish_steps: int = 5,
                  tau_reuse: float = 0.97, tau_refine: float = 0.90, learning_rate: float = 3.0,
-                 seed: int = 0, perturb_options: dict | None = None, robust: bool = False):
+                 seed: int = 0, perturb_options: dict | None = None, robust: bool = False,
+                 confirm: int = 2):
         self.board = board
+        self.confirm = confirm
         self.robust = robust
         self.perturb_options = dict(perturb_options or {})
         self.device = device
@@ -814,7 +816,8 @@ class Optimiser:
                 with torch.enable_grad():
                     result = optimise(keyframe.frame, reference, params, self.objective,
                                       self.eps, chunk, self.learning_rate, generator,
-                                      self.targets, self.perturb_options, state=self._adam)
+                                      self.targets, self.perturb_options, state=self._adam,
+                                      confirm=self.confirm)
                 done += result.steps
                 params = result.params
                 # go on with the same Adam across publications and refined keyframes
@@ -972,6 +975,9 @@ class LiveOptions:
         eps, keyframe_steps: override the preset's.
         refine_steps, tau_reuse, tau_refine: the optimiser's sharing decisions (by
             default the ``vdf`` filter's).
+        confirm: steps in a row that must read the targets before the optimiser stops a
+            keyframe early, counted within one publication of ``publish_steps``. 2, not
+            the ``vdf`` filter's 3: live, 3 measured no better (docs/live.md).
         publish_steps: the optimiser publishes after at most this many steps.
         fallback: ``perturb`` (the seeded random start before the first optimised set) or
             ``hold`` (no frame delivered before it).
@@ -987,6 +993,7 @@ class LiveOptions:
     refine_steps: int = field(default_factory=lambda: _vdf_default("refine_steps"))
     tau_reuse: float = field(default_factory=lambda: _vdf_default("tau_reuse"))
     tau_refine: float = field(default_factory=lambda: _vdf_default("tau_refine"))
+    confirm: int = 2
     publish_steps: int = 5
     fallback: str = "perturb"
     seed: int = 0
@@ -1026,8 +1033,8 @@ class LiveOptions:
             raise UsageError(f"eps must be in [1/255, 1], got {eps}")
         if self.fallback not in FALLBACKS:
             raise UsageError(f"fallback must be one of {', '.join(FALLBACKS)}")
-        if self.detect_every < 1 or self.publish_steps < 1:
-            raise UsageError("detect_every and publish_steps must be at least 1")
+        if self.detect_every < 1 or self.publish_steps < 1 or self.confirm < 1:
+            raise UsageError("detect_every, publish_steps and confirm must be at least 1")
         return eps, steps
 
 
@@ -1072,7 +1079,8 @@ class LiveProtector:
                                        self.options.tau_reuse, self.options.tau_refine,
                                        seed=self.options.seed,
                                        perturb_options=self.perturb_options,
-                                       robust=self.options.resolved_robust())
+                                       robust=self.options.resolved_robust(),
+                                       confirm=self.options.confirm)
 
     def stop(self) -> None:
         self._stop.set()
