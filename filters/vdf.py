@@ -28,7 +28,7 @@ preset   eps     keyframe steps   measured (docs/protection.md)
 ======== ======= ================ ======================================================
 low      4/255   20               invisible; little effect after CRF 23
 medium   8/255   40               the default: near invisible; single_face after CRF 23:
-                                  NME 0.069-0.105 (three seeds), pose 14.1-15.9 deg,
+                                  NME 0.069-0.105 (five seeds), pose 10.8-15.9 deg,
                                   PSNR 37.8-38.0 dB, SSIM 0.971
 high     12/255  60               visible smudges on the face (measured before keyframe
                                   tracking: NME 0.077, pose 12.6 deg, PSNR 35.2 dB)
