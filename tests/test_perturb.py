@@ -240,12 +240,12 @@ def test_balanced_gradient_gives_each_extra_term_its_weighted_share(clip):
     assert cosine / (norm(extra) * norm(parsing)) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_optimise_goes_on_from_a_previous_state(clip):
-    """Two calls of 2 steps chained by ``state`` are one call of 4 steps (live mode publishes
-    every few steps without restarting Adam); without the state they are not."""
+def _optimisation_start(clip):
+    """``(frame, objective, reference, eps, start)``: single_face's first frame, the mesh
+    attacked without transformations, and a seeded random start."""
     from vdf_stream.api import iterate
     from vdf_stream.models.mesh import FacePipeline
-    from vdf_stream.objective import Objective, Transformations, optimise
+    from vdf_stream.objective import Objective, Transformations
 
     frame = next(iter(iterate(str(clip("single_face.mp4")), format="rgbf32"))).data
     objective = Objective(FacePipeline(segmentation=False), transformations=Transformations().none())
@@ -253,6 +253,15 @@ def test_optimise_goes_on_from_a_previous_state(clip):
     eps = 8 / 255
     start = make_params(1, *frame.shape[-2:], init_scale=eps / 2,
                         generator=torch.Generator().manual_seed(0))
+    return frame, objective, reference, eps, start
+
+
+def test_optimise_goes_on_from_a_previous_state(clip):
+    """Two calls of 2 steps chained by ``state`` are one call of 4 steps (live mode publishes
+    every few steps without restarting Adam); without the state they are not."""
+    from vdf_stream.objective import optimise
+
+    frame, objective, reference, eps, start = _optimisation_start(clip)
 
     def run(params, steps, state=None):
         return optimise(frame, reference, params, objective, eps, steps, 3.0, state=state)
@@ -471,16 +480,9 @@ def test_adam_equals_torch_optim_adam():
 
 def test_early_stop_waits_for_confirm_steps_in_a_row(clip):
     """Targets every reading meets (zero): the optimiser stops after ``confirm`` steps."""
-    from vdf_stream.api import iterate
-    from vdf_stream.models.mesh import FacePipeline
-    from vdf_stream.objective import Objective, Targets, Transformations, optimise
+    from vdf_stream.objective import Targets, optimise
 
-    frame = next(iter(iterate(str(clip("single_face.mp4")), format="rgbf32"))).data
-    objective = Objective(FacePipeline(segmentation=False), transformations=Transformations().none())
-    reference = objective.reference(frame)
-    eps = 8 / 255
-    start = make_params(1, *frame.shape[-2:], init_scale=eps / 2,
-                        generator=torch.Generator().manual_seed(0))
+    frame, objective, reference, eps, start = _optimisation_start(clip)
     met = Targets(0.0, 0.0, 0.0, 0.0)
     for confirm in (1, 2, 3):
         result = optimise(frame, reference, start, objective, eps, 10, 3.0, targets=met,
