@@ -66,16 +66,13 @@ def make_clip(source: Path, target: Path, width: int, height: int, frames: int) 
 
 
 def warm_up(device: str) -> float:
-    """Load the face models (cached per process) and what torch imports on first use of an
-    optimiser, so that the cases time the stream, not the start-up. Returns the seconds."""
-    import torch
-
+    """Load the face models (cached per process), so that the cases time the stream, not
+    the start-up. Returns the seconds."""
     from vdf_stream.engine import resolve_device
     from vdf_stream.models.mesh import FacePipeline
 
     started = time.perf_counter()
     FacePipeline(device=resolve_device(device), segmentation=True)
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     return round(time.perf_counter() - started, 3)
 
 
