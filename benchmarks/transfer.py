@@ -3,9 +3,11 @@ leave-one-out matrix, each model alone against every other, and the techniques s
 raise transfer, after a real libx264 round trip.
 
 Models: ``mesh`` (MediaPipe's face mesh and the head pose fitted to it), ``mtcnn``
-(MTCNN's 5 points and its face detection) and ``faceapi68`` (face-api's 68-point network on
-MTCNN's box). Configurations are sets of them joined by ``+``: each alone, each pair (the
-leave-one-out sets) and all three.
+(MTCNN's 5 points and its face detection), ``faceapi68`` (face-api's 68-point network on
+MTCNN's box) and ``faceapi68tiny`` (face-api's tiny 68-point network, its own weights, on the
+same box). Configurations are sets of them joined by ``+``: by default each alone, each
+set of three (the leave-one-out sets), ``mesh+mtcnn`` (both face-api networks left out:
+the leave-family-out set) and all four.
 
 For every configuration, a few frames of each clip are optimised one by one (as
 ``vdf=share=off`` does: each frame its own parameters, its own reference, the same steps)
@@ -85,14 +87,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-MODELS = ("mesh", "mtcnn", "faceapi68")
-CONFIGURATIONS = ("mesh", "mtcnn", "faceapi68", "mtcnn+faceapi68", "mesh+faceapi68",
-                  "mesh+mtcnn", "mesh+mtcnn+faceapi68")
+MODELS = ("mesh", "mtcnn", "faceapi68", "faceapi68tiny")
+CONFIGURATIONS = ("mesh", "mtcnn", "faceapi68", "faceapi68tiny",
+                  "mtcnn+faceapi68+faceapi68tiny", "mesh+faceapi68+faceapi68tiny",
+                  "mesh+mtcnn+faceapi68tiny", "mesh+mtcnn+faceapi68", "mesh+mtcnn",
+                  "mesh+mtcnn+faceapi68+faceapi68tiny")
 CLIPS = ("single_face.mp4", "WolfgangLanger_Pexels.mp4")
 # (column, model that reads it, statistic over frames)
 COLUMNS = (("landmark_nme", "mesh", "median"), ("pose_error", "mesh", "median"),
            ("mtcnn_nme", "mtcnn", "median"), ("mtcnn_faces_lost", "mtcnn", "mean"),
-           ("faceapi68_nme", "faceapi68", "median"))
+           ("faceapi68_nme", "faceapi68", "median"),
+           ("faceapi68tiny_nme", "faceapi68tiny", "median"))
 FIDELITY_COLUMNS = ("psnr", "ssim")
 NME_TARGET = 0.05  # the issue's transfer target for both landmark readers
 LOST_TARGET = 0.5
@@ -138,7 +143,7 @@ def _faceapi_features(surrogate, images: torch.Tensor, boxes: torch.Tensor) -> l
     """face-api's first two dense blocks on its 112x112 input of each box."""
     from vdf_stream.models import faceapi
 
-    network = surrogate.landmarker.network
+    network = surrogate.landmarker.network  # either face-api network
     crops, _ = faceapi.crop_box(images, boxes)
     x = crops - network.mean
     first = network.blocks[0](x)
@@ -445,8 +450,8 @@ def _cell(value, digits: int = 3, percent: bool = False) -> str:
 
 def format_matrix(title: str, rows: list[dict], key: str) -> str:
     """One matrix as text: a row per configuration, the summary ``row[key]``."""
-    header = (f"{'optimised on':<34}{'mesh NME':>10}{'pose':>8}{'MTCNN NME':>11}{'lost':>7}"
-              f"{'face-api':>10}{'PSNR':>7}{'SSIM':>7}{'s/keyframe (cpu)':>18}")
+    header = (f"{'optimised on':<38}{'mesh NME':>10}{'pose':>8}{'MTCNN NME':>11}{'lost':>7}"
+              f"{'face-api':>10}{'tiny':>8}{'PSNR':>7}{'SSIM':>7}{'s/keyframe (cpu)':>18}")
     lines = [title, header]
     for row in rows:
         summary = row[key]
@@ -456,10 +461,10 @@ def format_matrix(title: str, rows: list[dict], key: str) -> str:
             text = _cell(summary.get(name), digits, name == "mtcnn_faces_lost")
             mark = "*" if row["models"] and model in row["models"] else " "
             cells.append(text + mark)
-        widths = (10, 8, 11, 7, 10)
+        widths = (10, 8, 11, 7, 10, 8)
         seconds = row.get("seconds_per_keyframe")
         cpu = row.get("cpu_seconds_per_keyframe")
-        lines.append(f"{row['label']:<34}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
+        lines.append(f"{row['label']:<38}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths))
                      + f"{_cell(summary.get('psnr'), 1):>7}{_cell(summary.get('ssim'), 3):>7}"
                      + f"{_seconds_text(seconds, cpu):>18}")
     lines.append("(* white box: the model was optimised against; medians over frames, faces "
@@ -484,16 +489,21 @@ def _colour(value, target: float) -> str:
     return "#%02x%02x%02x" % tuple(mixed)
 
 
-def write_svg(path: Path, panels: list[tuple[str, list[dict], str]], note: str) -> None:
+def write_svg(path: Path, panels: list[tuple[str, list[dict], str]], note: str,
+              models: tuple[str, ...] = MODELS) -> None:
     """A heatmap per panel ``(title, rows, summary key)``, panels one under the other: rows
     optimised against, columns read with (mesh NME, MTCNN NME, MTCNN faces lost, face-api
-    NME), colour = value over its target (NME 0.05, 50% of faces lost), white-box cells
-    hatched, the optimiser's CPU seconds per keyframe beside."""
-    columns = (("landmark_nme", "mesh", "mesh NME", NME_TARGET, False),
-               ("mtcnn_nme", "mtcnn", "MTCNN NME", NME_TARGET, False),
-               ("mtcnn_faces_lost", "mtcnn", "MTCNN lost", LOST_TARGET, True),
-               ("faceapi68_nme", "faceapi68", "face-api NME", NME_TARGET, False))
-    margin, label_width, cell_w, cell_h, cost_w = 24, 190, 96, 26, 100
+    NME, face-api tiny NME; those of ``models``), colour = value over its target (NME 0.05,
+    50% of faces lost), white-box cells hatched, leave-one-out cells framed, the optimiser's
+    CPU seconds per keyframe beside."""
+    columns = tuple(column for column in (
+        ("landmark_nme", "mesh", "mesh NME", NME_TARGET, False),
+        ("mtcnn_nme", "mtcnn", "MTCNN NME", NME_TARGET, False),
+        ("mtcnn_faces_lost", "mtcnn", "MTCNN lost", LOST_TARGET, True),
+        ("faceapi68_nme", "faceapi68", "face-api NME", NME_TARGET, False),
+        ("faceapi68tiny_nme", "faceapi68tiny", "tiny NME", NME_TARGET, False))
+        if column[1] in models)
+    margin, label_width, cell_w, cell_h, cost_w = 24, 250, 96, 26, 100
     width = margin * 2 + label_width + cell_w * len(columns) + cost_w
     title_h, header_h, panel_gap = 26, 26, 24
     heights = [title_h + header_h + cell_h * len(rows) for _, rows, _ in panels]
@@ -502,7 +512,7 @@ def write_svg(path: Path, panels: list[tuple[str, list[dict], str]], note: str) 
               "Colour: value over its target (NME 0.05, 50% of faces lost), red at the target; "
               "bold: target reached;",
               "hatched: white box (the model was optimised against); framed: leave-one-out "
-              "(optimised on the two others).",
+              "(optimised on all the others).",
               "CPU s: optimiser seconds per keyframe, one thread.", note]
     height = margin + sum(heights) + panel_gap * len(panels) + 18 * len(legend) + margin
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -541,7 +551,7 @@ def write_svg(path: Path, panels: list[tuple[str, list[dict], str]], note: str) 
                 if model in row["models"]:
                     parts.append(f'<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" '
                                  'fill="url(#hatch)"/>')
-                if len(row["models"]) == len(MODELS) - 1 and model not in row["models"]:
+                if len(row["models"]) == len(models) - 1 and model not in row["models"]:
                     parts.append(f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" '
                                  f'height="{cell_h - 2}" fill="none" stroke="#111" '
                                  'stroke-width="2"/>')
@@ -628,7 +638,8 @@ def main(argv=None) -> int:
     from vdf_stream.environment import cpu_idle_fraction
     from vdf_stream.filters.noise import bounded_noise
     from vdf_stream.models.mesh import FacePipeline
-    from vdf_stream.models.surrogate import FaceApi68Surrogate, MtcnnSurrogate
+    from vdf_stream.models.surrogate import (FaceApi68Surrogate, FaceApi68TinySurrogate,
+                                             MtcnnSurrogate)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -641,14 +652,20 @@ def main(argv=None) -> int:
     transfer_reader = evaluate.TransferReader(device)
     mtcnn = MtcnnSurrogate(device=device)
     surrogates = {"mtcnn": mtcnn,
-                  "faceapi68": FaceApi68Surrogate(device=device, detector=mtcnn.detector)}
+                  "faceapi68": FaceApi68Surrogate(device=device, detector=mtcnn.detector),
+                  "faceapi68tiny": FaceApi68TinySurrogate(device=device,
+                                                          detector=mtcnn.detector)}
     FeatureTerm = feature_term_class()
     feature_terms = {"mtcnn": FeatureTerm(surrogates["mtcnn"], _mtcnn_features),
-                     "faceapi68": FeatureTerm(surrogates["faceapi68"], _faceapi_features)}
+                     "faceapi68": FeatureTerm(surrogates["faceapi68"], _faceapi_features),
+                     "faceapi68tiny": FeatureTerm(surrogates["faceapi68tiny"],
+                                                  _faceapi_features)}
     margin_surrogates = {
         "mtcnn": MtcnnSurrogate(device=device, nme_target=args.margin_target),
         "faceapi68": FaceApi68Surrogate(device=device, nme_target=args.margin_target,
-                                        detector=mtcnn.detector)}
+                                        detector=mtcnn.detector),
+        "faceapi68tiny": FaceApi68TinySurrogate(device=device, nme_target=args.margin_target,
+                                                detector=mtcnn.detector)}
     runner = Runner(args, pipeline, surrogates, feature_terms, margin_surrogates)
 
     matrix_jobs = [(configuration, "baseline") for configuration in args.configurations]
@@ -809,7 +826,9 @@ def show(result: dict, svg: str | None) -> None:
                 f"{configuration['learning_rate']:g}, {configuration['frames_per_clip']} frames "
                 f"per clip (stride {configuration['stride']}), each optimised on its own; "
                 "benchmarks/transfer.py")
-        write_svg(Path(svg), [(title, rows, "summary") for title, rows in matrix], note)
+        models = tuple(dict.fromkeys(column["model"] for column in
+                                     configuration.get("columns", {}).values())) or MODELS
+        write_svg(Path(svg), [(title, rows, "summary") for title, rows in matrix], note, models)
         print(f"wrote {svg}")
 
 

