@@ -650,22 +650,21 @@ def main(argv=None) -> int:
     pipeline = FacePipeline(segmentation=True)
     face_reader = evaluate.FaceReader(device, "selfie+mesh")
     transfer_reader = evaluate.TransferReader(device)
-    mtcnn = MtcnnSurrogate(device=device)
-    surrogates = {"mtcnn": mtcnn,
-                  "faceapi68": FaceApi68Surrogate(device=device, detector=mtcnn.detector),
-                  "faceapi68tiny": FaceApi68TinySurrogate(device=device,
-                                                          detector=mtcnn.detector)}
+
+    def surrogates_towards(nme_target: float) -> dict:
+        """Every surrogate, optimised towards ``nme_target``; face-api's networks read in
+        the boxes of the set's MTCNN."""
+        mtcnn = MtcnnSurrogate(device=device, nme_target=nme_target)
+        return {"mtcnn": mtcnn, **{kind.name: kind(device=device, nme_target=nme_target,
+                                                    detector=mtcnn.detector)
+                                   for kind in (FaceApi68Surrogate, FaceApi68TinySurrogate)}}
+
+    surrogates = surrogates_towards(NME_TARGET)
+    margin_surrogates = surrogates_towards(args.margin_target)
     FeatureTerm = feature_term_class()
-    feature_terms = {"mtcnn": FeatureTerm(surrogates["mtcnn"], _mtcnn_features),
-                     "faceapi68": FeatureTerm(surrogates["faceapi68"], _faceapi_features),
-                     "faceapi68tiny": FeatureTerm(surrogates["faceapi68tiny"],
-                                                  _faceapi_features)}
-    margin_surrogates = {
-        "mtcnn": MtcnnSurrogate(device=device, nme_target=args.margin_target),
-        "faceapi68": FaceApi68Surrogate(device=device, nme_target=args.margin_target,
-                                        detector=mtcnn.detector),
-        "faceapi68tiny": FaceApi68TinySurrogate(device=device, nme_target=args.margin_target,
-                                                detector=mtcnn.detector)}
+    feature_terms = {name: FeatureTerm(model, _mtcnn_features if name == "mtcnn"
+                                       else _faceapi_features)
+                     for name, model in surrogates.items()}
     runner = Runner(args, pipeline, surrogates, feature_terms, margin_surrogates)
 
     matrix_jobs = [(configuration, "baseline") for configuration in args.configurations]

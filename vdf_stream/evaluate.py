@@ -428,8 +428,9 @@ class TransferReader:
         self.device = device
         self.batch_size = batch_size
         self.mtcnn = MtcnnSurrogate(device=device)
-        self.faceapi = FaceApi68Surrogate(device=device, detector=self.mtcnn.detector)
-        self.faceapi_tiny = FaceApi68TinySurrogate(device=device, detector=self.mtcnn.detector)
+        # face-api's networks, in the order of TransferReading's fields
+        self.landmarkers = [kind(device=device, detector=self.mtcnn.detector)
+                            for kind in (FaceApi68Surrogate, FaceApi68TinySurrogate)]
 
     @torch.no_grad()
     def read(self, frames: torch.Tensor, reference: TransferReading | None = None
@@ -444,18 +445,16 @@ class TransferReader:
             images = frames[start:stop].to(self.device).float().div_(255.0)
             faces = self.mtcnn.detect(images)
             found, boxes, points = largest_faces(faces, images)
-            _, face_points = self.faceapi.read(images, faces)
-            _, tiny_points = self.faceapi_tiny.read(images, faces)
+            points68 = [model.read(images, faces)[1] for model in self.landmarkers]
             if reference is not None:
                 tracked = reference.found[start:stop].to(found.device) & ~found
                 if bool(tracked.any()):
                     clean_boxes = reference.boxes[start:stop].to(images)[tracked]
                     refined = self.mtcnn.detector.refine_crops(images[tracked], clean_boxes)
                     points[tracked] = refined[2]
-                    face_points[tracked] = self.faceapi.landmarker(images[tracked], clean_boxes)
-                    tiny_points[tracked] = self.faceapi_tiny.landmarker(images[tracked],
-                                                                        clean_boxes)
-            readings.append(TransferReading(found, boxes, points, face_points, tiny_points))
+                    for model, read in zip(self.landmarkers, points68):
+                        read[tracked] = model.landmarker(images[tracked], clean_boxes)
+            readings.append(TransferReading(found, boxes, points, *points68))
         return TransferReading.cat(readings)
 
 

@@ -90,7 +90,6 @@ VARIANTS = {
 }
 WEIGHTS_ASSET = VARIANTS["full"].weights_asset
 MANIFEST_ASSET = VARIANTS["full"].manifest_asset
-BLOCK_CHANNELS = VARIANTS["full"].block_channels
 
 
 def variant_of(name: str) -> Variant:
