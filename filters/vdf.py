@@ -72,7 +72,7 @@ PRESETS: dict[str, tuple[float, int]] = {
 ROBUST_PRESETS: dict[str, bool] = {"low": False, "medium": False, "high": True}
 # Models the optimiser can attack (``targets``); the last two are
 # vdf_stream.models.surrogate's, built on first use.
-SURROGATES = ("mtcnn", "faceapi68", "faceapi68tiny")
+SURROGATES = ("mtcnn", "faceapi68", "faceapi68tiny", "faceapidet")
 SURROGATE_MARGIN = 0.15
 # Frames the apply thread may be behind the optimiser (``overlap``) before process() waits.
 APPLY_LAG = 2
@@ -84,10 +84,10 @@ def build_surrogates(names, device: torch.device) -> dict:
     if not names:
         return {}
     from vdf_stream.models.surrogate import (FaceApi68Surrogate, FaceApi68TinySurrogate,
-                                             MtcnnSurrogate)
+                                             FaceApiDetectorSurrogate, MtcnnSurrogate)
 
     classes = {"mtcnn": MtcnnSurrogate, "faceapi68": FaceApi68Surrogate,
-               "faceapi68tiny": FaceApi68TinySurrogate}
+               "faceapi68tiny": FaceApi68TinySurrogate, "faceapidet": FaceApiDetectorSurrogate}
     # The losses keep pushing up to NME 0.15, past the 0.05 target: measured on 8 frames
     # (benchmarks/transfer.py --techniques margin), it raises the models' own figures after
     # CRF 23 (face-api alone 0.026 -> 0.044) at no cost to the mesh's.
@@ -120,7 +120,8 @@ class VdfOptions:
     early_stop: bool = field(default=True, metadata={
         "help": "stop optimising a frame once confirm steps in a row read every targeted "
                 "model's target (mesh: NME >= 0.10 and pose >= 10 deg; parsing: flip >= 0.5; "
-                "mtcnn, faceapi68, faceapi68tiny: their NME >= 0.05), times headroom"})
+                "mtcnn, faceapi68, faceapi68tiny: their NME >= 0.05; faceapidet: its box moved "
+                "0.05 of its side), times headroom"})
     confirm: int = field(default=3, metadata={
         "help": "steps in a row that must read the targets before a frame stops early (3: "
                 "measured to raise NME and pose error after CRF 23 over 2 for about a fifth "
@@ -136,13 +137,15 @@ class VdfOptions:
                 "landmarks and head pose), parsing (selfie segmentation), detection "
                 "(BlazeFace), mtcnn (MTCNN's R/O-Net: 5 points and face score), faceapi68 "
                 "(face-api's 68-point network), faceapi68tiny (face-api's tiny 68-point "
-                "network); e.g. mesh+mtcnn+faceapi68"})
+                "network), faceapidet (face-api's tiny face detector: its box and face "
+                "score); e.g. mesh+mtcnn+faceapi68"})
     parsing: float = field(default=1.0, metadata={
         "help": "weight of the parsing term when targeted"})
     detection: float = field(default=1.0, metadata={
         "help": "weight of the detection term when targeted"})
     surrogate_weight: float = field(default=1.0, metadata={
-        "help": "weight of each other model (mtcnn, faceapi68, faceapi68tiny) when targeted"})
+        "help": "weight of each other model (mtcnn, faceapi68, faceapi68tiny, faceapidet) "
+                "when targeted"})
     fidelity: float = field(default=1.0, metadata={
         "help": "weight of the fidelity term, mean((change / eps)^2): budget that does not "
                 "move the face models is given back (1.0: measured to keep efficacy and raise "

@@ -9,7 +9,8 @@ from vdf_stream.models import mesh, surrogate
 from vdf_stream.models.alignment import RegionOfInterest
 
 SURROGATES = (surrogate.MtcnnSurrogate, surrogate.FaceApi68Surrogate,
-              surrogate.FaceApi68TinySurrogate)
+              surrogate.FaceApi68TinySurrogate, surrogate.FaceApiDetectorSurrogate)
+POINTS = {"mtcnn": 5, "faceapi68": 68, "faceapi68tiny": 68, "faceapidet": 2}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def reference(model, frames, regions):
 
 def test_is_a_surrogate_with_its_name(model):
     assert isinstance(model, surrogate.Surrogate)
-    assert model.name in ("mtcnn", "faceapi68", "faceapi68tiny")
+    assert model.name in POINTS
 
 
 def test_clean_reference(model, reference, frames):
@@ -68,7 +69,9 @@ def test_rescaled_frames_read_the_same_face(model, reference, frames, regions):
     roi = regions[0]
     scaled = RegionOfInterest(roi.center * scale, roi.size * scale, roi.angle)
     loss, readings = model.loss(small, scaled, scale, reference)
-    assert readings["nme"][:2].max() < 0.01  # resampling only
+    # resampling only (the detector resamples the whole frame to 416 either way: 640 pixels
+    # down, or 320 up; measured 0.017)
+    assert readings["nme"][:2].max() < (0.03 if model.name == "faceapidet" else 0.01)
     assert loss[2] == 0
 
 
@@ -103,12 +106,20 @@ def test_a_few_white_box_steps_raise_the_error(model, reference, frames, regions
             delta.clamp_(-eps, eps)
         delta.grad = None
     _, readings = model.loss((clean + delta).clamp(0, 1), regions[0][0:1], 1.0, sub_reference)
+    found, clean_points = model.read(clean)
+    found_protected, protected_points = model.read((clean + delta).clamp(0, 1))
+    if model.name == "faceapidet":
+        # measured: the face's score 0.65 clean, 0.36 after the random start alone (this
+        # detector is fragile), 0.008 after the steps, and the box moved 0.052 of its side:
+        # the face is lost to the detector's own reading
+        assert readings["face_score"][0] < 0.1 < 0.5 < torch.sigmoid(sub_reference.margins[0, 0])
+        assert readings["nme"][0] > 0.025
+        assert found.all() and not found_protected.any()
+        return
     # measured: NME 0.002 -> 0.055 (faceapi68, held at its target, where the loss stops
     # pulling), 0.001 -> 0.047 (mtcnn, whose O-Net face score also fell to 0.70)
     assert readings["nme"][0] > 0.025 > first["nme"][0]
     # and the independent reading (own detection on the frame) moves with it
-    found, clean_points = model.read(clean)
-    found_protected, protected_points = model.read((clean + delta).clamp(0, 1))
     assert found.all() and found_protected.all()
     shift = (protected_points - clean_points).norm(dim=-1).mean()
     assert shift / reference.eye_distance[0] > 0.01
@@ -116,7 +127,7 @@ def test_a_few_white_box_steps_raise_the_error(model, reference, frames, regions
 
 def test_independent_reading(model, frames, reference):
     found, points = model.read(frames)
-    count = 5 if model.name == "mtcnn" else 68
+    count = POINTS[model.name]
     assert found.tolist() == [True, True, False] and points.shape == (3, count, 2)
     assert torch.isnan(points[2]).all() and torch.isfinite(points[:2]).all()
     # on a clean frame the independent reading lands on the reference's reading
@@ -181,7 +192,8 @@ def test_eval_transfer_reading(clip):
                                                  device="cpu"))
     transfer = result["transfer"]
     assert set(transfer["efficacy"]) == {"mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme",
-                                         "faceapi68tiny_nme"}
+                                         "faceapi68tiny_nme", "faceapidet_faces_lost",
+                                         "faceapidet_box_shift"}
     for name, summary in transfer["efficacy"].items():
         assert summary["count"] == 3 and summary["max"] == 0, (name, summary)
     floor = transfer["floor"]
@@ -211,3 +223,6 @@ def test_transfer_reads_a_lost_face_in_the_original_box(frames):
     assert values["mtcnn_faces_lost"].tolist() == [0.0, 1.0]
     assert values["mtcnn_nme"][0] == 0 and values["mtcnn_nme"][1] > 0.05
     assert values["faceapi68_nme"][0] == 0 and values["faceapi68_nme"][1] > 0.05
+    # face-api's detector loses the blanked face too: no box to compare there
+    assert values["faceapidet_faces_lost"].tolist() == [0.0, 1.0]
+    assert values["faceapidet_box_shift"][0] == 0 and torch.isnan(values["faceapidet_box_shift"][1])

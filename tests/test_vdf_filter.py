@@ -153,10 +153,11 @@ def test_targets_choose_the_models_attacked(clip):
     with pytest.raises(UsageError, match="targets"):
         parse_options(cls, "targets=mesh+dlib")
     data = _frames(clip, "single_face.mp4", [0])
-    vdf, protected = _run("targets=mtcnn+faceapi68+faceapi68tiny:steps=2:quiet=1", data)
+    vdf, protected = _run("targets=mtcnn+faceapi68+faceapi68tiny+faceapidet:steps=2:quiet=1",
+                          data)
     weights = vdf.objective.weights
     assert weights.landmarks == 0 and weights.pose == 0
-    assert set(vdf.objective.surrogates) == {"mtcnn", "faceapi68", "faceapi68tiny"}
+    assert set(vdf.objective.surrogates) == {"mtcnn", "faceapi68", "faceapi68tiny", "faceapidet"}
     assert 0 < (protected - data).abs().max() <= 8 / 255 + 1e-5
 
 

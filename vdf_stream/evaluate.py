@@ -375,7 +375,9 @@ def compare(reading: Reading, reference: Reading) -> dict[str, torch.Tensor]:
 
 # --transfer: per-frame metric -> the metric of metrics.METRICS whose definition it uses
 TRANSFER_METRICS = {"mtcnn_nme": "landmark_nme", "mtcnn_faces_lost": "detection_loss",
-                    "faceapi68_nme": "landmark_nme", "faceapi68tiny_nme": "landmark_nme"}
+                    "faceapi68_nme": "landmark_nme", "faceapi68tiny_nme": "landmark_nme",
+                    "faceapidet_faces_lost": "detection_loss",
+                    "faceapidet_box_shift": "landmark_nme"}
 TRANSFER_FLOOR_CRF = 23
 TRANSFER_DESCRIPTIONS = {
     "mtcnn_nme": "MTCNN's 5 points (own detection, largest face), mean distance over the "
@@ -385,6 +387,10 @@ TRANSFER_DESCRIPTIONS = {
     "faceapi68_nme": "face-api's 68 points in MTCNN's box, mean distance over the original's "
                      "outer-eye-corner distance (points 36, 45)",
     "faceapi68tiny_nme": "the same with face-api's tiny 68-point network (FaceLandmark68TinyNet)",
+    "faceapidet_faces_lost": "1 when face-api's tiny face detector finds a face in the "
+                             "original and none in the compared frame",
+    "faceapidet_box_shift": "face-api's tiny face detector's best box, mean distance of its "
+                            "two corners over the original box's diagonal",
 }
 
 
@@ -398,6 +404,8 @@ class TransferReading:
         mtcnn_points: ``(B, 5, 2)`` its 5 points.
         faceapi_points: ``(B, 68, 2)`` face-api's 68 points in that box.
         faceapi_tiny_points: ``(B, 68, 2)`` its tiny network's 68 points in that box.
+        detector_found: ``(B,)`` face-api's tiny face detector found a face.
+        detector_corners: ``(B, 2, 2)`` its best box's corners (``NaN`` where none).
     """
 
     found: torch.Tensor
@@ -405,17 +413,21 @@ class TransferReading:
     mtcnn_points: torch.Tensor
     faceapi_points: torch.Tensor
     faceapi_tiny_points: torch.Tensor
+    detector_found: torch.Tensor
+    detector_corners: torch.Tensor
 
     @staticmethod
     def cat(readings: list[TransferReading]) -> TransferReading:
         return TransferReading(*(torch.cat([getattr(r, name) for r in readings]) for name in
                                  ("found", "boxes", "mtcnn_points", "faceapi_points",
-                                  "faceapi_tiny_points")))
+                                  "faceapi_tiny_points", "detector_found",
+                                  "detector_corners")))
 
 
 class TransferReader:
-    """MTCNN and face-api's two 68-point networks reading 8-bit frames on their own (the
-    surrogates' independent readings, :mod:`vdf_stream.models.surrogate`).
+    """MTCNN, face-api's two 68-point networks and its tiny face detector reading 8-bit
+    frames on their own (the surrogates' independent readings,
+    :mod:`vdf_stream.models.surrogate`).
 
     Args:
         device: where the networks run.
@@ -423,7 +435,8 @@ class TransferReader:
     """
 
     def __init__(self, device: torch.device, batch_size: int = PIPELINE_BATCH):
-        from .models.surrogate import FaceApi68Surrogate, FaceApi68TinySurrogate, MtcnnSurrogate
+        from .models.surrogate import (FaceApi68Surrogate, FaceApi68TinySurrogate,
+                                       FaceApiDetectorSurrogate, MtcnnSurrogate)
 
         self.device = device
         self.batch_size = batch_size
@@ -431,6 +444,7 @@ class TransferReader:
         # face-api's networks, in the order of TransferReading's fields
         self.landmarkers = [kind(device=device, detector=self.mtcnn.detector)
                             for kind in (FaceApi68Surrogate, FaceApi68TinySurrogate)]
+        self.detector = FaceApiDetectorSurrogate(device=device)
 
     @torch.no_grad()
     def read(self, frames: torch.Tensor, reference: TransferReading | None = None
@@ -454,7 +468,9 @@ class TransferReader:
                     points[tracked] = refined[2]
                     for model, read in zip(self.landmarkers, points68):
                         read[tracked] = model.landmarker(images[tracked], clean_boxes)
-            readings.append(TransferReading(found, boxes, points, *points68))
+            detector_found, corners = self.detector.read(images)
+            readings.append(TransferReading(found, boxes, points, *points68, detector_found,
+                                            corners))
         return TransferReading.cat(readings)
 
 
@@ -480,6 +496,12 @@ def compare_transfer(reading: TransferReading, reference: TransferReading
         "faceapi68tiny_nme": masked(metrics.landmark_nme(
             reading.faceapi_tiny_points, reference.faceapi_tiny_points,
             (faceapi.RIGHT_EYE_OUTER, faceapi.LEFT_EYE_OUTER))),
+        "faceapidet_faces_lost": metrics.detection_loss(reference.detector_found,
+                                                        reading.detector_found).cpu(),
+        # the box's corners as two points, over the original's corner-to-corner distance;
+        # NaN where either reading has no face
+        "faceapidet_box_shift": metrics.landmark_nme(
+            reading.detector_corners, reference.detector_corners, (0, 1)).detach().float().cpu(),
     }
 
 

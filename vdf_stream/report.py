@@ -148,6 +148,16 @@ METRICS: dict[str, Metric] = {
         "face-api tiny landmark shift (NME)", "The same with face-api's second, smaller "
         "68-point network (its own weights), read in the same MTCNN box.", digits=3,
         threshold=TRANSFER_NME, kind="transfer"),
+    "faceapidet_faces_lost": Metric(
+        "face-api detector faces lost", "The share of frames where face-api's tiny face "
+        "detector finds a face in the original but none in the protected video: face-api's "
+        "own pipeline reads no landmarks there.", percent=True, statistic="mean",
+        threshold=0.50, kind="transfer"),
+    "faceapidet_box_shift": Metric(
+        "face-api detector box shift", "How far the corners of the box face-api's tiny face "
+        "detector finds lie on the protected frame from those on the original, as a share "
+        "of the original box's diagonal (frames where it finds a face in both).", digits=3,
+        threshold=TRANSFER_NME, kind="transfer"),
 }
 
 KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip",
@@ -155,7 +165,8 @@ KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip
 FIDELITY_ORDER = ("psnr", "ssim", "max_abs_difference", "temporal_flicker")
 EFFICACY_ORDER = ("landmark_nme", "pose_error_degrees", "parse_flip", "detection_loss",
                   "presence")
-TRANSFER_ORDER = ("mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme", "faceapi68tiny_nme")
+TRANSFER_ORDER = ("mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme", "faceapi68tiny_nme",
+                  "faceapidet_faces_lost", "faceapidet_box_shift")
 CRITERIA = ("landmark_nme", "pose_error_degrees", "parse_flip", "detection_loss")
 ROBUSTNESS_ALWAYS = ("landmark_nme", "pose_error_degrees")
 FLOOR_FACTOR = 2.0  # under a degradation, a reading counts as broken only this far above the floor

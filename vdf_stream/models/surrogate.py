@@ -39,6 +39,13 @@ Models:
   Its independent reading runs MTCNN on the frame and the network on the largest face.
 - :class:`FaceApi68TinySurrogate` (``"faceapi68tiny"``): the same with face-api's tiny
   68-point network (FaceLandmark68TinyNet: its own, smaller network and weights).
+- :class:`FaceApiDetectorSurrogate` (``"faceapidet"``): face-api's tiny face detector (a
+  one-stage grid detector on the whole frame, another family than MTCNN's cascade). Its
+  reading is the face's box, as two points (top-left and bottom-right corners), its error
+  the corners' mean shift over the clean box's side; its loss half that error (capped at
+  the target) and half how far the face's best objectness logit fell from its clean value
+  towards the 0.5 threshold (at least one logit down: 1, the face is lost to the
+  detector).
 
 Both run on the device given at construction (frames must be there); ``dtype`` is the
 networks' precision, readings and losses come in the frames' dtype.
@@ -52,7 +59,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import alignment, faceapi, mtcnn
+from . import alignment, faceapi, faceapi_detector, mtcnn
 from .alignment import RegionOfInterest
 
 NME_TARGET = 0.05
@@ -320,3 +327,92 @@ class FaceApi68TinySurrogate(FaceApi68Surrogate):
 
     name = "faceapi68tiny"
     variant = "tiny"
+
+
+class FaceApiDetectorSurrogate(Surrogate):
+    """face-api's tiny face detector as a surrogate (see the module docstring).
+
+    The face is the anchor with the best objectness among those whose box overlaps the
+    clean box (IoU over :attr:`NEAR_IOU`); on a clean frame it is the detection face-api
+    reports there. ``points`` are its box's corners ``(B, 2, 2)`` and ``eye_distance`` the
+    clean box's longer side (the error's normaliser).
+
+    Args:
+        device, dtype: where the network runs.
+        nme_target: the box's corner shift (over its side) counted as reached.
+        box_weight, face_weight: the mix of the two terms (keep their sum 1).
+    """
+
+    name = "faceapidet"
+    NEAR_IOU = 0.3
+
+    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 nme_target: float = NME_TARGET, box_weight: float = 0.5,
+                 face_weight: float = 0.5):
+        super().__init__()
+        self.detector = faceapi_detector.TinyFaceDetector(device=device, dtype=dtype)
+        self.nme_target = nme_target
+        self.box_weight = box_weight
+        self.face_weight = face_weight
+        self.drop_logit = 0.0  # sigmoid(0) = 0.5, face-api's score threshold
+
+    def _face_anchor(self, boxes: torch.Tensor, logits: torch.Tensor, truth: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(box (B, 4), logit (B,), any (B,))`` of the best anchor overlapping ``truth``."""
+        overlap = torch.stack([mtcnn.box_overlap(frame_boxes.detach(), box[None])[:, 0]
+                               for frame_boxes, box in zip(boxes, truth.detach())])
+        near = overlap > self.NEAR_IOU
+        masked = logits.masked_fill(~near, float("-inf"))
+        best = masked.argmax(dim=1)
+        rows = torch.arange(boxes.shape[0], device=boxes.device)
+        return boxes[rows, best], logits[rows, best], near.any(dim=1)
+
+    @torch.no_grad()
+    def reference(self, frames: torch.Tensor, regions: RegionOfInterest,
+                  found: torch.Tensor) -> BoxReference:
+        _check_frames(frames)
+        _check_regions(frames, regions)
+        regions = regions.to(device=frames.device, dtype=frames.dtype)
+        detections = self.detector.detect(frames)
+        matched_boxes, _ = match_faces(detections, regions)
+        boxes, logits = self.detector(frames)
+        box, logit, any_near = self._face_anchor(boxes, logits, matched_boxes)
+        box = torch.where(any_near[:, None], box, matched_boxes)
+        detected = any_near & (logit > self.drop_logit)
+        side = (box[:, 2:] - box[:, :2]).amax(dim=-1)
+        return BoxReference(regions, box, box.view(-1, 2, 2), side.clamp_min(1.0),
+                            found.to(frames.device).bool(), detected,
+                            torch.where(any_near, logit, logit.new_zeros(()))[:, None])
+
+    def loss(self, images: torch.Tensor, regions: RegionOfInterest, scale: float,
+             reference: BoxReference) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        _check_frames(images)
+        _check_regions(images, regions)
+        truth = boxes_in_regions(reference.boxes.to(images), reference.regions, regions)
+        boxes, logits = self.detector(images)
+        box, logit, any_near = self._face_anchor(boxes, logits, truth)
+        side = reference.eye_distance.to(images) * scale
+        shift = (box - truth).abs().mean(dim=-1) / side
+        # no anchor left on the face: lost to the detector, both terms reached
+        shift = torch.where(any_near, shift, shift.new_full((), self.nme_target))
+        clean = reference.margins[:, 0].to(images)
+        progress = (clean - logit) / (clean - self.drop_logit).clamp_min(1.0)
+        progress = torch.where(any_near, progress, progress.new_ones(()))
+        loss = (-self.box_weight * capped_progress(shift, self.nme_target)
+                - self.face_weight * progress.clamp(max=1.0))
+        valid = reference.valid.to(images.device)
+        score = torch.where(any_near, torch.sigmoid(logit), logit.new_zeros(()))
+        return (torch.where(valid, loss, torch.zeros_like(loss)),
+                {"nme": shift.detach(), "face_score": score.detach()})
+
+    @torch.no_grad()
+    def read(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best-scoring face's box corners ``(B, 2, 2)``, as face-api finds it."""
+        _check_frames(frames)
+        found = torch.zeros(frames.shape[0], dtype=torch.bool, device=frames.device)
+        points = frames.new_full((frames.shape[0], 2, 2), float("nan"))
+        for index, detections in enumerate(self.detector.detect(frames)):
+            if len(detections):
+                found[index] = True
+                points[index] = detections.boxes[0].view(2, 2).to(frames)
+        return found, points
