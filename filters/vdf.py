@@ -164,6 +164,12 @@ class VdfOptions:
         "help": "local 5x5 luma standard deviation that counts as full texture (> 0)"})
     region_floor: float = field(default=0.5, metadata={
         "help": "attention outside the face region relative to inside, in [0, 1]"})
+    psnr: float | None = field(default=None, metadata={
+        "help": "fidelity floor in dB: a frame whose change would take its PSNR against the "
+                "input under this gets its change scaled down to meet it, before encoding "
+                "(the encoder takes more: e.g. 38 keeps WolfgangLanger's frames at 35 dB or "
+                "more after H.264 CRF 23, see docs/protection.md); default: no floor, eps "
+                "alone bounds the change"})
     robust: bool | None = field(default=None, metadata={
         "help": "expectation over rescaling, H.264-like and JPEG-like quantisation and blur; "
                 "default: the preset's (off for low and medium, on for high: what measured "
@@ -218,6 +224,8 @@ class VdfOptions:
             value = getattr(self, name)
             if not (0 <= value <= 1):
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.psnr is not None and not (math.isfinite(self.psnr) and 10 <= self.psnr <= 80):
+            raise ValueError(f"psnr must be a floor in dB between 10 and 80, got {self.psnr}")
         if not (math.isfinite(self.texture_reference) and self.texture_reference > 0):
             raise ValueError(f"texture_reference must be > 0, got {self.texture_reference}")
         if self.seed < 0:
@@ -285,6 +293,8 @@ class VdfFilter(Filter):
         self.perturb_options = {"chroma": options.chroma, "texture_floor": options.texture_floor,
                                 "region_floor": options.region_floor,
                                 "texture_reference": options.texture_reference}
+        if options.psnr is not None:
+            self.perturb_options["psnr_floor"] = options.psnr
         return output
 
     def process(self, frames: Frames) -> Frames:

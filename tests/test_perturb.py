@@ -491,3 +491,39 @@ def test_early_stop_waits_for_confirm_steps_in_a_row(clip):
     # targets no reading meets: the whole budget
     never = Targets(10.0, 180.0, 1.0, 10.0)
     assert optimise(frame, reference, start, objective, eps, 4, 3.0, targets=never).steps == 4
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return -10 * torch.log10((a - b).square().mean(dim=(1, 2, 3)))
+
+
+@pytest.mark.parametrize("chroma", [0.0, 1.0])
+def test_psnr_floor_caps_each_frame_and_leaves_the_others(chroma):
+    """A saturated change (every pixel at the bound: about 30 dB at 8/255) is scaled down to
+    the floor frame by frame; a floor under what the change reaches anyway changes nothing."""
+    frames, params, regions = _case(grid=True)
+    strong = params.map(lambda t: t * 20)
+    free = perturb(frames, strong, regions, 8 / 255, chroma=chroma)
+    assert (_psnr(free, frames) < 34).all()
+    capped = perturb(frames, strong, regions, 8 / 255, chroma=chroma, psnr_floor=38.0)
+    psnr = _psnr(capped, frames)
+    # frames on the 8-bit grid: rounding the capped change lowers its mean square
+    # (measured: 38.3-38.5 dB)
+    assert (psnr >= 38).all() and (psnr < 39).all()
+    assert (capped - frames).abs().max() <= 8 / 255 + TOLERANCE
+    loose = perturb(frames, strong, regions, 8 / 255, chroma=chroma, psnr_floor=20.0)
+    assert torch.equal(loose, free)
+
+
+def test_psnr_floor_is_differentiable():
+    frames, params, regions = _case()
+    params = params.map(lambda t: t.clone().requires_grad_())
+    free = perturb(frames, params, regions, 8 / 255, quantize=False)
+    assert (_psnr(free, frames) < 45).all()
+    protected = perturb(frames, params, regions, 8 / 255, quantize=False, psnr_floor=45.0)
+    assert torch.allclose(_psnr(protected, frames), torch.tensor(45.0), atol=0.05)
+    protected.sum().backward()
+    assert all(torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+               for t in (params.face_amplitude, params.frame_amplitude))
+    with pytest.raises(ValueError, match="psnr_floor"):
+        perturb(frames, params, regions, 8 / 255, psnr_floor=float("nan"))

@@ -211,3 +211,21 @@ def test_an_apply_failure_reaches_the_caller(clip, monkeypatch):
     data = _frames(clip, "single_face.mp4", [0, 1, 2, 3])
     with pytest.raises(RuntimeError, match="apply failed"):
         _stream("steps=1:refine_steps=1:quiet=1", data)
+
+
+def test_psnr_floor_holds_on_a_real_frame(clip):
+    """``psnr=``: the change is capped frame by frame (before encoding); out-of-range floors
+    are refused."""
+    cls = load_filter_class("vdf")
+    with pytest.raises(UsageError, match="psnr"):
+        parse_options(cls, "psnr=5")
+    data = _frames(clip, "single_face.mp4", [0])
+    _, free = _run("eps=16/255:steps=6:quiet=1", data)
+    _, capped = _run("eps=16/255:steps=6:psnr=42:quiet=1", data)
+
+    def psnr(protected):
+        return float(-10 * torch.log10((protected - data).square().mean()))
+
+    # to within the 8-bit rounding of the output (measured 41.96)
+    assert psnr(free) < 41.5 and 41.9 <= psnr(capped) < 42.6
+    assert (capped - data).abs().max() <= 16 / 255 + 1e-5

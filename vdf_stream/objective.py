@@ -665,7 +665,9 @@ def optimise(frames: torch.Tensor, reference: Reference, params: PerturbParams,
     optimiser = Adam(groups, state)
     options = dict(perturb_options or {})
     height, width = frames.shape[-2:]
-    window = optimisation_window(objective, reference, (height, width))
+    # a PSNR floor is a cap on the whole frame's change: the steps must see whole frames
+    window = (None if options.get("psnr_floor") is not None
+              else optimisation_window(objective, reference, (height, width)))
     # what the perturbation takes from the clean frames alone (spectra, attention, the
     # bound's levels): the same at every step
     options["prepared"] = prepare(

@@ -460,7 +460,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
             eps: float, face_present: torch.Tensor | None = None, quantize: bool = True,
             region_floor: float = 0.5, texture_floor: float = 0.4,
             texture_reference: float = TEXTURE_REFERENCE, backend: str = "torch",
-            chroma: float = 1.0, prepared: Prepared | None = None) -> torch.Tensor:
+            chroma: float = 1.0, prepared: Prepared | None = None,
+            psnr_floor: float | None = None) -> torch.Tensor:
     """Protect frames with given parameters (pure; the input is never modified).
 
     Args:
@@ -479,6 +480,11 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         prepared: :func:`prepare` of these frames, regions, ``face_present`` and ``eps``
             with these attention options, when the caller perturbs the same frames many
             times (the optimiser's steps); computed here when ``None``.
+        psnr_floor: when set (dB), a frame whose bounded change would take its PSNR
+            against the input under this value has its change scaled down to meet it
+            (:func:`psnr_scale`; differentiable, so the optimiser sees the cap). With
+            ``quantize`` the cap leaves room for the 8-bit rounding's own error, and
+            the floor holds to within about 0.05 dB.
 
     Returns:
         ``(B, 3, H, W)`` in the frames' dtype and device, ``|output - frames| <= eps``.
@@ -498,6 +504,9 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if chroma > 0:
         change = limit_chroma(change, chroma)
     weight = prepared.weight
+    if psnr_floor is not None:
+        delta = eps * weight * torch.tanh(change / eps)
+        weight = weight * psnr_scale(delta, psnr_floor, rounding=quantize)
     if backend == "cupy":
         from .apply_cuda import bounded_apply
 
@@ -513,6 +522,22 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         protected = _on_grid(protected, prepared.low, prepared.high,
                              straight_through=torch.is_grad_enabled() and delta.requires_grad)
     return protected.to(frames.dtype)
+
+
+def psnr_scale(delta: torch.Tensor, psnr_floor: float, rounding: bool = False) -> torch.Tensor:
+    """``(B, 1, 1, 1)`` factors in (0, 1] that bring each frame's change ``delta`` (``(B, C,
+    H, W)`` in [0, 1] units; one channel stands for three equal ones) to at most the mean
+    square of ``psnr_floor`` dB: ``min(1, sqrt(limit / mean(delta^2)))`` with ``limit =
+    10^(-psnr_floor / 10)``, less the mean square of rounding to the 8-bit grid (1/12 of a
+    level squared) when ``rounding``: on frames off the grid, rounding adds about that much;
+    on frames on it, rounding a change mostly lowers its mean square."""
+    if not math.isfinite(psnr_floor) or psnr_floor <= 0:
+        raise ValueError(f"psnr_floor must be a positive number of dB, got {psnr_floor}")
+    limit = 10.0 ** (-psnr_floor / 10.0)
+    if rounding:
+        limit = max(limit - 1.0 / 12.0 / 255.0 ** 2, limit / 2)
+    power = delta.square().mean(dim=(1, 2, 3), keepdim=True)
+    return torch.sqrt(limit / power.clamp_min(limit)).clamp(max=1.0)
 
 
 class Perturbation(nn.Module):
