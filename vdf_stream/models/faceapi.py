@@ -48,7 +48,6 @@ same map).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import alignment
+from . import alignment, shared
 from .alignment import RegionOfInterest
 
 INPUT_SIZE = 112
@@ -285,17 +284,7 @@ def build(variant: str = "full") -> FaceLandmark68Net:
 def load(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
          variant: str = "full") -> FaceLandmark68Net:
     """The shared, frozen network on ``device`` in ``dtype`` (built once per process)."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return _load_cached(device, dtype, variant_of(variant).name)
-
-
-@functools.lru_cache(maxsize=None)
-def _load_cached(device: torch.device, dtype: torch.dtype, variant: str) -> FaceLandmark68Net:
-    network = build(variant).to(device=device, dtype=dtype).eval()
-    network.requires_grad_(False)
-    return network
+    return shared.frozen(build, device, dtype, variant_of(variant).name)
 
 
 # -------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ tiny face detector's configuration):
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import faceapi, mtcnn
+from . import faceapi, mtcnn, shared
 
 INPUT_SIZE = 416
 GRID = 13
@@ -128,17 +127,7 @@ def build() -> TinyFaceDetectorNet:
 def load(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
          ) -> TinyFaceDetectorNet:
     """The shared, frozen network on ``device`` in ``dtype`` (built once per process)."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return _load_cached(device, dtype)
-
-
-@functools.lru_cache(maxsize=None)
-def _load_cached(device: torch.device, dtype: torch.dtype) -> TinyFaceDetectorNet:
-    network = build().to(device=device, dtype=dtype).eval()
-    network.requires_grad_(False)
-    return network
+    return shared.frozen(build, device, dtype)
 
 
 def network_input(frames: torch.Tensor) -> tuple[torch.Tensor, int]:

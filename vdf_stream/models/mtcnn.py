@@ -47,7 +47,6 @@ corner on the image right.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -55,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import alignment
+from . import alignment, shared
 from .alignment import RegionOfInterest
 
 ASSETS = {"pnet": "mtcnn_pnet.pt", "rnet": "mtcnn_rnet.pt", "onet": "mtcnn_onet.pt"}
@@ -214,17 +213,7 @@ def build() -> Networks:
 
 def load(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Networks:
     """The shared, frozen networks on ``device`` in ``dtype`` (built once per process)."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return _load_cached(device, dtype)
-
-
-@functools.lru_cache(maxsize=None)
-def _load_cached(device: torch.device, dtype: torch.dtype) -> Networks:
-    networks = build().to(device=device, dtype=dtype).eval()
-    networks.requires_grad_(False)
-    return networks
+    return shared.frozen(build, device, dtype)
 
 
 # -------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from . import shared
 from .tflite import TFLiteModule, read_graph
 
 MODEL_NAMES = ("face_detection", "face_landmark", "iris_landmark", "selfie_segmentation")
@@ -235,10 +236,7 @@ def load(
         dtype: ``torch.float32`` or ``torch.bfloat16`` (or float16 on CUDA); inputs are
             cast to it and outputs come in it.
     """
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" share one copy
-        device = torch.device("cuda", torch.cuda.current_device())
-    return _load_cached(name, device, dtype)
+    return _load_cached(name, shared.canonical_device(device), dtype)
 
 
 @functools.lru_cache(maxsize=None)
