@@ -21,12 +21,9 @@ same image from the fetched clip. Two kinds of images:
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +32,7 @@ import torch
 from vdf_stream.models import faceapi_detector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from faceapi_golden import decode  # noqa: E402  (the same pinned clips and decoding)
+from faceapi_golden import decode, run_node  # noqa: E402  (the same clips, the same runtime)
 
 TOOLS = Path(__file__).resolve().parent
 GOLDEN = TOOLS.parent / "tests" / "data" / "faceapi_detector_golden.json"
@@ -83,18 +80,8 @@ def recipes() -> list[dict]:
 
 
 def run_reference(entries: list[dict]) -> dict:
-    with tempfile.TemporaryDirectory() as scratch:
-        images_path, output_path = Path(scratch) / "images.json", Path(scratch) / "out.json"
-        images_path.write_text(json.dumps([
-            {"name": e["name"], "width": e["image"].shape[1], "height": e["image"].shape[0],
-             "rgb": base64.b64encode(e["image"].tobytes()).decode("ascii")} for e in entries]))
-        try:
-            subprocess.run(["node", str(TOOLS / "faceapi_detector_reference.mjs"),
-                            str(images_path), str(output_path)], check=True)
-        except (OSError, subprocess.CalledProcessError) as error:
-            raise SystemExit(f"the reference runtime failed ({error}); run "
-                             "`npm ci --prefix tools` first") from None
-        return json.loads(output_path.read_text())
+    """face-api's detections of every image, from ``node tools/faceapi_detector_reference.mjs``."""
+    return run_node("faceapi_detector_reference.mjs", {e["name"]: e["image"] for e in entries})
 
 
 def agreement(entries: list[dict], reference: dict) -> dict:

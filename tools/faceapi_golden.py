@@ -102,20 +102,27 @@ def recipes() -> list[dict]:
     return result
 
 
-def run_reference(entries: list[dict]) -> dict:
-    """face-api's outputs for every crop, from ``node tools/faceapi_reference.mjs``."""
+def run_node(script: str, images: dict[str, np.ndarray]) -> dict:
+    """What ``node tools/SCRIPT IMAGES.json OUT.json`` writes for ``(H, W, 3)`` uint8 images
+    by name (the reference runtime's calling convention)."""
     with tempfile.TemporaryDirectory() as scratch:
-        crops_path, output_path = Path(scratch) / "crops.json", Path(scratch) / "out.json"
-        crops_path.write_text(json.dumps([
-            {"name": e["name"], "width": e["crop"].shape[1], "height": e["crop"].shape[0],
-             "rgb": base64.b64encode(e["crop"].tobytes()).decode("ascii")} for e in entries]))
+        images_path, output_path = Path(scratch) / "images.json", Path(scratch) / "out.json"
+        images_path.write_text(json.dumps([
+            {"name": name, "width": image.shape[1], "height": image.shape[0],
+             "rgb": base64.b64encode(image.tobytes()).decode("ascii")}
+            for name, image in images.items()]))
         try:
-            subprocess.run(["node", str(TOOLS / "faceapi_reference.mjs"), str(crops_path),
-                            str(output_path)], check=True)
+            subprocess.run(["node", str(TOOLS / script), str(images_path), str(output_path)],
+                           check=True)
         except (OSError, subprocess.CalledProcessError) as error:
             raise SystemExit(f"the reference runtime failed ({error}); run "
                              "`npm ci --prefix tools` first") from None
         return json.loads(output_path.read_text())
+
+
+def run_reference(entries: list[dict]) -> dict:
+    """face-api's outputs for every crop, from ``node tools/faceapi_reference.mjs``."""
+    return run_node("faceapi_reference.mjs", {e["name"]: e["crop"] for e in entries})
 
 
 def agreement(entries: list[dict], variant: str = "full") -> dict:
