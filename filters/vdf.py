@@ -166,6 +166,12 @@ class VdfOptions:
         "help": "local 5x5 luma standard deviation that counts as full texture (> 0)"})
     region_floor: float = field(default=0.5, metadata={
         "help": "attention outside the face region relative to inside, in [0, 1]"})
+    saturation: float = field(default=12.0, metadata={
+        "help": "after each optimisation, parameters whose unbounded change reaches this "
+                "many eps (99th percentile) are scaled back to it, so that a keyframe "
+                "refined along a long clip does not grow without end into a saturated "
+                "pattern that no longer follows the face (12: what single_face reaches "
+                "anyway, its figures kept; 3 halved them); 0: never"})
     psnr: float | None = field(default=None, metadata={
         "help": "fidelity floor in dB: a frame whose change would take its PSNR against the "
                 "input under this gets its change scaled down to meet it, before encoding "
@@ -226,6 +232,8 @@ class VdfOptions:
             value = getattr(self, name)
             if not (0 <= value <= 1):
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if not (math.isfinite(self.saturation) and self.saturation >= 0):
+            raise ValueError(f"saturation must be >= 0, got {self.saturation}")
         if self.psnr is not None and not (math.isfinite(self.psnr) and 10 <= self.psnr <= 80):
             raise ValueError(f"psnr must be a floor in dB between 10 and 80, got {self.psnr}")
         if not (math.isfinite(self.texture_reference) and self.texture_reference > 0):
@@ -409,6 +417,12 @@ class VdfFilter(Filter):
                                   confirm=self.options.confirm)
             params = result.params
             decision.steps = result.steps
+            if self.options.saturation > 0:
+                from vdf_stream.perturb import desaturate
+
+                params, _ = desaturate(frame, params, region, self.eps,
+                                       torch.ones(1, dtype=torch.bool, device=frame.device),
+                                       self.options.saturation, **self.perturb_options)
             if decision.action == NEW and self.options.share:
                 self.window.add(descriptor, params)
             elif decision.action != NEW and self.options.track:

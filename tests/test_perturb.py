@@ -527,3 +527,22 @@ def test_psnr_floor_is_differentiable():
                for t in (params.face_amplitude, params.frame_amplitude))
     with pytest.raises(ValueError, match="psnr_floor"):
         perturb(frames, params, regions, 8 / 255, psnr_floor=float("nan"))
+
+
+def test_desaturate_brings_a_runaway_change_back_to_the_limit():
+    """Parameters grown far past the bound's slope are scaled back so that the 99th
+    percentile of the unbounded change is the limit; parameters under it are kept as they
+    are."""
+    from vdf_stream.perturb import desaturate
+
+    frames, params, regions = _case()
+    eps = 8 / 255
+    calm = params.scaled(0.1)
+    kept, level = desaturate(frames, calm, regions, eps, limit=3.0)
+    assert kept is calm and level <= 3.0
+    scaled, level = desaturate(frames, params, regions, eps, limit=3.0)
+    assert level > 10  # measured 32.8
+    _, after = desaturate(frames, scaled, regions, eps, limit=1e9)
+    # exactly linear in the spatial term, to first order in the spectral ones (measured 2.46)
+    assert 1.5 < after <= 3.0
+    assert torch.equal(torch.sign(scaled.face_spatial), torch.sign(params.face_spatial))

@@ -10,6 +10,7 @@ import torch
 from vdf_stream.errors import UsageError
 from vdf_stream.filter import build_filters, load_filter_class, parse_options
 from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.models.mesh import FacePipeline
 
 
 def _frames(clip, name: str, indices: list[int]) -> torch.Tensor:
@@ -229,3 +230,22 @@ def test_psnr_floor_holds_on_a_real_frame(clip):
     # to within the 8-bit rounding of the output (measured 41.96)
     assert psnr(free) < 41.5 and 41.9 <= psnr(capped) < 42.6
     assert (capped - data).abs().max() <= 16 / 255 + 1e-5
+
+
+def test_saturation_caps_the_parameters_kept(clip):
+    """``saturation=``: the parameters a frame leaves behind have their unbounded change's
+    99th percentile at or under the limit (in eps); negative limits are refused."""
+    from vdf_stream.perturb import desaturate
+
+    cls = load_filter_class("vdf")
+    with pytest.raises(UsageError, match="saturation"):
+        parse_options(cls, "saturation=-1")
+    data = _frames(clip, "single_face.mp4", [0])
+    regions, found, _ = FacePipeline(segmentation=False).regions(data)
+    levels = {}
+    for limit in (0, 1.5):
+        vdf, _ = _run(f"steps=12:early_stop=0:saturation={limit}:quiet=1", data)
+        _, levels[limit] = desaturate(data, vdf.last_params, regions, vdf.eps, found, limit=1e9,
+                                      **vdf.perturb_options)
+    # scaling is linear in the spatial term, first order in the spectral ones: near the limit
+    assert levels[0] > 1.7 and 1.0 < levels[1.5] <= 1.5 * 1.1

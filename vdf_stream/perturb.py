@@ -524,6 +524,44 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     return protected.to(frames.dtype)
 
 
+SATURATION_LIMIT = 3.0  # |raw change| / eps past which tanh is flat (tanh(3) = 0.995)
+
+
+@torch.no_grad()
+def desaturate(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
+               eps: float, face_present: torch.Tensor | None = None,
+               limit: float = SATURATION_LIMIT, quantile: float = 0.99,
+               chroma: float = 1.0, **attention) -> tuple[PerturbParams, float]:
+    """Parameters whose unbounded change stays where the bound still has a slope:
+    ``(params scaled by limit / level when level > limit, level)``, ``level`` being the
+    ``quantile`` of ``|raw change| / eps`` over the frames.
+
+    Optimisation only pushes the raw change outwards once the bound ``eps * tanh(change /
+    eps)`` is flat there: parameters carried from frame to frame (a tracked keyframe,
+    refined hundreds of times) grow without end, the change turns into a saturated +-eps
+    pattern whose gradient is gone, and it stops following the face (measured on
+    WolfgangLanger_Pexels.mp4: the 99th percentile reached 37 eps by frame 80, and the mesh
+    NME after CRF 23 fell to 0.01-0.02 after frame 250 while the PSNR fell to 33 dB).
+    Scaling the parameters (exactly linear in the spatial term, to first order in the
+    spectral ones) keeps the pattern's shape and brings it back where steps can move it.
+    ``attention``: the options :func:`perturb` takes for the region and texture floors."""
+    prepared = prepare(frames.float(), regions, eps, face_present, params.face_amplitude.shape[-2],
+                       params.grid(), **{name: attention[name] for name in
+                                         ("region_floor", "texture_floor", "texture_reference")
+                                         if name in attention})
+    change = raw_change(frames.float(), params, regions, face_present, luma=chroma <= 0,
+                        prepared=prepared)
+    magnitude = change.abs().flatten()
+    if magnitude.numel() > 4_000_000:  # torch.quantile's input limit, with room
+        magnitude = magnitude[::magnitude.numel() // 4_000_000 + 1]
+    level = float(torch.quantile(magnitude.float(), quantile)) / eps
+    if not math.isfinite(level):  # the spectral gains overflowed: cut back hard
+        return params.scaled(0.1), level
+    if level <= limit:
+        return params, level
+    return params.scaled(limit / level), level
+
+
 def psnr_scale(delta: torch.Tensor, psnr_floor: float, rounding: bool = False) -> torch.Tensor:
     """``(B, 1, 1, 1)`` factors in (0, 1] that bring each frame's change ``delta`` (``(B, C,
     H, W)`` in [0, 1] units; one channel stands for three equal ones) to at most the mean
