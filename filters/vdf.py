@@ -72,7 +72,7 @@ PRESETS: dict[str, tuple[float, int]] = {
 # preset -> expectation over transformations on or off. Measured on single_face.mp4 after a
 # real CRF 23 (docs/protection.md): medium NME 0.031 off vs 0.023 on; high 0.061 off vs 0.077 on.
 ROBUST_PRESETS: dict[str, bool] = {"low": False, "medium": False, "high": True}
-# Models the optimiser can attack (``targets``); the last two are
+# Models the optimiser can attack (``targets``); those of SURROGATES are
 # vdf_stream.models.surrogate's, built on first use.
 SURROGATES = ("mtcnn", "faceapi68", "faceapi68tiny", "faceapidet")
 SURROGATE_MARGIN = 0.15
