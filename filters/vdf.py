@@ -422,7 +422,7 @@ class VdfFilter(Filter):
 
                 params, _ = desaturate(frame, params, region, self.eps,
                                        torch.ones(1, dtype=torch.bool, device=frame.device),
-                                       self.options.saturation, **self.perturb_options)
+                                       self.options.saturation, chroma=self.options.chroma)
             if decision.action == NEW and self.options.share:
                 self.window.add(descriptor, params)
             elif decision.action != NEW and self.options.track:

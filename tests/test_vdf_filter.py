@@ -246,6 +246,6 @@ def test_saturation_caps_the_parameters_kept(clip):
     for limit in (0, 1.5):
         vdf, _ = _run(f"steps=12:early_stop=0:saturation={limit}:quiet=1", data)
         _, levels[limit] = desaturate(data, vdf.last_params, regions, vdf.eps, found, limit=1e9,
-                                      **vdf.perturb_options)
+                                      chroma=vdf.options.chroma)
     # scaling is linear in the spatial term, first order in the spectral ones: near the limit
     assert levels[0] > 1.7 and 1.0 < levels[1.5] <= 1.5 * 1.1

@@ -504,9 +504,11 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if chroma > 0:
         change = limit_chroma(change, chroma)
     weight = prepared.weight
+    delta = None
     if psnr_floor is not None:
         delta = eps * weight * torch.tanh(change / eps)
-        weight = weight * psnr_scale(delta, psnr_floor, rounding=quantize)
+        scale = psnr_scale(delta, psnr_floor, rounding=quantize)
+        weight, delta = weight * scale, delta * scale
     if backend == "cupy":
         from .apply_cuda import bounded_apply
 
@@ -515,7 +517,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         return bounded_apply(x, change.expand_as(x), weight, eps).to(frames.dtype)
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'cupy', got {backend!r}")
-    delta = eps * weight * torch.tanh(change / eps)
+    if delta is None:
+        delta = eps * weight * torch.tanh(change / eps)
     protected = (x + delta).clamp(0, 1)
     if quantize:
         # without a gradient to carry (the apply path), the grid values themselves
@@ -531,7 +534,7 @@ SATURATION_LIMIT = 3.0  # |raw change| / eps past which tanh is flat (tanh(3) = 
 def desaturate(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
                eps: float, face_present: torch.Tensor | None = None,
                limit: float = SATURATION_LIMIT, quantile: float = 0.99,
-               chroma: float = 1.0, **attention) -> tuple[PerturbParams, float]:
+               chroma: float = 1.0) -> tuple[PerturbParams, float]:
     """Parameters whose unbounded change stays where the bound still has a slope:
     ``(params scaled by limit / level when level > limit, level)``, ``level`` being the
     ``quantile`` of ``|raw change| / eps`` over the frames.
@@ -544,13 +547,8 @@ def desaturate(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInt
     NME after CRF 23 fell to 0.01-0.02 after frame 250 while the PSNR fell to 33 dB).
     Scaling the parameters (exactly linear in the spatial term, to first order in the
     spectral ones) keeps the pattern's shape and brings it back where steps can move it.
-    ``attention``: the options :func:`perturb` takes for the region and texture floors."""
-    prepared = prepare(frames.float(), regions, eps, face_present, params.face_amplitude.shape[-2],
-                       params.grid(), **{name: attention[name] for name in
-                                         ("region_floor", "texture_floor", "texture_reference")
-                                         if name in attention})
-    change = raw_change(frames.float(), params, regions, face_present, luma=chroma <= 0,
-                        prepared=prepared)
+    ``chroma``: :func:`perturb`'s (0: the luma of the change is what is measured)."""
+    change = raw_change(frames.float(), params, regions, face_present, luma=chroma <= 0)
     magnitude = change.abs().flatten()
     if magnitude.numel() > 4_000_000:  # torch.quantile's input limit, with room
         magnitude = magnitude[::magnitude.numel() // 4_000_000 + 1]

@@ -204,7 +204,12 @@ class TinyFaceDetector(nn.Module):
     def detect(self, frames: torch.Tensor) -> list[Detections]:
         """The faces face-api's ``locateFaces`` reports: scores over the threshold, greedy
         non-maximum suppression at IoU 0.4."""
-        boxes, logits = self(frames)
+        return self.select(*self(frames))
+
+    @torch.no_grad()
+    def select(self, boxes: torch.Tensor, logits: torch.Tensor) -> list[Detections]:
+        """:meth:`detect`'s choice among every anchor's ``(boxes, logits)`` of
+        :meth:`forward`, for a caller that needs both."""
         scores = torch.sigmoid(logits)
         result = []
         for frame_boxes, frame_scores in zip(boxes, scores):

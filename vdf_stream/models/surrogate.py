@@ -143,6 +143,13 @@ def capped_progress(nme: torch.Tensor, target: float) -> torch.Tensor:
     return nme.clamp(max=target) / target
 
 
+def threshold_progress(clean: torch.Tensor, current: torch.Tensor, drop: torch.Tensor | float
+                       ) -> torch.Tensor:
+    """How far a face logit (or margin) fell from its clean value towards the value ``drop``
+    at which the model drops the face, over at least one unit, capped at 1 (dropped)."""
+    return ((clean - current) / (clean - drop).clamp_min(1.0)).clamp(max=1.0)
+
+
 def largest_faces(faces: list[mtcnn.MtcnnFaces], like: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The largest face of each frame: ``(found (B,), boxes (B, 4), points (B, 5, 2))`` on
@@ -231,8 +238,7 @@ class MtcnnSurrogate(Surrogate):
         clean = reference.margins.to(images)
         drop = images.new_tensor(self.drop_margins)
         # how far each stage's margin fell towards its threshold (1: the stage drops the face)
-        progress = (clean - margins) / (clean - drop).clamp_min(1.0)
-        face_term = -progress.clamp(max=1.0).mean(dim=-1)
+        face_term = -threshold_progress(clean, margins, drop).mean(dim=-1)
         points_term = -capped_progress(nme, self.nme_target)
         loss = self.points_weight * points_term + self.face_weight * face_term
         valid = reference.valid.to(images.device)
@@ -373,9 +379,8 @@ class FaceApiDetectorSurrogate(Surrogate):
         _check_frames(frames)
         _check_regions(frames, regions)
         regions = regions.to(device=frames.device, dtype=frames.dtype)
-        detections = self.detector.detect(frames)
-        matched_boxes, _ = match_faces(detections, regions)
         boxes, logits = self.detector(frames)
+        matched_boxes, _ = match_faces(self.detector.select(boxes, logits), regions)
         box, logit, any_near = self._face_anchor(boxes, logits, matched_boxes)
         box = torch.where(any_near[:, None], box, matched_boxes)
         detected = any_near & (logit > self.drop_logit)
@@ -396,10 +401,10 @@ class FaceApiDetectorSurrogate(Surrogate):
         # no anchor left on the face: lost to the detector, both terms reached
         shift = torch.where(any_near, shift, shift.new_full((), self.nme_target))
         clean = reference.margins[:, 0].to(images)
-        progress = (clean - logit) / (clean - self.drop_logit).clamp_min(1.0)
+        progress = threshold_progress(clean, logit, self.drop_logit)
         progress = torch.where(any_near, progress, progress.new_ones(()))
         loss = (-self.box_weight * capped_progress(shift, self.nme_target)
-                - self.face_weight * progress.clamp(max=1.0))
+                - self.face_weight * progress)
         valid = reference.valid.to(images.device)
         score = torch.where(any_near, torch.sigmoid(logit), logit.new_zeros(()))
         return (torch.where(valid, loss, torch.zeros_like(loss)),
