@@ -32,7 +32,7 @@ import torch
 from vdf_stream.models import faceapi_detector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from faceapi_golden import decode, run_node  # noqa: E402  (the same clips, the same runtime)
+from faceapi_golden import decode, run_node, write_golden  # noqa: E402  (shared with it)
 
 TOOLS = Path(__file__).resolve().parent
 GOLDEN = TOOLS.parent / "tests" / "data" / "faceapi_detector_golden.json"
@@ -127,19 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             recorded += 1
         entry["faces"] = [{"box": [round(v, 4) for v in face["box"]],
                            "score": round(face["score"], 6)} for face in result["faces"]]
-    golden = {
-        "reference": "face-api TinyFaceDetector run by the package @vladmandic/face-api "
-                     "1.7.15 itself in Node (tools/faceapi_detector_reference.mjs), input "
-                     "size 416, score threshold 0.5",
-        "runtime": reference["runtime"],
-        "images": [{key: value for key, value in entry.items() if key != "image"}
-                   for entry in entries],
-        "agreement": {**figures, "command": "python tools/faceapi_detector_golden.py",
-                      "torch": torch.__version__.split("+")[0]},
-    }
-    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-    GOLDEN.write_text(json.dumps(golden) + "\n")
-    print(f"wrote {GOLDEN.name} ({GOLDEN.stat().st_size} bytes)", file=sys.stderr)
+    write_golden(GOLDEN, "face-api TinyFaceDetector run by the package @vladmandic/face-api "
+                 "1.7.15 itself in Node (tools/faceapi_detector_reference.mjs), input "
+                 "size 416, score threshold 0.5", reference, "images", "image", entries,
+                 figures, "python tools/faceapi_detector_golden.py")
     return 0
 
 

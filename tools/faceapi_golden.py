@@ -125,6 +125,22 @@ def run_reference(entries: list[dict]) -> dict:
     return run_node("faceapi_reference.mjs", {e["name"]: e["crop"] for e in entries})
 
 
+def write_golden(path: Path, description: str, reference: dict, kind: str, pixels: str,
+                 entries: list[dict], figures: dict, command: str) -> None:
+    """Write a golden file: what the reference is, its runtime, the entries (``kind``)
+    without their pixels (the ``pixels`` key), and the port's agreement with it."""
+    golden = {
+        "reference": description,
+        "runtime": reference["runtime"],
+        kind: [{key: value for key, value in entry.items() if key != pixels}
+               for entry in entries],
+        "agreement": {**figures, "command": command, "torch": torch.__version__.split("+")[0]},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(golden) + "\n")
+    print(f"wrote {path.name} ({path.stat().st_size} bytes)", file=sys.stderr)
+
+
 def agreement(entries: list[dict], variant: str = "full") -> dict:
     """The port's largest differences from the reference, in pixels of the 112x112 input."""
     landmarker = faceapi.FaceApiLandmarker(variant=variant)
@@ -163,19 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                                         for point in result[f"{prefix}points"]]
     figures = {**agreement(entries), **agreement(entries, "tiny")}
     print(json.dumps(figures, indent=1))
-    golden = {
-        "reference": "face-api FaceLandmark68Net and FaceLandmark68TinyNet (tiny_*) run by "
-                     "the package @vladmandic/face-api 1.7.15 itself in Node "
-                     "(tools/faceapi_reference.mjs)",
-        "runtime": reference["runtime"],
-        "crops": [{key: value for key, value in entry.items() if key != "crop"}
-                  for entry in entries],
-        "agreement": {**figures, "command": "python tools/faceapi_golden.py",
-                      "torch": torch.__version__.split("+")[0]},
-    }
-    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-    GOLDEN.write_text(json.dumps(golden) + "\n")
-    print(f"wrote {GOLDEN.name} ({GOLDEN.stat().st_size} bytes)", file=sys.stderr)
+    write_golden(GOLDEN, "face-api FaceLandmark68Net and FaceLandmark68TinyNet (tiny_*) run by "
+                 "the package @vladmandic/face-api 1.7.15 itself in Node "
+                 "(tools/faceapi_reference.mjs)", reference, "crops", "crop", entries, figures,
+                 "python tools/faceapi_golden.py")
     return 0
 
 
