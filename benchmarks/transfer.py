@@ -58,6 +58,14 @@ Techniques (``--techniques``, each changing one thing against ``baseline``, run 
     their 0.05: their loss stops pushing once the error reaches its target in the
     optimiser's own (unencoded) reading, and the encoder then takes part of it back.
 
+``toward_right``, ``toward_left``, ``toward_down``, ``toward_up``, ``toward_out``, ``toward_in``
+    every landmark term (the mesh's and each surrogate's) pushes its points along one field
+    instead of away from their clean places in any direction
+    (:func:`vdf_stream.models.surrogate.point_error`): the whole face read further right,
+    further down, larger, ... by every reader at once. Untargeted, each network gives way in
+    its own direction and a network left out is pulled several ways at once; one shared
+    direction asks the change to mean the same thing to all of them.
+
 Techniques join with ``+`` (``margin+diversity``: both changes).
 
     python benchmarks/transfer.py --svg docs/transfer_matrix.svg   # the matrix, 2 clips x 4 frames
@@ -207,6 +215,7 @@ class Technique:
     features: bool = False
     balance: bool = True
     margin: bool = False               # surrogates optimised towards --margin-target
+    direction: str | None = None       # every reader pushed along one field
 
 
 # what each technique changes against the baseline
@@ -219,6 +228,12 @@ TECHNIQUE_CHANGES = {
     "spatial": {"parameterisation": "spatial"},
     "plain_sum": {"balance": False},
     "margin": {"margin": True},
+    "toward_right": {"direction": "right"},
+    "toward_left": {"direction": "left"},
+    "toward_down": {"direction": "down"},
+    "toward_up": {"direction": "up"},
+    "toward_out": {"direction": "out"},
+    "toward_in": {"direction": "in"},
 }
 
 
@@ -281,12 +296,22 @@ class Runner:
     """Optimises, publishes and reads configurations on the frames of one clip."""
 
     def __init__(self, args, pipeline, surrogates: dict, feature_terms: dict,
-                 margin_surrogates: dict):
+                 surrogates_towards):
         self.args = args
         self.pipeline = pipeline
         self.surrogates = surrogates
         self.feature_terms = feature_terms
-        self.margin_surrogates = margin_surrogates
+        self.surrogates_towards = surrogates_towards  # (nme target, direction) -> surrogates
+        self.pools: dict = {}
+
+    def pool(self, chosen: Technique) -> dict:
+        """The surrogates as ``chosen`` optimises against them."""
+        if not chosen.margin and chosen.direction is None:
+            return self.surrogates
+        key = (self.args.margin_target if chosen.margin else NME_TARGET, chosen.direction)
+        if key not in self.pools:
+            self.pools[key] = self.surrogates_towards(*key)
+        return self.pools[key]
 
     def objective(self, configuration: str, chosen: Technique):
         from vdf_stream.objective import Objective, ObjectiveWeights, Transformations
@@ -294,7 +319,7 @@ class Runner:
         models = models_of(configuration)
         mesh = "mesh" in models
         weights = {name: 1.0 for name in models if name != "mesh"}
-        pool = self.margin_surrogates if chosen.margin else self.surrogates
+        pool = self.pool(chosen)
         given = {name: pool[name] for name in weights}
         if chosen.features:
             for name in list(weights):
@@ -302,7 +327,8 @@ class Runner:
                 weights[term.name] = self.args.feature_weight
                 given[term.name] = term
         objective_weights = ObjectiveWeights(1.0 if mesh else 0.0, 1.0 if mesh else 0.0,
-                                             balance=chosen.balance, surrogates=weights)
+                                             balance=chosen.balance, surrogates=weights,
+                                             direction=chosen.direction)
         if chosen.transformations == "eot":
             transformations = Transformations()
         elif chosen.transformations == "diversity":
@@ -651,21 +677,21 @@ def main(argv=None) -> int:
     face_reader = evaluate.FaceReader(device, "selfie+mesh")
     transfer_reader = evaluate.TransferReader(device)
 
-    def surrogates_towards(nme_target: float) -> dict:
-        """Every surrogate, optimised towards ``nme_target``; face-api's networks read in
-        the boxes of the set's MTCNN."""
-        mtcnn = MtcnnSurrogate(device=device, nme_target=nme_target)
+    def surrogates_towards(nme_target: float, direction: str | None = None) -> dict:
+        """Every surrogate, optimised towards ``nme_target`` (along ``direction`` when
+        given); face-api's networks read in the boxes of the set's MTCNN."""
+        mtcnn = MtcnnSurrogate(device=device, nme_target=nme_target, direction=direction)
         return {"mtcnn": mtcnn, **{kind.name: kind(device=device, nme_target=nme_target,
-                                                    detector=mtcnn.detector)
+                                                    detector=mtcnn.detector,
+                                                    direction=direction)
                                    for kind in (FaceApi68Surrogate, FaceApi68TinySurrogate)}}
 
     surrogates = surrogates_towards(NME_TARGET)
-    margin_surrogates = surrogates_towards(args.margin_target)
     FeatureTerm = feature_term_class()
     feature_terms = {name: FeatureTerm(model, _mtcnn_features if name == "mtcnn"
                                        else _faceapi_features)
                      for name, model in surrogates.items()}
-    runner = Runner(args, pipeline, surrogates, feature_terms, margin_surrogates)
+    runner = Runner(args, pipeline, surrogates, feature_terms, surrogates_towards)
 
     matrix_jobs = [(configuration, "baseline") for configuration in args.configurations]
     technique_jobs = [(configuration, name) for configuration in args.technique_configurations

@@ -62,6 +62,8 @@ from vdf_stream.frames import Frames, VideoInfo
 
 Strength = Literal["low", "medium", "high"]
 Backend = Literal["auto", "torch", "cupy"]
+# none, or one of vdf_stream.models.surrogate.DIRECTIONS (a test keeps them the same)
+Toward = Literal["none", "right", "left", "down", "up", "out", "in"]
 
 # preset -> (eps, keyframe steps)
 PRESETS: dict[str, tuple[float, int]] = {
@@ -81,8 +83,9 @@ APPLY_LAG = 2
 TARGETS = ("mesh", "parsing", "detection") + SURROGATES
 
 
-def build_surrogates(names, device: torch.device) -> dict:
-    """The surrogate models named (of :data:`SURROGATES`), on ``device``."""
+def build_surrogates(names, device: torch.device, direction: str | None = None) -> dict:
+    """The surrogate models named (of :data:`SURROGATES`), on ``device``; their landmark
+    terms push along ``direction`` when given (the detector's box is left as it is)."""
     if not names:
         return {}
     from vdf_stream.models.surrogate import (FaceApi68Surrogate, FaceApi68TinySurrogate,
@@ -93,7 +96,10 @@ def build_surrogates(names, device: torch.device) -> dict:
     # The losses keep pushing up to NME 0.15, past the 0.05 target: measured on 8 frames
     # (benchmarks/transfer.py --techniques margin), it raises the models' own figures after
     # CRF 23 (face-api alone 0.026 -> 0.044) at no cost to the mesh's.
-    return {name: classes[name](device=device, nme_target=SURROGATE_MARGIN) for name in names}
+    directed = {"direction": direction} if direction is not None else {}
+    return {name: classes[name](device=device, nme_target=SURROGATE_MARGIN,
+                                **({} if name == "faceapidet" else directed))
+            for name in names}
 
 
 @dataclass
@@ -172,6 +178,12 @@ class VdfOptions:
                 "refined along a long clip does not grow without end into a saturated "
                 "pattern that no longer follows the face (12: what single_face reaches "
                 "anyway, its figures kept; 3 halved them); 0: never"})
+    toward: Toward = field(default="none", metadata={
+        "help": "push every landmark reader optimised against (the mesh's points and each "
+                "other model's) the same way: right, left, down, up, out (the face read "
+                "larger) or in, instead of each away from its clean points in its own "
+                "direction; one shared direction carries further to readers that were not "
+                "optimised against (see docs/protection.md); none: each its own way"})
     psnr: float | None = field(default=None, metadata={
         "help": "fidelity floor in dB: a frame whose change would take its PSNR against the "
                 "input under this gets its change scaled down to meet it, before encoding "
@@ -197,6 +209,10 @@ class VdfOptions:
             raise ValueError(f"targets must join some of {', '.join(TARGETS)} with +, got "
                              f"{self.targets!r}")
         return list(dict.fromkeys(names))
+
+    def direction(self) -> str | None:
+        """The field every landmark term pushes along (None: each its own way)."""
+        return None if self.toward == "none" else self.toward
 
     def resolved_robust(self) -> bool:
         return self.robust if self.robust is not None else ROBUST_PRESETS[self.strength]
@@ -232,6 +248,9 @@ class VdfOptions:
             value = getattr(self, name)
             if not (0 <= value <= 1):
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.toward not in get_args(Toward):
+            raise ValueError(f"toward must be one of {', '.join(get_args(Toward))}, got "
+                             f"{self.toward!r}")
         if not (math.isfinite(self.saturation) and self.saturation >= 0):
             raise ValueError(f"saturation must be >= 0, got {self.saturation}")
         if self.psnr is not None and not (math.isfinite(self.psnr) and 10 <= self.psnr <= 80):
@@ -284,11 +303,13 @@ class VdfFilter(Filter):
             options.parsing if "parsing" in chosen else 0.0,
             options.detection if "detection" in chosen else 0.0, options.fidelity,
             balance=options.balance,
-            surrogates={name: options.surrogate_weight for name in chosen if name in SURROGATES})
+            surrogates={name: options.surrogate_weight for name in chosen if name in SURROGATES},
+            direction=options.direction())
         transformations = (Transformations() if options.resolved_robust()
                            else Transformations().none())
         self.objective = Objective(self._pipeline, weights, transformations,
-                                   build_surrogates(weights.surrogates, device))
+                                   build_surrogates(weights.surrogates, device,
+                                                    weights.direction))
         targets = Targets()
         self.targets = Targets(targets.landmark_nme * options.headroom,
                                targets.pose_degrees * options.headroom,

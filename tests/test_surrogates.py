@@ -226,3 +226,20 @@ def test_transfer_reads_a_lost_face_in_the_original_box(frames):
     # face-api's detector loses the blanked face too: no box to compare there
     assert values["faceapidet_faces_lost"].tolist() == [0.0, 1.0]
     assert values["faceapidet_box_shift"][0] == 0 and torch.isnan(values["faceapidet_box_shift"][1])
+
+
+def test_point_error_along_a_direction():
+    truth = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]]])
+    moved = truth + torch.tensor([3.0, 4.0])
+    assert surrogate.point_error(moved, truth).item() == pytest.approx(5.0)
+    assert surrogate.point_error(moved, truth, "right").item() == pytest.approx(3.0)
+    assert surrogate.point_error(moved, truth, "left").item() == pytest.approx(-3.0)
+    assert surrogate.point_error(moved, truth, "down").item() == pytest.approx(4.0)
+    # a translation has no radial part; a scaling about the centroid is all radial
+    assert surrogate.point_error(moved, truth, "out").item() == pytest.approx(0.0, abs=1e-6)
+    centre = truth.mean(dim=1, keepdim=True)
+    larger = centre + (truth - centre) * 1.5
+    assert surrogate.point_error(larger, truth, "out").item() == pytest.approx(0.5 * 2 ** 0.5)
+    assert surrogate.point_error(larger, truth, "in").item() == pytest.approx(-0.5 * 2 ** 0.5)
+    with pytest.raises(ValueError, match="direction 'sideways'"):
+        surrogate.point_error(moved, truth, "sideways")

@@ -249,3 +249,34 @@ def test_saturation_caps_the_parameters_kept(clip):
                                       chroma=vdf.options.chroma)
     # scaling is linear in the spatial term, first order in the spectral ones: near the limit
     assert levels[0] > 1.7 and 1.0 < levels[1.5] <= 1.5 * 1.1
+
+
+def test_toward_pushes_every_landmark_reader_the_same_way(clip):
+    """``toward=``: the mesh's term and each surrogate's push their points along one field,
+    so a few steps move the mesh's and face-api's points right, not just anywhere."""
+    from typing import get_args
+
+    from filters.vdf import Toward
+    from vdf_stream.models import surrogate
+
+    assert get_args(Toward) == ("none",) + surrogate.DIRECTIONS
+    cls = load_filter_class("vdf")
+    with pytest.raises(UsageError, match="toward"):
+        parse_options(cls, "toward=sideways")
+    data = _frames(clip, "single_face.mp4", [0])
+    vdf, protected = _run("targets=mesh+faceapi68tiny:toward=right:steps=8:early_stop=0:"
+                          "quiet=1", data)
+    assert vdf.objective.weights.direction == "right"
+    assert vdf.objective.surrogates["faceapi68tiny"].direction == "right"
+    pipeline = FacePipeline(segmentation=False)
+    regions, _, _ = pipeline.regions(data)
+    clean, _ = pipeline.mesh(data, regions)
+    moved, _ = pipeline.mesh(protected, regions)
+    shift = (moved - clean)[0, :, :2].mean(dim=0)
+    tiny = vdf.objective.surrogates["faceapi68tiny"]
+    reference = tiny.reference(data, regions, torch.ones(1, dtype=torch.bool))
+    _, readings = tiny.loss(protected, regions, 1.0, reference)
+    # measured: the mesh 5.4 pixels right and 0.1 up (eye distance about 60); face-api's
+    # tiny network 0.076 of its eye distance right
+    assert shift[0] > 2.0 and shift[1].abs() < shift[0] / 4
+    assert readings["nme"][0] > 0.03

@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from . import metrics
 from .models import pose
 from .models.alignment import RegionOfInterest, antialias_factor, pooling_box
+from .models.surrogate import point_error
 from .perturb import PerturbParams, frame_term_outside, perturb, prepare
 
 # JPEG's luminance and chrominance quantisation tables (ITU-T T.81 Annex K), row major.
@@ -83,6 +84,10 @@ class ObjectiveWeights:
     detection: float = 0.0
     fidelity: float = 0.05
     landmark_cap: float = 0.3
+    # The mesh's points pushed along one field (vdf_stream.models.surrogate.point_error:
+    # "right", "down", "out", ...) instead of away in any direction; give the surrogates the
+    # same so that every reader is pushed the same way. None: any direction.
+    direction: str | None = None
     # Gradient balancing: the parsing, detection and surrogate terms' gradients are each
     # rescaled to ``weight x`` the norm of the mesh terms' gradient (landmarks + pose; the
     # fidelity term is added as it is) before they are added, so a model that gives way
@@ -430,7 +435,7 @@ class Objective:
         if w.landmarks or w.pose:
             landmarks, _ = self.pipeline.mesh(images, regions)
             truth = reference.landmarks[..., :2] * scale
-            error = (landmarks[..., :2] - truth).norm(dim=-1).mean(dim=-1)
+            error = point_error(landmarks[..., :2], truth, w.direction)
             nme = error / (reference.eye_distance * scale)
             terms["landmarks"] = -(nme.clamp(max=w.landmark_cap) * found).sum() / count
             fit = pose.fit_canonical(landmarks, canonical=self.pipeline.canonical)

@@ -138,6 +138,36 @@ def match_faces(faces: list[mtcnn.MtcnnFaces], regions: RegionOfInterest
     return boxes, matched
 
 
+# Direction fields of :func:`point_error` (unit vectors in the frame's axes; "out" and "in"
+# are radial, from or to the points' centroid).
+DIRECTIONS = ("right", "left", "down", "up", "out", "in")
+_AXES = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.0, -1.0)}
+
+
+def point_error(points: torch.Tensor, truth: torch.Tensor, direction: str | None = None
+                ) -> torch.Tensor:
+    """``(B,)`` how far ``points`` ``(B, N, 2)`` moved from ``truth``, in pixels.
+
+    With no ``direction``: the mean distance (what the NME divides). With a direction (of
+    :data:`DIRECTIONS`): the mean displacement *along* that field, signed, so that every
+    model optimised with the same field is pushed the same way (the whole face read
+    further right, or larger, by every reader at once) instead of each its own way.
+    """
+    offset = points - truth
+    if direction is None:
+        return offset.norm(dim=-1).mean(dim=-1)
+    if direction in _AXES:
+        unit = truth.new_tensor(_AXES[direction]).expand_as(truth)
+    elif direction in ("out", "in"):
+        radial = truth - truth.mean(dim=1, keepdim=True)
+        unit = radial / radial.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        if direction == "in":
+            unit = -unit
+    else:
+        raise ValueError(f"direction {direction!r}: one of {', '.join(DIRECTIONS)}")
+    return (offset * unit).sum(dim=-1).mean(dim=-1)
+
+
 def capped_progress(nme: torch.Tensor, target: float) -> torch.Tensor:
     """``min(nme, target) / target``: 1 once the landmark error reaches the target."""
     return nme.clamp(max=target) / target
@@ -194,6 +224,9 @@ class MtcnnSurrogate(Surrogate):
     Args:
         device, dtype: where the networks run.
         nme_target: the landmark error (over the eye-centre distance) counted as reached.
+        direction: push the points along this field (:func:`point_error`) instead of
+            away from their clean places in any direction; the error is then the signed
+            displacement along it.
         points_weight, face_weight: the mix of the two terms (their sum is the loss at the
             target: keep it 1).
     """
@@ -202,10 +235,11 @@ class MtcnnSurrogate(Surrogate):
 
     def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  nme_target: float = NME_TARGET, points_weight: float = 0.5,
-                 face_weight: float = 0.5):
+                 face_weight: float = 0.5, direction: str | None = None):
         super().__init__()
         self.detector = mtcnn.MTCNN(device=device, dtype=dtype)
         self.nme_target = nme_target
+        self.direction = direction
         self.points_weight = points_weight
         self.face_weight = face_weight
         # the margins at which R-Net and O-Net drop a face
@@ -232,7 +266,7 @@ class MtcnnSurrogate(Surrogate):
         boxes = boxes_in_regions(reference.boxes.to(images), reference.regions, regions)
         rnet_logits, onet_logits, points = self.detector.refine_crops(images, boxes)
         truth = reference.points.to(images) * scale
-        error = (points - truth).norm(dim=-1).mean(dim=-1)
+        error = point_error(points, truth, self.direction)
         nme = error / (reference.eye_distance.to(images) * scale)
         margins = torch.stack([mtcnn.face_margin(rnet_logits), mtcnn.face_margin(onet_logits)], -1)
         clean = reference.margins.to(images)
@@ -269,6 +303,9 @@ class FaceApi68Surrogate(Surrogate):
     Args:
         device, dtype: where the networks run.
         nme_target: the landmark error (over the outer-eye-corner distance) counted as reached.
+        direction: push the points along this field (:func:`point_error`) instead of
+            away from their clean places in any direction; the error is then the signed
+            displacement along it.
         detector: the MTCNN finding the boxes (by default a new one, sharing the cached
             networks).
     """
@@ -277,12 +314,14 @@ class FaceApi68Surrogate(Surrogate):
     variant = "full"
 
     def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 nme_target: float = NME_TARGET, detector: mtcnn.MTCNN | None = None):
+                 nme_target: float = NME_TARGET, detector: mtcnn.MTCNN | None = None,
+                 direction: str | None = None):
         super().__init__()
         self.landmarker = faceapi.FaceApiLandmarker(device=device, dtype=dtype,
                                                     variant=self.variant)
         self.detector = detector or mtcnn.MTCNN(device=device, dtype=dtype)
         self.nme_target = nme_target
+        self.direction = direction
 
     def _eye_distance(self, points: torch.Tensor) -> torch.Tensor:
         corners = points[:, faceapi.RIGHT_EYE_OUTER] - points[:, faceapi.LEFT_EYE_OUTER]
@@ -307,7 +346,7 @@ class FaceApi68Surrogate(Surrogate):
         boxes = boxes_in_regions(reference.boxes.to(images), reference.regions, regions)
         points = self.landmarker(images, boxes)
         truth = reference.points.to(images) * scale
-        error = (points - truth).norm(dim=-1).mean(dim=-1)
+        error = point_error(points, truth, self.direction)
         nme = error / (reference.eye_distance.to(images) * scale)
         loss = -capped_progress(nme, self.nme_target)
         valid = reference.valid.to(images.device)
