@@ -65,6 +65,9 @@ Techniques (``--techniques``, each changing one thing against ``baseline``, run 
     further down, larger, ... by every reader at once. Untargeted, each network gives way in
     its own direction and a network left out is pulled several ways at once; one shared
     direction asks the change to mean the same thing to all of them.
+``toward_auto``
+    the same, along the direction in which the readers together already see the face move
+    (the objective's ``consensus``, updated every step and kept from frame to frame).
 
 Techniques join with ``+`` (``margin+diversity``: both changes).
 
@@ -234,6 +237,7 @@ TECHNIQUE_CHANGES = {
     "toward_up": {"direction": "up"},
     "toward_out": {"direction": "out"},
     "toward_in": {"direction": "in"},
+    "toward_auto": {"direction": "auto"},
 }
 
 
@@ -310,7 +314,9 @@ class Runner:
             return self.surrogates
         key = (self.args.margin_target if chosen.margin else NME_TARGET, chosen.direction)
         if key not in self.pools:
-            self.pools[key] = self.surrogates_towards(*key)
+            # "auto": the objective points them at every step
+            self.pools[key] = self.surrogates_towards(
+                key[0], None if chosen.direction == "auto" else chosen.direction)
         return self.pools[key]
 
     def objective(self, configuration: str, chosen: Technique):

@@ -62,8 +62,8 @@ from vdf_stream.frames import Frames, VideoInfo
 
 Strength = Literal["low", "medium", "high"]
 Backend = Literal["auto", "torch", "cupy"]
-# none, or one of vdf_stream.models.surrogate.DIRECTIONS (a test keeps them the same)
-Toward = Literal["none", "right", "left", "down", "up", "out", "in"]
+# none, auto, sway, or one of vdf_stream.models.surrogate.DIRECTIONS (a test keeps them the same)
+Toward = Literal["none", "auto", "sway", "right", "left", "down", "up", "out", "in"]
 
 # preset -> (eps, keyframe steps)
 PRESETS: dict[str, tuple[float, int]] = {
@@ -96,7 +96,8 @@ def build_surrogates(names, device: torch.device, direction: str | None = None) 
     # The losses keep pushing up to NME 0.15, past the 0.05 target: measured on 8 frames
     # (benchmarks/transfer.py --techniques margin), it raises the models' own figures after
     # CRF 23 (face-api alone 0.026 -> 0.044) at no cost to the mesh's.
-    directed = {"direction": direction} if direction is not None else {}
+    # "auto": the objective points them at every step (Objective.consensus)
+    directed = {"direction": direction} if direction not in (None, "auto") else {}
     return {name: classes[name](device=device, nme_target=SURROGATE_MARGIN,
                                 **({} if name == "faceapidet" else directed))
             for name in names}
@@ -183,7 +184,14 @@ class VdfOptions:
                 "other model's) the same way: right, left, down, up, out (the face read "
                 "larger) or in, instead of each away from its clean points in its own "
                 "direction; one shared direction carries further to readers that were not "
-                "optimised against (see docs/protection.md); none: each its own way"})
+                "optimised against (see docs/protection.md). auto: the direction in which "
+                "the readers together already see the face move, kept along the stream. "
+                "sway: right, then left, "
+                "flipping every sway_period seconds, so that a face tracker cannot take the "
+                "push for a steady offset; none: each its own way"})
+    sway_period: float = field(default=2.0, metadata={
+        "help": "with toward=sway, seconds between flips of the push (each flip starts a "
+                "new keyframe)"})
     psnr: float | None = field(default=None, metadata={
         "help": "fidelity floor in dB: a frame whose change would take its PSNR against the "
                 "input under this gets its change scaled down to meet it, before encoding "
@@ -210,8 +218,11 @@ class VdfOptions:
                              f"{self.targets!r}")
         return list(dict.fromkeys(names))
 
-    def direction(self) -> str | None:
-        """The field every landmark term pushes along (None: each its own way)."""
+    def direction(self, seconds: float = 0.0) -> str | None:
+        """The field every landmark term pushes along at ``seconds`` into the stream (None:
+        each its own way)."""
+        if self.toward == "sway":
+            return "right" if math.floor(seconds / self.sway_period) % 2 == 0 else "left"
         return None if self.toward == "none" else self.toward
 
     def resolved_robust(self) -> bool:
@@ -251,6 +262,8 @@ class VdfOptions:
         if self.toward not in get_args(Toward):
             raise ValueError(f"toward must be one of {', '.join(get_args(Toward))}, got "
                              f"{self.toward!r}")
+        if not (math.isfinite(self.sway_period) and self.sway_period > 0):
+            raise ValueError(f"sway_period must be > 0 seconds, got {self.sway_period}")
         if not (math.isfinite(self.saturation) and self.saturation >= 0):
             raise ValueError(f"saturation must be >= 0, got {self.saturation}")
         if self.psnr is not None and not (math.isfinite(self.psnr) and 10 <= self.psnr <= 80):
@@ -282,7 +295,7 @@ class VdfFilter(Filter):
     def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
         from vdf_stream.models.mesh import FacePipeline
         from vdf_stream.objective import Objective, ObjectiveWeights, Targets, Transformations
-        from vdf_stream.sharing import KeyframeWindow, SharingOptions, SharingStats
+        from vdf_stream.sharing import SharingStats
 
         output = super().setup(info, device)  # validates the options first
         options = self.options
@@ -316,9 +329,7 @@ class VdfFilter(Filter):
                                min(1.0, targets.parse_flip * options.headroom),
                                targets.surrogate_nme * options.headroom
                                ) if options.early_stop else None
-        self.window = KeyframeWindow(SharingOptions(options.window, options.tau_reuse,
-                                                    options.tau_refine, self.keyframe_steps,
-                                                    options.refine_steps))
+        self.window = self._new_window()
         self.stats = SharingStats()
         self.last_params = None
         self.perturb_options = {"chroma": options.chroma, "texture_floor": options.texture_floor,
@@ -327,6 +338,26 @@ class VdfFilter(Filter):
         if options.psnr is not None:
             self.perturb_options["psnr_floor"] = options.psnr
         return output
+
+    def _new_window(self):
+        from vdf_stream.sharing import KeyframeWindow, SharingOptions
+
+        options = self.options
+        return KeyframeWindow(SharingOptions(options.window, options.tau_reuse,
+                                             options.tau_refine, self.keyframe_steps,
+                                             options.refine_steps))
+
+    def _steer(self, seconds: float) -> None:
+        """``toward=sway``: at a flip, point every landmark term the new way and forget the
+        keyframes (their parameters push the old way: the next face starts a new one)."""
+        wanted = self.options.direction(seconds)
+        if wanted == self.objective.weights.direction:
+            return
+        self.objective.weights.direction = wanted
+        for model in self.objective.surrogates.values():
+            if hasattr(model, "direction"):
+                model.direction = wanted
+        self.window = self._new_window()
 
     def process(self, frames: Frames) -> Frames:
         import time
@@ -353,6 +384,8 @@ class VdfFilter(Filter):
             frame = data[position:position + 1]
             region = regions[position]
             has_face = bool(found[position])
+            if self.options.toward == "sway":
+                self._steer(float(frames.pts[position] * frames.time_base))
             started = time.perf_counter()
             params, action, steps = self._parameters(frame, region, has_face, int(index),
                                                      describe, optimise, make_params, NEW, REUSE)

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from . import metrics
 from .models import pose
 from .models.alignment import RegionOfInterest, antialias_factor, pooling_box
-from .models.surrogate import point_error
+from .models.surrogate import mean_shift, point_error
 from .perturb import PerturbParams, frame_term_outside, perturb, prepare
 
 # JPEG's luminance and chrominance quantisation tables (ITU-T T.81 Annex K), row major.
@@ -86,7 +86,9 @@ class ObjectiveWeights:
     landmark_cap: float = 0.3
     # The mesh's points pushed along one field (vdf_stream.models.surrogate.point_error:
     # "right", "down", "out", ...) instead of away in any direction; give the surrogates the
-    # same so that every reader is pushed the same way. None: any direction.
+    # same so that every reader is pushed the same way. "auto": every landmark reader
+    # pushed along the direction in which, together, they already see the face move
+    # (Objective.consensus). None: any direction.
     direction: str | None = None
     # Gradient balancing: the parsing, detection and surrogate terms' gradients are each
     # rescaled to ``weight x`` the norm of the mesh terms' gradient (landmarks + pose; the
@@ -321,6 +323,10 @@ class Objective:
         self.weights = weights or ObjectiveWeights()
         self.transformations = transformations or Transformations()
         self.surrogates = dict(surrogates or {})
+        # direction="auto": the unit (2,) vector, in the frame's axes, along which the
+        # landmark readers together saw the face move at the latest step; kept from frame to
+        # frame, so that the push keeps one direction along a stream. None until a step ran.
+        self.consensus: torch.Tensor | None = None
         missing = set(self.weights.surrogates) - set(self.surrogates)
         if missing:
             raise ValueError(f"weights for surrogates that were not given: {sorted(missing)}")
@@ -432,11 +438,17 @@ class Objective:
         terms: dict[str, torch.Tensor] = {}
         zero = protected.new_zeros(())
         nme = pose_error = flip = score = zero
+        auto = w.direction == "auto"
+        direction = self.consensus if auto else w.direction
+        shifts = []  # auto: each landmark reader's mean shift over the frames with a face
         if w.landmarks or w.pose:
             landmarks, _ = self.pipeline.mesh(images, regions)
             truth = reference.landmarks[..., :2] * scale
-            error = point_error(landmarks[..., :2], truth, w.direction)
+            error = point_error(landmarks[..., :2], truth, direction)
             nme = error / (reference.eye_distance * scale)
+            if auto and w.landmarks:
+                shifts.append(mean_shift(landmarks[..., :2], truth,
+                                         reference.eye_distance * scale)[reference.found])
             terms["landmarks"] = -(nme.clamp(max=w.landmark_cap) * found).sum() / count
             fit = pose.fit_canonical(landmarks, canonical=self.pipeline.canonical)
             distance = (fit.rotation - reference.rotation).square().sum(dim=(-1, -2)) / 8
@@ -458,10 +470,18 @@ class Objective:
         for name, model in self.surrogates.items():
             if not w.surrogates.get(name, 0.0) or name not in reference.surrogates:
                 continue
+            if auto and hasattr(model, "direction"):
+                model.direction = direction
             losses, readings = model.loss(images, regions, scale, reference.surrogates[name])
             terms[name] = (losses * found).sum() / count
+            if auto and "shift" in readings and hasattr(model, "direction"):
+                shifts.append(readings["shift"][reference.found])
             surrogate_readings.update({f"{name}_{key}": _median(value[reference.found])
-                                       for key, value in readings.items()})
+                                       for key, value in readings.items() if value.dim() == 1})
+        if shifts:
+            together = sum(shift.mean(dim=0) for shift in shifts if len(shift))
+            if isinstance(together, torch.Tensor) and together.norm() > 1e-6:
+                self.consensus = (together / together.norm()).detach()
         if w.fidelity:
             squares = ((protected - clean) / eps).square()
             if frame_pixels is None:

@@ -144,19 +144,22 @@ DIRECTIONS = ("right", "left", "down", "up", "out", "in")
 _AXES = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.0, -1.0)}
 
 
-def point_error(points: torch.Tensor, truth: torch.Tensor, direction: str | None = None
-                ) -> torch.Tensor:
+def point_error(points: torch.Tensor, truth: torch.Tensor,
+                direction: str | torch.Tensor | None = None) -> torch.Tensor:
     """``(B,)`` how far ``points`` ``(B, N, 2)`` moved from ``truth``, in pixels.
 
     With no ``direction``: the mean distance (what the NME divides). With a direction (of
-    :data:`DIRECTIONS`): the mean displacement *along* that field, signed, so that every
-    model optimised with the same field is pushed the same way (the whole face read
-    further right, or larger, by every reader at once) instead of each its own way.
+    :data:`DIRECTIONS`, or a ``(2,)`` unit vector in the frame's axes): the mean
+    displacement *along* that field, signed, so that every model optimised with the same
+    field is pushed the same way (the whole face read further right, or larger, by every
+    reader at once) instead of each its own way.
     """
     offset = points - truth
     if direction is None:
         return offset.norm(dim=-1).mean(dim=-1)
-    if direction in _AXES:
+    if isinstance(direction, torch.Tensor):
+        unit = direction.to(truth).expand_as(truth)
+    elif direction in _AXES:
         unit = truth.new_tensor(_AXES[direction]).expand_as(truth)
     elif direction in ("out", "in"):
         radial = truth - truth.mean(dim=1, keepdim=True)
@@ -166,6 +169,13 @@ def point_error(points: torch.Tensor, truth: torch.Tensor, direction: str | None
     else:
         raise ValueError(f"direction {direction!r}: one of {', '.join(DIRECTIONS)}")
     return (offset * unit).sum(dim=-1).mean(dim=-1)
+
+
+def mean_shift(points: torch.Tensor, truth: torch.Tensor, eye_distance: torch.Tensor
+               ) -> torch.Tensor:
+    """``(B, 2)`` the points' mean displacement over the eye distance (detached): where the
+    reader as a whole sees the face move."""
+    return ((points - truth).mean(dim=1) / eye_distance[:, None]).detach()
 
 
 def capped_progress(nme: torch.Tensor, target: float) -> torch.Tensor:
@@ -278,7 +288,8 @@ class MtcnnSurrogate(Surrogate):
         valid = reference.valid.to(images.device)
         loss = torch.where(valid, loss, torch.zeros_like(loss))
         readings = {"nme": nme.detach(), "face_score": torch.sigmoid(margins[:, 1]).detach(),
-                    "rnet_score": torch.sigmoid(margins[:, 0]).detach()}
+                    "rnet_score": torch.sigmoid(margins[:, 0]).detach(),
+                    "shift": mean_shift(points, truth, reference.eye_distance.to(images) * scale)}
         return loss, readings
 
     @torch.no_grad()
@@ -350,7 +361,9 @@ class FaceApi68Surrogate(Surrogate):
         nme = error / (reference.eye_distance.to(images) * scale)
         loss = -capped_progress(nme, self.nme_target)
         valid = reference.valid.to(images.device)
-        return torch.where(valid, loss, torch.zeros_like(loss)), {"nme": nme.detach()}
+        shift = mean_shift(points, truth, reference.eye_distance.to(images) * scale)
+        return torch.where(valid, loss, torch.zeros_like(loss)), {"nme": nme.detach(),
+                                                                   "shift": shift}
 
     @torch.no_grad()
     def read(self, frames: torch.Tensor, faces: list[mtcnn.MtcnnFaces] | None = None
