@@ -62,8 +62,8 @@ from vdf_stream.frames import Frames, VideoInfo
 
 Strength = Literal["low", "medium", "high"]
 Backend = Literal["auto", "torch", "cupy"]
-# none, auto, sway, or one of vdf_stream.models.surrogate.DIRECTIONS (a test keeps them the same)
-Toward = Literal["none", "auto", "sway", "right", "left", "down", "up", "out", "in"]
+# none, auto, or one of vdf_stream.models.surrogate.DIRECTIONS (a test keeps them the same)
+Toward = Literal["none", "auto", "right", "left", "down", "up", "out", "in"]
 
 # preset -> (eps, keyframe steps)
 PRESETS: dict[str, tuple[float, int]] = {
@@ -182,16 +182,12 @@ class VdfOptions:
     toward: Toward = field(default="none", metadata={
         "help": "push every landmark reader optimised against (the mesh's points and each "
                 "other model's) the same way: right, left, down, up, out (the face read "
-                "larger) or in, instead of each away from its clean points in its own "
-                "direction; one shared direction carries further to readers that were not "
-                "optimised against (see docs/protection.md). auto: the direction in which "
-                "the readers together already see the face move, kept along the stream. "
-                "sway: right, then left, "
-                "flipping every sway_period seconds, so that a face tracker cannot take the "
-                "push for a steady offset; none: each its own way"})
-    sway_period: float = field(default=2.0, metadata={
-        "help": "with toward=sway, seconds between flips of the push (each flip starts a "
-                "new keyframe)"})
+                "larger) or in; auto: the direction in which the readers together already "
+                "see the face move, kept along the stream; none (the default): each away "
+                "from its clean points in its own direction. Measured after CRF 23 with "
+                "face-api left out (docs/protection.md): right raises it on single_face "
+                "(0.047 -> 0.057) and lowers it on WolfgangLanger (0.058 -> 0.041); auto "
+                "reads as none to within 0.005"})
     psnr: float | None = field(default=None, metadata={
         "help": "fidelity floor in dB: a frame whose change would take its PSNR against the "
                 "input under this gets its change scaled down to meet it, before encoding "
@@ -218,11 +214,8 @@ class VdfOptions:
                              f"{self.targets!r}")
         return list(dict.fromkeys(names))
 
-    def direction(self, seconds: float = 0.0) -> str | None:
-        """The field every landmark term pushes along at ``seconds`` into the stream (None:
-        each its own way)."""
-        if self.toward == "sway":
-            return "right" if math.floor(seconds / self.sway_period) % 2 == 0 else "left"
+    def direction(self) -> str | None:
+        """The field every landmark term pushes along (None: each its own way)."""
         return None if self.toward == "none" else self.toward
 
     def resolved_robust(self) -> bool:
@@ -262,8 +255,6 @@ class VdfOptions:
         if self.toward not in get_args(Toward):
             raise ValueError(f"toward must be one of {', '.join(get_args(Toward))}, got "
                              f"{self.toward!r}")
-        if not (math.isfinite(self.sway_period) and self.sway_period > 0):
-            raise ValueError(f"sway_period must be > 0 seconds, got {self.sway_period}")
         if not (math.isfinite(self.saturation) and self.saturation >= 0):
             raise ValueError(f"saturation must be >= 0, got {self.saturation}")
         if self.psnr is not None and not (math.isfinite(self.psnr) and 10 <= self.psnr <= 80):
@@ -295,7 +286,7 @@ class VdfFilter(Filter):
     def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
         from vdf_stream.models.mesh import FacePipeline
         from vdf_stream.objective import Objective, ObjectiveWeights, Targets, Transformations
-        from vdf_stream.sharing import SharingStats
+        from vdf_stream.sharing import KeyframeWindow, SharingOptions, SharingStats
 
         output = super().setup(info, device)  # validates the options first
         options = self.options
@@ -329,7 +320,9 @@ class VdfFilter(Filter):
                                min(1.0, targets.parse_flip * options.headroom),
                                targets.surrogate_nme * options.headroom
                                ) if options.early_stop else None
-        self.window = self._new_window()
+        self.window = KeyframeWindow(SharingOptions(options.window, options.tau_reuse,
+                                                    options.tau_refine, self.keyframe_steps,
+                                                    options.refine_steps))
         self.stats = SharingStats()
         self.last_params = None
         self.perturb_options = {"chroma": options.chroma, "texture_floor": options.texture_floor,
@@ -338,26 +331,6 @@ class VdfFilter(Filter):
         if options.psnr is not None:
             self.perturb_options["psnr_floor"] = options.psnr
         return output
-
-    def _new_window(self):
-        from vdf_stream.sharing import KeyframeWindow, SharingOptions
-
-        options = self.options
-        return KeyframeWindow(SharingOptions(options.window, options.tau_reuse,
-                                             options.tau_refine, self.keyframe_steps,
-                                             options.refine_steps))
-
-    def _steer(self, seconds: float) -> None:
-        """``toward=sway``: at a flip, point every landmark term the new way and forget the
-        keyframes (their parameters push the old way: the next face starts a new one)."""
-        wanted = self.options.direction(seconds)
-        if wanted == self.objective.weights.direction:
-            return
-        self.objective.weights.direction = wanted
-        for model in self.objective.surrogates.values():
-            if hasattr(model, "direction"):
-                model.direction = wanted
-        self.window = self._new_window()
 
     def process(self, frames: Frames) -> Frames:
         import time
@@ -384,8 +357,6 @@ class VdfFilter(Filter):
             frame = data[position:position + 1]
             region = regions[position]
             has_face = bool(found[position])
-            if self.options.toward == "sway":
-                self._steer(float(frames.pts[position] * frames.time_base))
             started = time.perf_counter()
             params, action, steps = self._parameters(frame, region, has_face, int(index),
                                                      describe, optimise, make_params, NEW, REUSE)

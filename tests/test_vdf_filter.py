@@ -259,7 +259,7 @@ def test_toward_pushes_every_landmark_reader_the_same_way(clip):
     from filters.vdf import Toward
     from vdf_stream.models import surrogate
 
-    assert get_args(Toward) == ("none", "auto", "sway") + surrogate.DIRECTIONS
+    assert get_args(Toward) == ("none", "auto") + surrogate.DIRECTIONS
     cls = load_filter_class("vdf")
     with pytest.raises(UsageError, match="toward"):
         parse_options(cls, "toward=sideways")
@@ -280,28 +280,6 @@ def test_toward_pushes_every_landmark_reader_the_same_way(clip):
     # tiny network 0.076 of its eye distance right
     assert shift[0] > 2.0 and shift[1].abs() < shift[0] / 4
     assert readings["nme"][0] > 0.03
-
-
-def test_sway_flips_the_push_and_starts_a_new_keyframe(clip):
-    """``toward=sway``: right, then left after ``sway_period`` seconds; the flip forgets the
-    keyframes that pushed the other way."""
-    cls = load_filter_class("vdf")
-    with pytest.raises(UsageError, match="sway_period"):
-        parse_options(cls, "toward=sway:sway_period=0")
-    options = parse_options(cls, "toward=sway:sway_period=2")
-    assert [options.direction(t) for t in (0, 1.9, 2.0, 3.9, 4.0)] == [
-        "right", "right", "left", "left", "right"]
-    data = _frames(clip, "single_face.mp4", [0, 1])
-    # two consecutive frames (reused as they are without the flip), 1/30 s apart
-    vdf, protected = _run("targets=mesh:toward=sway:sway_period=1/30:steps=8:early_stop=0:"
-                          "quiet=1", data)
-    assert vdf.stats.keyframes == 2 and vdf.objective.weights.direction == "left"
-    pipeline = FacePipeline(segmentation=False)
-    regions, _, _ = pipeline.regions(data)
-    clean, _ = pipeline.mesh(data, regions)
-    moved, _ = pipeline.mesh(protected, regions)
-    shift = (moved - clean)[..., 0].mean(dim=1)
-    assert shift[0] > 2.0 and shift[1] < -2.0
 
 
 def test_auto_pushes_along_the_readers_own_consensus(clip):
