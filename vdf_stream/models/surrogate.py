@@ -245,7 +245,7 @@ class MtcnnSurrogate(Surrogate):
 
     def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  nme_target: float = NME_TARGET, points_weight: float = 0.5,
-                 face_weight: float = 0.5, direction: str | None = None):
+                 face_weight: float = 0.5, direction: str | torch.Tensor | None = None):
         super().__init__()
         self.detector = mtcnn.MTCNN(device=device, dtype=dtype)
         self.nme_target = nme_target
@@ -326,7 +326,7 @@ class FaceApi68Surrogate(Surrogate):
 
     def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  nme_target: float = NME_TARGET, detector: mtcnn.MTCNN | None = None,
-                 direction: str | None = None):
+                 direction: str | torch.Tensor | None = None):
         super().__init__()
         self.landmarker = faceapi.FaceApiLandmarker(device=device, dtype=dtype,
                                                     variant=self.variant)
