@@ -186,7 +186,7 @@ class VdfOptions:
                 "see the face move, kept along the stream; none (the default): each away "
                 "from its clean points in its own direction. Measured after CRF 23 with "
                 "face-api left out (docs/protection.md): right raises it on single_face "
-                "(0.047 -> 0.057) and lowers it on WolfgangLanger (0.058 -> 0.041); auto "
+                "(0.050 -> 0.057) and lowers it on WolfgangLanger (0.058 -> 0.041); auto "
                 "reads as none to within 0.005"})
     psnr: float | None = field(default=None, metadata={
         "help": "fidelity floor in dB: a frame whose change would take its PSNR against the "
