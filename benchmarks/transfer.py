@@ -64,7 +64,9 @@ Techniques (``--techniques``, each changing one thing against ``baseline``, run 
     (:func:`vdf_stream.models.surrogate.point_error`): the whole face read further right,
     further down, larger, ... by every reader at once. Untargeted, each network gives way in
     its own direction and a network left out is pulled several ways at once; one shared
-    direction asks the change to mean the same thing to all of them.
+    direction asks the change to mean the same thing to all of them. (Measured: sideways
+    helps here, on 8 frames, but not through the filter on both clips; the untargeted
+    attack already takes one shared direction. docs/protection.md, ``toward=``.)
 ``toward_auto``
     the same, along the direction in which the readers together already see the face move
     (the objective's ``consensus``, updated every step and kept from frame to frame).
