@@ -20,36 +20,23 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def read_frames(path: str, stride: int) -> torch.Tensor:
-    from vdf_stream.api import iterate
-
-    kept = []
-    for batch in iterate(path, format="rgbf32", batch_size=8):
-        for position, index in enumerate(batch.indices):
-            if index % stride == 0:
-                kept.append(batch.data[position:position + 1])
-    return torch.cat(kept)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def shifts(model, original: torch.Tensor, protected: torch.Tensor) -> dict:
     """``{"shift": (x, y), "nme": median}`` of one reader over the frames both readings found
     a face in, in units of the clean reading's eye distance."""
-    from vdf_stream.models import faceapi, mtcnn
+    from vdf_stream.models.surrogate import mean_shift, point_error
 
     found_clean, clean = model.read(original)
     found_protected, moved = model.read(protected)
     both = found_clean & found_protected
     clean, moved = clean[both], moved[both]
-    if model.name == "mtcnn":
-        eye = (clean[:, mtcnn.RIGHT_EYE] - clean[:, mtcnn.LEFT_EYE]).norm(dim=-1)
-    else:
-        eye = (clean[:, faceapi.RIGHT_EYE_OUTER] - clean[:, faceapi.LEFT_EYE_OUTER]).norm(dim=-1)
-    offset = (moved - clean) / eye[:, None, None]
-    return {"frames": int(both.sum()), "shift": offset.mean(dim=1).mean(dim=0).tolist(),
-            "nme": float(offset.norm(dim=-1).mean(dim=1).median())}
+    eye = model.eye_distance(clean)
+    return {"frames": int(both.sum()), "shift": mean_shift(moved, clean, eye).mean(dim=0).tolist(),
+            "nme": float((point_error(moved, clean) / eye).median())}
 
 
 def main(argv=None) -> int:
@@ -62,8 +49,10 @@ def main(argv=None) -> int:
     from vdf_stream.models.surrogate import (FaceApi68Surrogate, FaceApi68TinySurrogate,
                                              MtcnnSurrogate)
 
-    original = read_frames(args.original, args.stride)
-    protected = read_frames(args.protected, args.stride)
+    from tradeoff import load_frames
+
+    original, _ = load_frames(args.original, sys.maxsize, args.stride)
+    protected, _ = load_frames(args.protected, sys.maxsize, args.stride)
     if original.shape != protected.shape:
         raise SystemExit(f"the videos differ in size or length: {tuple(original.shape)} "
                          f"against {tuple(protected.shape)}")

@@ -478,9 +478,10 @@ class Objective:
                 shifts.append(readings["shift"][reference.found])
             surrogate_readings.update({f"{name}_{key}": _median(value[reference.found])
                                        for key, value in readings.items() if value.dim() == 1})
-        if shifts:
-            together = sum(shift.mean(dim=0) for shift in shifts if len(shift))
-            if isinstance(together, torch.Tensor) and together.norm() > 1e-6:
+        means = [shift.mean(dim=0) for shift in shifts if len(shift)]
+        if means:
+            together = torch.stack(means).sum(dim=0)
+            if together.norm() > 1e-6:
                 self.consensus = (together / together.norm()).detach()
         if w.fidelity:
             squares = ((protected - clean) / eps).square()

@@ -265,8 +265,7 @@ class MtcnnSurrogate(Surrogate):
         boxes, detected = match_faces(self.detector.detect(frames), regions)
         rnet_logits, onet_logits, points = self.detector.refine_crops(frames, boxes)
         margins = torch.stack([mtcnn.face_margin(rnet_logits), mtcnn.face_margin(onet_logits)], -1)
-        eye = (points[:, mtcnn.RIGHT_EYE] - points[:, mtcnn.LEFT_EYE]).norm(dim=-1)
-        return BoxReference(regions, boxes, points, eye.clamp_min(1.0),
+        return BoxReference(regions, boxes, points, self.eye_distance(points).clamp_min(1.0),
                             found.to(frames.device).bool(), detected, margins)
 
     def loss(self, images: torch.Tensor, regions: RegionOfInterest, scale: float,
@@ -291,6 +290,11 @@ class MtcnnSurrogate(Surrogate):
                     "rnet_score": torch.sigmoid(margins[:, 0]).detach(),
                     "shift": mean_shift(points, truth, reference.eye_distance.to(images) * scale)}
         return loss, readings
+
+    @staticmethod
+    def eye_distance(points: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` the NME's normaliser: the distance of the two eye centres."""
+        return (points[:, mtcnn.RIGHT_EYE] - points[:, mtcnn.LEFT_EYE]).norm(dim=-1)
 
     @torch.no_grad()
     def detect(self, frames: torch.Tensor) -> list[mtcnn.MtcnnFaces]:
@@ -334,7 +338,9 @@ class FaceApi68Surrogate(Surrogate):
         self.nme_target = nme_target
         self.direction = direction
 
-    def _eye_distance(self, points: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def eye_distance(points: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` the NME's normaliser: the distance of the outer eye corners."""
         corners = points[:, faceapi.RIGHT_EYE_OUTER] - points[:, faceapi.LEFT_EYE_OUTER]
         return corners.norm(dim=-1)
 
@@ -346,7 +352,7 @@ class FaceApi68Surrogate(Surrogate):
         regions = regions.to(device=frames.device, dtype=frames.dtype)
         boxes, detected = match_faces(self.detector.detect(frames), regions)
         points = self.landmarker(frames, boxes)
-        return BoxReference(regions, boxes, points, self._eye_distance(points).clamp_min(1.0),
+        return BoxReference(regions, boxes, points, self.eye_distance(points).clamp_min(1.0),
                             found.to(frames.device).bool(), detected,
                             frames.new_zeros(frames.shape[0], 0))
 
