@@ -71,6 +71,12 @@ Techniques (``--techniques``, each changing one thing against ``baseline``, run 
     the same, along the direction in which the readers together already see the face move
     (the objective's ``consensus``, updated every step and kept from frame to frame).
 
+``ghost``
+    ghost networks (:mod:`vdf_stream.models.ghost`): at every step the convolutions of every
+    network optimised against (the mesh and the surrogates) have their outputs multiplied by
+    fresh noise ``1 + --ghost-strength * U(-1, 1)``, all but the heads that write the
+    readings, so the change must move a family of networks around each one.
+
 Techniques join with ``+`` (``margin+diversity``: both changes).
 
     python benchmarks/transfer.py --svg docs/transfer_matrix.svg   # the matrix, 2 clips x 4 frames
@@ -221,6 +227,7 @@ class Technique:
     balance: bool = True
     margin: bool = False               # surrogates optimised towards --margin-target
     direction: str | None = None       # every reader pushed along one field
+    ghost: bool = False                # fresh noise on the networks' feature maps each step
 
 
 # what each technique changes against the baseline
@@ -240,6 +247,7 @@ TECHNIQUE_CHANGES = {
     "toward_out": {"direction": "out"},
     "toward_in": {"direction": "in"},
     "toward_auto": {"direction": "auto"},
+    "ghost": {"ghost": True},
 }
 
 
@@ -336,7 +344,9 @@ class Runner:
                 given[term.name] = term
         objective_weights = ObjectiveWeights(1.0 if mesh else 0.0, 1.0 if mesh else 0.0,
                                              balance=chosen.balance, surrogates=weights,
-                                             direction=chosen.direction)
+                                             direction=chosen.direction,
+                                             ghost=self.args.ghost_strength if chosen.ghost
+                                             else 0.0)
         if chosen.transformations == "eot":
             transformations = Transformations()
         elif chosen.transformations == "diversity":
@@ -644,6 +654,9 @@ def main(argv=None) -> int:
     parser.add_argument("--diversity-jitter", type=float, default=0.05)
     parser.add_argument("--momentum", type=float, default=1.0, help="sign_momentum's mu")
     parser.add_argument("--feature-weight", type=float, default=1.0)
+    parser.add_argument("--ghost-strength", type=float, default=0.2,
+                        help="ghost's noise on the feature maps: each output times "
+                             "1 + S * U(-1, 1)")
     parser.add_argument("--margin-target", type=float, default=0.15,
                         help="margin's landmark error the surrogates are optimised towards "
                              "(their default: 0.05, the figure to reach after encoding)")

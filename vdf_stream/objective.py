@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from . import metrics
 from .models import pose
 from .models.alignment import RegionOfInterest, antialias_factor, pooling_box
+from .models.ghost import feature_noise
 from .models.surrogate import mean_shift, point_error
 from .perturb import PerturbParams, frame_term_outside, perturb, prepare
 
@@ -99,6 +100,11 @@ class ObjectiveWeights:
     # Other face models (vdf_stream.models.surrogate.Surrogate, by name) and their weights;
     # each is a balanced term.
     surrogates: dict[str, float] = field(default_factory=dict)
+    # Ghost networks (vdf_stream.models.ghost): at every step, the convolutions of the
+    # networks read (the face mesh and the surrogates) have their outputs multiplied by
+    # fresh noise 1 + ghost * U(-1, 1), so the change must work on a family of networks
+    # around each one. 0: the networks as they are.
+    ghost: float = 0.0
 
     def of(self, term: str) -> float:
         """The weight of a term by name (a surrogate's by its name)."""
@@ -429,7 +435,22 @@ class Objective:
         ``frame_pixels``: when ``protected`` and ``clean`` are a window of the frames, the
         frames' pixel count, so that the fidelity term keeps its weight per pixel;
         ``outside``: the fidelity term's sum over the rest of the frames
-        (:func:`~vdf_stream.perturb.frame_term_outside`)."""
+        (:func:`~vdf_stream.perturb.frame_term_outside`). With ``weights.ghost``, the
+        networks read with noise on their features (the readings too)."""
+        with feature_noise(self.ghost_networks(), self.weights.ghost, generator):
+            return self._terms(protected, clean, reference, eps, generator, frame_pixels,
+                               outside)
+
+    def ghost_networks(self) -> list:
+        """The networks the steps read, that ``weights.ghost`` makes ghosts of."""
+        if not self.weights.ghost:
+            return []
+        w = self.weights
+        networks = [self.pipeline.landmarker] if w.landmarks or w.pose else []
+        return networks + [model for name, model in self.surrogates.items()
+                           if w.surrogates.get(name, 0.0)]
+
+    def _terms(self, protected, clean, reference, eps, generator, frame_pixels, outside):
         w = self.weights
         images, regions, scale = self.transform(protected, reference.regions, generator,
                                                 clean=clean)
