@@ -75,7 +75,9 @@ Techniques (``--techniques``, each changing one thing against ``baseline``, run 
     ghost networks (:mod:`vdf_stream.models.ghost`): at every step the convolutions of every
     network optimised against (the mesh and the surrogates) have their outputs multiplied by
     fresh noise ``1 + --ghost-strength * U(-1, 1)``, all but the heads that write the
-    readings, so the change must move a family of networks around each one.
+    readings, so the change must move a family of networks around each one. (Measured: no
+    gain over draws of the noise, and the mesh loses a third or more of its NME; none through
+    the filter either. docs/protection.md, ghost networks.)
 
 Techniques join with ``+`` (``margin+diversity``: both changes).
 
@@ -782,6 +784,7 @@ def main(argv=None) -> int:
                           "region_jitter": args.diversity_jitter},
             "momentum": args.momentum, "feature_weight": args.feature_weight,
             "margin_target": args.margin_target,
+            "ghost_strength": args.ghost_strength,
             "threads": args.threads, "optimisation": "per frame (share=off), no early stop",
             "columns": {name: {"model": model, "statistic": statistic}
                         for name, model, statistic in COLUMNS},

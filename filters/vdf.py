@@ -188,12 +188,6 @@ class VdfOptions:
                 "face-api left out (docs/protection.md): right raises it on single_face "
                 "(0.050 -> 0.057) and lowers it on WolfgangLanger (0.058 -> 0.041); auto "
                 "reads as none to within 0.005"})
-    ghost: float = field(default=0.0, metadata={
-        "help": "ghost networks: at every optimiser step the convolutions of the face mesh "
-                "and of each other model optimised against have their outputs multiplied by "
-                "fresh noise 1 + ghost * U(-1, 1), so that the change must move a family of "
-                "networks around each one, not its exact weights; in [0, 1), 0 (the "
-                "default): off. See docs/protection.md for what it measured"})
     psnr: float | None = field(default=None, metadata={
         "help": "fidelity floor in dB: a frame whose change would take its PSNR against the "
                 "input under this gets its change scaled down to meet it, before encoding "
@@ -258,8 +252,6 @@ class VdfOptions:
             value = getattr(self, name)
             if not (0 <= value <= 1):
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        if not (math.isfinite(self.ghost) and 0.0 <= self.ghost < 1.0):
-            raise ValueError(f"ghost must be in [0, 1), got {self.ghost}")
         if self.toward not in get_args(Toward):
             raise ValueError(f"toward must be one of {', '.join(get_args(Toward))}, got "
                              f"{self.toward!r}")
@@ -316,7 +308,7 @@ class VdfFilter(Filter):
             options.detection if "detection" in chosen else 0.0, options.fidelity,
             balance=options.balance,
             surrogates={name: options.surrogate_weight for name in chosen if name in SURROGATES},
-            direction=options.direction(), ghost=options.ghost)
+            direction=options.direction())
         transformations = (Transformations() if options.resolved_robust()
                            else Transformations().none())
         self.objective = Objective(self._pipeline, weights, transformations,

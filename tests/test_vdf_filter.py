@@ -301,37 +301,3 @@ def test_auto_pushes_along_the_readers_own_consensus(clip):
     across = float(shift @ torch.stack([-consensus[1], consensus[0]]))
     # measured: consensus (-0.89, -0.45) (left and up), 3.5 pixels along it, 1.5 across
     assert along > 2.0 and abs(across) < 0.75 * along
-
-
-def test_ghost_reads_a_new_network_at_every_step(clip):
-    """``ghost=``: every step reads the mesh and the surrogates with fresh noise on their
-    features; the clean frame itself reads a little off, differently each time, and the
-    networks are themselves again outside the steps."""
-    cls = load_filter_class("vdf")
-    for bad in ("ghost=1", "ghost=-0.1", "ghost=nan"):
-        with pytest.raises(UsageError, match="ghost"):
-            parse_options(cls, bad)
-    data = _frames(clip, "single_face.mp4", [0])
-    vdf, protected = _run("targets=mesh+faceapi68tiny:ghost=0.2:steps=8:early_stop=0:quiet=1",
-                          data)
-    objective = vdf.objective
-    assert objective.weights.ghost == 0.2
-    assert len(objective.ghost_networks()) == 2  # the face mesh and face-api's tiny network
-    reference = objective.reference(data)
-    generator = torch.Generator().manual_seed(0)
-    readings = [objective.terms(data, data, reference, vdf.eps, generator)[1]
-                for _ in range(2)]
-    nme = [reading.landmark_nme for reading in readings]
-    tiny = [reading.surrogates["faceapi68tiny_nme"] for reading in readings]
-    # measured: the clean frame reads mesh NME 0.014 and 0.022, tiny 0.014 and 0.013
-    assert all(0.002 < value < 0.06 for value in nme + tiny) and nme[0] != nme[1]
-    objective.weights.ghost = 0.0
-    clean = objective.terms(data, data, reference, vdf.eps, generator)[1]
-    assert clean.landmark_nme < 1e-4 and clean.surrogates["faceapi68tiny_nme"] < 1e-4
-    # the protection still moves the networks as they are (measured: mesh NME 0.030)
-    pipeline = FacePipeline(segmentation=False)
-    regions, _, _ = pipeline.regions(data)
-    before, _ = pipeline.mesh(data, regions)
-    after, _ = pipeline.mesh(protected, regions)
-    eye = (before[0, 33, :2] - before[0, 263, :2]).norm()
-    assert float((after - before)[0, :, :2].norm(dim=-1).mean() / eye) > 0.015
