@@ -9,9 +9,16 @@ so the change has to work on all of them: a cheap ensemble, no more forward or b
 passes than before.
 
 :func:`feature_noise` wraps every convolution of the given modules (``nn.Conv2d`` and the
-convolutions of :class:`~vdf_stream.models.tflite.TFLiteModule` graphs) for the length of a
-``with`` block: each output is multiplied element by element by ``1 + strength * u``,
-``u ~ U(-1, 1)``, drawn anew at every call. Outside the block the modules are unchanged.
+convolutions of :class:`~vdf_stream.models.tflite.TFLiteModule` graphs but their heads) for
+the length of a ``with`` block: each output is multiplied element by element by
+``1 + strength * u``, ``u ~ U(-1, 1)``, drawn anew at every call. A graph's heads, the
+convolutions that write its outputs, are left alone: noise there moves the readings by
+itself (the face mesh's points by 0.10 of the eye distance at strength 0.1, against
+0.013-0.020 without). Outside the block the modules are unchanged.
+
+Measured (docs/protection.md, ghost networks): no gain in transfer over draws of the
+noise, and none through the filter; kept to measure it again
+(``benchmarks/transfer.py --techniques margin+ghost``).
 """
 
 from __future__ import annotations
@@ -67,8 +74,7 @@ def feature_noise(modules: Iterable[nn.Module], strength: float,
         for handle in handles:
             handle.remove()
         for module in patched:
-            for name in ("_run_CONV_2D",):
-                module.__dict__.pop(name, None)
+            module.__dict__.pop("_run_CONV_2D", None)
 
 
 def _heads(module: TFLiteModule) -> set[int]:
