@@ -465,11 +465,10 @@ class Objective:
         if w.landmarks or w.pose:
             landmarks, _ = self.pipeline.mesh(images, regions)
             truth = reference.landmarks[..., :2] * scale
-            error = point_error(landmarks[..., :2], truth, direction)
-            nme = error / (reference.eye_distance * scale)
+            eye = reference.eye_distance * scale
+            nme = point_error(landmarks[..., :2], truth, direction) / eye
             if auto and w.landmarks:
-                shifts.append(mean_shift(landmarks[..., :2], truth,
-                                         reference.eye_distance * scale)[reference.found])
+                shifts.append(mean_shift(landmarks[..., :2], truth, eye)[reference.found])
             terms["landmarks"] = -(nme.clamp(max=w.landmark_cap) * found).sum() / count
             fit = pose.fit_canonical(landmarks, canonical=self.pipeline.canonical)
             distance = (fit.rotation - reference.rotation).square().sum(dim=(-1, -2)) / 8
@@ -491,11 +490,13 @@ class Objective:
         for name, model in self.surrogates.items():
             if not w.surrogates.get(name, 0.0) or name not in reference.surrogates:
                 continue
-            if auto and hasattr(model, "direction"):
+            # the landmark readers (not face-api's detector) follow the consensus
+            steered = auto and hasattr(model, "direction")
+            if steered:
                 model.direction = direction
             losses, readings = model.loss(images, regions, scale, reference.surrogates[name])
             terms[name] = (losses * found).sum() / count
-            if auto and "shift" in readings and hasattr(model, "direction"):
+            if steered and "shift" in readings:
                 shifts.append(readings["shift"][reference.found])
             surrogate_readings.update({f"{name}_{key}": _median(value[reference.found])
                                        for key, value in readings.items() if value.dim() == 1})

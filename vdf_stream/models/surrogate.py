@@ -275,8 +275,8 @@ class MtcnnSurrogate(Surrogate):
         boxes = boxes_in_regions(reference.boxes.to(images), reference.regions, regions)
         rnet_logits, onet_logits, points = self.detector.refine_crops(images, boxes)
         truth = reference.points.to(images) * scale
-        error = point_error(points, truth, self.direction)
-        nme = error / (reference.eye_distance.to(images) * scale)
+        eye = reference.eye_distance.to(images) * scale
+        nme = point_error(points, truth, self.direction) / eye
         margins = torch.stack([mtcnn.face_margin(rnet_logits), mtcnn.face_margin(onet_logits)], -1)
         clean = reference.margins.to(images)
         drop = images.new_tensor(self.drop_margins)
@@ -288,7 +288,7 @@ class MtcnnSurrogate(Surrogate):
         loss = torch.where(valid, loss, torch.zeros_like(loss))
         readings = {"nme": nme.detach(), "face_score": torch.sigmoid(margins[:, 1]).detach(),
                     "rnet_score": torch.sigmoid(margins[:, 0]).detach(),
-                    "shift": mean_shift(points, truth, reference.eye_distance.to(images) * scale)}
+                    "shift": mean_shift(points, truth, eye)}
         return loss, readings
 
     @staticmethod
@@ -363,13 +363,12 @@ class FaceApi68Surrogate(Surrogate):
         boxes = boxes_in_regions(reference.boxes.to(images), reference.regions, regions)
         points = self.landmarker(images, boxes)
         truth = reference.points.to(images) * scale
-        error = point_error(points, truth, self.direction)
-        nme = error / (reference.eye_distance.to(images) * scale)
+        eye = reference.eye_distance.to(images) * scale
+        nme = point_error(points, truth, self.direction) / eye
         loss = -capped_progress(nme, self.nme_target)
         valid = reference.valid.to(images.device)
-        shift = mean_shift(points, truth, reference.eye_distance.to(images) * scale)
-        return torch.where(valid, loss, torch.zeros_like(loss)), {"nme": nme.detach(),
-                                                                   "shift": shift}
+        return torch.where(valid, loss, torch.zeros_like(loss)), {
+            "nme": nme.detach(), "shift": mean_shift(points, truth, eye)}
 
     @torch.no_grad()
     def read(self, frames: torch.Tensor, faces: list[mtcnn.MtcnnFaces] | None = None
