@@ -187,11 +187,16 @@ what is compared:
 def _add_eval_parser(commands) -> None:
     evaluate = commands.add_parser(
         "eval",
-        help="measure fidelity, efficacy and robustness of a protected video",
-        description="Pair the frames of ORIGINAL and PROTECTED by index and measure fidelity\n"
-                    "(PSNR, SSIM, max |delta|, temporal flicker) and efficacy against the face\n"
-                    "pipeline (landmark NME, head-pose error, parse flip, detection loss, face\n"
-                    "presence). Frame counts and sizes must agree; timestamps are compared.",
+        help="measure how visible a protection is and how well it works",
+        description="Pair the frames of ORIGINAL and PROTECTED by index and measure:\n"
+                    "- visibility first: ColorVideoVDP's JOD (10 = no visible difference; one\n"
+                    "  JOD lower = 75% of viewers pick the original), on the whole video at its\n"
+                    "  own size and on a run of frames at full screen, beside the codec floor\n"
+                    "  (ORIGINAL re-encoded with PROTECTED's encoder settings);\n"
+                    "- fidelity (secondary): PSNR, SSIM, max |delta|, temporal flicker;\n"
+                    "- efficacy against the face pipeline: landmark NME, head-pose error,\n"
+                    "  parse flip, detection loss, face presence.\n"
+                    "Frame counts and sizes must agree; timestamps are compared.",
         epilog=EVAL_EXAMPLES + "\n" + EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -227,6 +232,20 @@ def _add_eval_parser(commands) -> None:
                                "each with its own detection (MTCNN: 5-point NME and faces "
                                "lost; face-api: 68-point NME), beside the floor of H.264 "
                                "CRF 23 alone")
+    evaluate.add_argument("--no-visibility", dest="visibility", action="store_false",
+                          help="skip ColorVideoVDP (the slowest part of eval: about 0.6 s "
+                               "per frame at 640x360 on 2 CPU cores, protected and floor)")
+    evaluate.add_argument("--visibility-stride", type=int, default=1, metavar="S",
+                          help="for long videos: measure visibility on one run of a quarter "
+                               "second of consecutive frames (so flicker is still seen) every "
+                               "S such runs (default 1: every frame)")
+    evaluate.add_argument("--full-screen-frames", type=int, default=12, metavar="N",
+                          help="consecutive frames from the middle of the video measured "
+                               "upscaled to full screen, 1080 lines (about 10 s per frame on "
+                               "2 CPU cores; 0: skip; default 12)")
+    evaluate.add_argument("--floor-crf", type=float, metavar="CRF",
+                          help="CRF of the codec floor, the original re-encoded with libx264 "
+                               "(default: read from PROTECTED's encoder settings, else 23)")
     _common(evaluate)
 
 
@@ -243,14 +262,17 @@ def run_eval(args) -> int:
     options = EvalOptions(frames=args.frames, stride=args.stride, robustness=args.robustness,
                           device=args.device, parser=args.parser,
                           allow_length_mismatch=args.allow_length_mismatch,
-                          transfer=args.transfer)
+                          transfer=args.transfer, visibility=args.visibility,
+                          visibility_stride=args.visibility_stride,
+                          full_screen_frames=args.full_screen_frames, floor_crf=args.floor_crf)
     options.validate()
     write_report = None
     if args.report:
         from .report import write_report
     show = not args.quiet
     bar = None
-    progress = set_total = None
+    bars = []
+    progress = set_total = visibility_progress = None
     if show and sys.stderr.isatty():
         from tqdm import tqdm
 
@@ -258,15 +280,26 @@ def run_eval(args) -> int:
                    bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]")
         progress = bar.update
 
+        bars.append(bar)
+
         def set_total(total: int) -> None:
             bar.total = total
             bar.refresh()
+
+        def visibility_progress(amount: float) -> None:
+            if len(bars) == 1:  # the face readings are done: a bar of its own
+                bars[0].close()
+                bars.append(tqdm(total=None, unit="frame", file=sys.stderr,
+                                 desc="visibility (protected, then codec floor)",
+                                 dynamic_ncols=True))
+            bars[-1].update(amount)
     try:
         result, views = evaluate(args.original, args.protected, options, progress=progress,
-                                 with_views=write_report is not None, set_total=set_total)
+                                 with_views=write_report is not None, set_total=set_total,
+                                 visibility_progress=visibility_progress)
     finally:
-        if bar is not None:
-            bar.close()
+        for item in bars:
+            item.close()
     json_paths = [args.json_path] if args.json_path else []
     if args.report:
         json_paths.append(str(Path(args.report) / "eval.json"))

@@ -3,7 +3,11 @@ preprocessing of talking-face generators, as a library.
 
 :func:`evaluate` pairs the frames of an ORIGINAL and a PROTECTED video by index and measures
 
-* **fidelity**: PSNR, SSIM, max |delta| and temporal flicker between the two;
+* **visibility** (first, unless turned off): ColorVideoVDP's JOD of the whole video at its
+  native size and of a run of frames at full screen, per frame, beside the codec floor (the
+  original re-encoded with the protected file's settings): :mod:`vdf_stream.visibility`;
+* **fidelity**: PSNR, SSIM, max |delta| and temporal flicker between the two (secondary:
+  they do not see structured low-frequency changes on skin, nor flicker);
 * **efficacy**: what the face pipeline of the model zoo (BlazeFace detection, 468-point
   face mesh, head pose, and a face parser) reads from the protected frame against what it
   reads from the original: landmark NME, pose error, parse flip, detection loss and the
@@ -127,6 +131,11 @@ class EvalOptions:
         batch_size: frames the face pipeline reads at once.
         only: names of the degradations to run (``None``: all), e.g. ``("h264",)``.
         transfer: also read with MTCNN and face-api's 68-point network (:class:`TransferReader`).
+        visibility: measure ColorVideoVDP's JOD (:mod:`vdf_stream.visibility`).
+        visibility_stride: 1: the video metric reads every frame; ``S``: one segment of
+            consecutive frames every ``S`` segments.
+        full_screen_frames: consecutive frames measured at full screen (0: none).
+        floor_crf: the codec floor's CRF (``None``: read from PROTECTED).
     """
 
     frames: int | None = None
@@ -139,6 +148,17 @@ class EvalOptions:
     batch_size: int = PIPELINE_BATCH
     only: tuple[str, ...] | None = None
     transfer: bool = False
+    visibility: bool = True
+    visibility_stride: int = 1
+    full_screen_frames: int = 12
+    floor_crf: float | None = None
+
+    def visibility_options(self, device, frames: int | None):
+        from .visibility import VisibilityOptions
+
+        return VisibilityOptions(frames=frames, stride=self.visibility_stride,
+                                 full_screen_frames=self.full_screen_frames,
+                                 floor_crf=self.floor_crf, device=device)
 
     def validate(self) -> None:
         if self.frames is not None and self.frames < 1:
@@ -155,6 +175,8 @@ class EvalOptions:
             if unknown:
                 raise UsageError(f"unknown degradation {', '.join(unknown)}; known: "
                                  f"{', '.join(sorted(known))}")
+        if self.visibility:
+            self.visibility_options("cpu", None).validate()
 
 
 @dataclass
@@ -166,6 +188,8 @@ class FrameView:
     protected_reading: dict  # same keys
     metrics: dict            # metric name -> float for this frame
     why: str = ""            # why this frame was chosen: "lowest NME", "median NME"...
+    visibility_map: np.ndarray | None = None  # (H, W, 3) uint8: where a viewer sees the change
+    jod: float | None = None  # the frame's JOD as a still image at its native size
 
 
 # ---------------------------------------------------------------------------------------
@@ -1012,7 +1036,9 @@ def _planned_frames(options: EvalOptions, counts: list[int | None]) -> int | Non
 
 def evaluate(original: str, protected: str, options: EvalOptions | None = None,
              progress: Callable[[float], None] | None = None, with_views: bool = False,
-             set_total: Callable[[int], None] | None = None) -> tuple[dict, list[FrameView]]:
+             set_total: Callable[[int], None] | None = None,
+             visibility_progress: Callable[[float], None] | None = None
+             ) -> tuple[dict, list[FrameView]]:
     """Measure fidelity and efficacy of ``protected`` against ``original``.
 
     Args:
@@ -1022,6 +1048,8 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
             while the robustness test runs).
         with_views: also return a few representative frames for a report.
         set_total: called once with the number of frames that will be evaluated.
+        visibility_progress: called once per frame pair the visibility passes decode (the
+            protected video, then the codec floor).
 
     Returns:
         ``(result, views)``: the JSON-serialisable result (keys in the module's
@@ -1045,7 +1073,7 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
     parser = resolve_parser(options.parser)
     notes: list[str] = []
     stages = {"setup": 0.0, "decode": 0.0, "fidelity": 0.0, "reading": 0.0, "robustness": 0.0,
-              "transfer": 0.0, "views": 0.0}
+              "transfer": 0.0, "views": 0.0, "visibility": 0.0}
 
     with open_source(original) as source_original, open_source(protected) as source_protected:
         info_o, info_p = source_original.info, source_protected.info
@@ -1121,11 +1149,24 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
         raise InputError(f"no frame could be decoded from {original} and {protected}")
     notes += [note for note in (pairs.length_note, pairs.time_note(),
                                 measurements.face_note(original)) if note]
+    visible = None
+    if options.visibility:
+        from . import visibility
+
+        clock = time.perf_counter()
+        # the video metric covers the frames the face readings cover: up to the last one
+        last = (measurements.evaluated[-1] + 1 if options.frames is not None
+                and measurements.evaluated else None)
+        visible = visibility.measure(
+            original, protected, options.visibility_options(device, last),
+            fps=float(info_o.frame_rate) if info_o.frame_rate else None, total_frames=pairs.index,
+            progress=visibility_progress)
+        stages["visibility"] = time.perf_counter() - clock
     views: list[FrameView] = []
     if with_views and measurements.evaluated:
         clock = time.perf_counter()
         views = collect_views(original, protected, measurements.evaluated, measurements.main,
-                              reader)
+                              reader, device if options.visibility else None)
         stages["views"] = time.perf_counter() - clock
     seconds = time.perf_counter() - started
     evaluated = measurements.evaluated
@@ -1140,6 +1181,7 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
         "parser_note": parser_note(parser),
         "metrics": {name: {"unit": info.unit, "description": info.description}
                     for name, info in metrics.METRICS.items()},
+        **({"visibility": visible} if visible is not None else {}),
         "fidelity": measurements.main.summaries(metrics.FIDELITY_METRICS),
         "efficacy": measurements.main.summaries(metrics.EFFICACY_METRICS),
         "per_frame": measurements.main.lists(metrics.FIDELITY_METRICS
@@ -1209,8 +1251,9 @@ def choose_view_indices(evaluated: list[int], nme: torch.Tensor) -> list[tuple[s
 
 
 def collect_views(original: str, protected: str, evaluated: list[int], main: _Series,
-                  reader: FaceReader) -> list[FrameView]:
-    """Decode the representative frames again and read them for a report."""
+                  reader: FaceReader, visibility_device=None) -> list[FrameView]:
+    """Decode the representative frames again and read them for a report; with a
+    ``visibility_device``, each also gets its image JOD and ColorVideoVDP's heat map."""
     from .sources import open_source
 
     picks = choose_view_indices(evaluated, main.get("landmark_nme"))
@@ -1235,8 +1278,12 @@ def collect_views(original: str, protected: str, evaluated: list[int], main: _Se
         clean = reader.read(batch_o)
         read_p = reader.read(batch_p, reference=clean)
         values = {name: float(main.get(name)[position]) for name in names}
-        views.append(FrameView(index, image_o, image_p, clean.view(0), read_p.view(0), values,
-                               why))
+        view = FrameView(index, image_o, image_p, clean.view(0), read_p.view(0), values, why)
+        if visibility_device is not None:
+            from .visibility import frame_map
+
+            view.jod, view.visibility_map = frame_map(image_o, image_p, visibility_device)
+        views.append(view)
     return views
 
 
@@ -1283,6 +1330,28 @@ def _share_text(summary: dict) -> str:
     return "  ".join(parts)
 
 
+def visibility_lines(visible: dict) -> list[str]:
+    """The visibility section of :func:`format_table`."""
+    rule = visible["rule"]
+    lines = [f"visibility: {visible['metric']}, JOD (10 = no difference), display "
+             f"{visible['display']} [codec floor: {visible['floor']['label']}]",
+             f"{'':30}{'video':>10}{'floor':>10}{'frame min':>11}{'frame median':>14}"]
+    for name, label in (("native", "native size"), ("full_screen", "full screen (1080 lines)")):
+        part = visible.get(name)
+        if not part:
+            continue
+        per_frame = part["per_frame"]
+        lines.append(f"  {label:<28}{_number(part['jod']):>10}{_number(part['floor_jod']):>10}"
+                     f"{_number(min(per_frame)):>11}"
+                     f"{_number(float(np.median(per_frame))):>14}   "
+                     f"{len(part['frames'])} frames")
+    verdict = visible["verdict"]
+    lines.append(f"  verdict: {verdict['text']} (looks the same: native >= "
+                 f"{rule['native_jod']:g}, full screen >= {rule['full_screen_jod']:g}, each "
+                 f"within {rule['floor_margin']:g} of its floor)")
+    return lines
+
+
 def format_table(result: dict) -> str:
     """A plain-text summary of an evaluation, for a terminal."""
     inputs = result["inputs"]
@@ -1300,6 +1369,9 @@ def format_table(result: dict) -> str:
         lines.append(f"evaluated  {len(frames)} frames ({shown}) on {result['config']['device']} "
                      f"in {timing['seconds']:.1f} s ({timing['seconds_per_frame']:.2f} s per frame)")
     lines.append(f"parser     {result['parser']}: {result['parser_note']}")
+    if result.get("visibility"):
+        lines.append("")
+        lines.extend(visibility_lines(result["visibility"]))
     header = f"{'':30}{'median':>10}{'mean':>10}{'min':>10}{'max':>10}   frames beyond"
     for title, group in (("fidelity", result["fidelity"]),
                          ("efficacy (protected against original)", result["efficacy"])):
