@@ -74,6 +74,8 @@ PRESETS: dict[str, tuple[float, int]] = {
 # preset -> expectation over transformations on or off. Measured on single_face.mp4 after a
 # real CRF 23 (docs/protection.md): medium NME 0.031 off vs 0.023 on; high 0.061 off vs 0.077 on.
 ROBUST_PRESETS: dict[str, bool] = {"low": False, "medium": False, "high": True}
+# preset -> visibility budget (VdfOptions.jod; None: none)
+JOD_PRESETS: dict[str, float | None] = {"low": None, "medium": None, "high": None}
 # Models the optimiser can attack (``targets``); those of SURROGATES are
 # vdf_stream.models.surrogate's, built on first use.
 SURROGATES = ("mtcnn", "faceapi68", "faceapi68tiny", "faceapidet")
@@ -188,6 +190,12 @@ class VdfOptions:
                 "face-api left out (docs/protection.md): right raises it on single_face "
                 "(0.050 -> 0.057) and lowers it on WolfgangLanger (0.058 -> 0.041); auto "
                 "reads as none to within 0.005"})
+    jod: float | None = field(default=None, metadata={
+        "help": "visibility budget: the least JOD (ColorVideoVDP, 10 = no visible "
+                "difference) a protected frame may score as a still image at its own size "
+                "on a 24-inch 1080p monitor; the change of each optimised frame is scaled "
+                "down until it does (frames that reuse its parameters take the same scale). "
+                "Default: the preset's"})
     psnr: float | None = field(default=None, metadata={
         "help": "fidelity floor in dB: a frame whose change would take its PSNR against the "
                 "input under this gets its change scaled down to meet it, before encoding "
@@ -217,6 +225,10 @@ class VdfOptions:
     def direction(self) -> str | None:
         """The field every landmark term pushes along (None: each its own way)."""
         return None if self.toward == "none" else self.toward
+
+    def resolved_jod(self) -> float | None:
+        """The visibility budget: the option's, else the preset's (``None``: no budget)."""
+        return self.jod if self.jod is not None else JOD_PRESETS[self.strength]
 
     def resolved_robust(self) -> bool:
         return self.robust if self.robust is not None else ROBUST_PRESETS[self.strength]
@@ -257,6 +269,9 @@ class VdfOptions:
                              f"{self.toward!r}")
         if not (math.isfinite(self.saturation) and self.saturation >= 0):
             raise ValueError(f"saturation must be >= 0, got {self.saturation}")
+        jod = self.resolved_jod()
+        if jod is not None and not (math.isfinite(jod) and 0 < jod < 10):
+            raise ValueError(f"jod must be a budget between 0 and 10 (e.g. 9.5), got {jod}")
         if self.psnr is not None and not (math.isfinite(self.psnr) and 10 <= self.psnr <= 80):
             raise ValueError(f"psnr must be a floor in dB between 10 and 80, got {self.psnr}")
         if not (math.isfinite(self.texture_reference) and self.texture_reference > 0):
@@ -330,6 +345,12 @@ class VdfFilter(Filter):
                                 "texture_reference": options.texture_reference}
         if options.psnr is not None:
             self.perturb_options["psnr_floor"] = options.psnr
+        self.budget = None
+        if options.resolved_jod() is not None:
+            from vdf_stream.visibility import VisibilityBudget
+
+            self.budget = VisibilityBudget(options.resolved_jod(), device)
+        self.last_gain = 1.0
         return output
 
     def process(self, frames: Frames) -> Frames:
@@ -358,11 +379,12 @@ class VdfFilter(Filter):
             region = regions[position]
             has_face = bool(found[position])
             started = time.perf_counter()
-            params, action, steps = self._parameters(frame, region, has_face, int(index),
-                                                     describe, optimise, make_params, NEW, REUSE)
+            params, gain, action, steps = self._parameters(frame, region, has_face, int(index),
+                                                           describe, optimise, make_params,
+                                                           NEW, REUSE)
             self.timings["optimise"] += time.perf_counter() - started
             self.stats.record(action, steps)
-            job = (frame, params, region, found[position:position + 1])
+            job = (frame, params, region, found[position:position + 1], gain)
             if overlap:
                 self._pending.append((frames.pts[position], index,
                                       self._applier.submit(self._apply, *job)))
@@ -372,7 +394,7 @@ class VdfFilter(Filter):
             return self._release(wait=False)
         return frames.with_data(torch.cat(outputs), frames.format)
 
-    def _apply(self, frame, params, region, found) -> torch.Tensor:
+    def _apply(self, frame, params, region, found, gain=None) -> torch.Tensor:
         """The parameters applied to one frame (either thread)."""
         import time
 
@@ -381,7 +403,8 @@ class VdfFilter(Filter):
         started = time.perf_counter()
         with torch.no_grad():
             output = perturb(frame, params, region, self.eps, face_present=found,
-                             backend=self.backend, **self.perturb_options)
+                             backend=self.backend, gain=None if gain == 1.0 else gain,
+                             **self.perturb_options)
         self.timings["apply"] += time.perf_counter() - started
         return output
 
@@ -415,7 +438,10 @@ class VdfFilter(Filter):
 
         if not has_face:
             # Nothing to align to or to read: the latest parameters' frame term only.
-            return (self.last_params if self.last_params is not None else zeros()), REUSE, 0
+            if self.last_params is None:
+                start = zeros()
+                return start, self._fit_gain(frame, start, region, False), REUSE, 0
+            return self.last_params, self.last_gain, REUSE, 0
         descriptor = describe(frame, region, True, index)
         if self.options.share:
             decision = self.window.decide(descriptor)
@@ -425,6 +451,7 @@ class VdfFilter(Filter):
             decision = Decision(NEW, 0.0, None, self.keyframe_steps)
         if decision.action == REUSE:
             params = decision.nearest.params
+            gain = decision.nearest.gain
         else:
             if decision.nearest is None:
                 start = zeros()
@@ -448,12 +475,34 @@ class VdfFilter(Filter):
                 params, _ = desaturate(frame, params, region, self.eps,
                                        torch.ones(1, dtype=torch.bool, device=frame.device),
                                        self.options.saturation, chroma=self.options.chroma)
+            gain = self._fit_gain(frame, params, region, True)
             if decision.action == NEW and self.options.share:
-                self.window.add(descriptor, params)
+                self.window.add(descriptor, params, gain)
             elif decision.action != NEW and self.options.track:
-                self.window.update(decision.nearest, descriptor, params)
-        self.last_params = params
-        return params, decision.action, decision.steps
+                self.window.update(decision.nearest, descriptor, params, gain)
+        self.last_params, self.last_gain = params, gain
+        return params, gain, decision.action, decision.steps
+
+    def _fit_gain(self, frame, params, region, has_face: bool) -> float:
+        """The visibility budget's scale of this frame's change (1 without a budget)."""
+        if self.budget is None:
+            return 1.0
+        import time
+
+        from vdf_stream.perturb import perturb
+
+        started = time.perf_counter()
+        present = torch.full((1,), has_face, dtype=torch.bool, device=frame.device)
+
+        def render(gain: float) -> torch.Tensor:
+            return perturb(frame, params, region, self.eps, face_present=present, gain=gain,
+                           **self.perturb_options)
+
+        with torch.no_grad():
+            gain, _ = self.budget.fit(frame, render)
+        self.timings["visibility"] = self.timings.get("visibility", 0.0) + (
+            time.perf_counter() - started)
+        return gain
 
     def summary(self) -> dict:
         summary = self.stats.summary() if self.stats else {}

@@ -29,7 +29,8 @@ from vdf_stream.evaluate import (
 )
 from vdf_stream.frames import VideoInfo
 
-FEW = EvalOptions(frames=8, stride=9)  # frames 0, 9, ..., 63 of single_face.mp4
+# frames 0, 9, ..., 63 of single_face.mp4; visibility has tests of its own (test_visibility)
+FEW = EvalOptions(frames=8, stride=9, visibility=False)
 # On a shared 2-core machine, two OpenMP threads competing with other processes run the
 # face pipeline several times slower than one (measured: 59 s against 8 s for two of these
 # tests at a load of 8). These tests check answers, not speed: they use one thread.
@@ -85,7 +86,8 @@ def test_clip_against_itself_gives_zero_efficacy(single_face, tmp_path):
     target = tmp_path / "self.json"
     report = tmp_path / "report"
     done = cli("eval", single_face, single_face, "--frames", 8, "--stride", 9,
-                   "--json", target, "--report", report, "-q")
+               "--json", target, "--report", report, "-q", "--visibility-stride", 4,
+               "--full-screen-frames", 2)
     assert done.returncode == 0, done.stderr.decode()
     assert (report / "index.html").is_file() and (report / "eval.json").is_file()
     table = done.stdout.decode()
@@ -111,6 +113,13 @@ def test_clip_against_itself_gives_zero_efficacy(single_face, tmp_path):
     assert result["config"]["stride"] == 9 and result["config"]["device"] == "cpu"
     assert result["timing"]["seconds_per_frame"] > 0
     assert result["notes"] == []
+    visible = result["visibility"]
+    assert visible["native"]["jod"] == pytest.approx(10.0)
+    assert visible["full_screen"]["jod"] == pytest.approx(10.0)
+    assert visible["native"]["floor_jod"] < 10.0  # the clip re-encoded loses something
+    assert visible["verdict"]["looks_the_same"] is True
+    assert visible["native"]["frames"] == list(range(9)) + list(range(36, 45))
+    assert "visibility:" in table and "looks the same" in table
 
 
 def test_noise_version_fidelity_band(single_face, noise_version):
@@ -150,7 +159,7 @@ def test_noise_version_fidelity_band(single_face, noise_version):
 
 
 def test_robustness_on_two_frames(single_face, noise_version):
-    options = EvalOptions(frames=2, stride=36, robustness=True)
+    options = EvalOptions(frames=2, stride=36, robustness=True, visibility=False)
     result, _ = evaluate(single_face, noise_version, options)
     entries = result["robustness"]
     assert [(e["degradation"], e["params"].get("crf")) for e in entries[:4]] == [
@@ -175,7 +184,8 @@ def test_no_face_anywhere(clip, tmp_path):
     """Efficacy is undefined: None in the JSON, a note, exit 0."""
     no_face = clip("no_face.mp4")
     target = tmp_path / "no_face.json"
-    done = cli("eval", no_face, no_face, "--frames", 3, "--stride", 20, "--json", target)
+    done = cli("eval", no_face, no_face, "--frames", 3, "--stride", 20, "--json", target,
+               "--no-visibility")
     assert done.returncode == 0, done.stderr.decode()
     result = json.loads(target.read_text())
     assert result["efficacy"]["landmark_nme"] == {

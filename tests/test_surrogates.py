@@ -188,7 +188,7 @@ def test_eval_transfer_reading(clip):
     from vdf_stream.evaluate import EvalOptions, evaluate, format_table
 
     path = str(clip("single_face.mp4"))
-    result, _ = evaluate(path, path, EvalOptions(frames=3, stride=30, transfer=True,
+    result, _ = evaluate(path, path, EvalOptions(frames=3, stride=30, transfer=True, visibility=False,
                                                  device="cpu"))
     transfer = result["transfer"]
     assert set(transfer["efficacy"]) == {"mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme",

@@ -613,7 +613,8 @@ def execute_eval(spec: EvalSpec) -> UnitResult:
     partial = partial_path(destination)
     try:
         result, _ = evaluate(spec.source, spec.output,
-                             EvalOptions(stride=spec.stride, device=spec.device))
+                             EvalOptions(stride=spec.stride, device=spec.device,
+                                         full_screen_frames=0))
         write_json(result, partial)
         os.replace(partial, destination)
     except VdfError as error:

@@ -136,6 +136,7 @@ class EvalOptions:
             consecutive frames every ``S`` segments.
         full_screen_frames: consecutive frames measured at full screen (0: none).
         floor_crf: the codec floor's CRF (``None``: read from PROTECTED).
+        visibility_floor: measure the codec floor too (off: the caller has it).
     """
 
     frames: int | None = None
@@ -152,13 +153,15 @@ class EvalOptions:
     visibility_stride: int = 1
     full_screen_frames: int = 12
     floor_crf: float | None = None
+    visibility_floor: bool = True
 
     def visibility_options(self, device, frames: int | None):
         from .visibility import VisibilityOptions
 
         return VisibilityOptions(frames=frames, stride=self.visibility_stride,
                                  full_screen_frames=self.full_screen_frames,
-                                 floor_crf=self.floor_crf, device=device)
+                                 floor_crf=self.floor_crf, floor=self.visibility_floor,
+                                 device=device)
 
     def validate(self) -> None:
         if self.frames is not None and self.frames < 1:

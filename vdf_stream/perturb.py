@@ -461,7 +461,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
             region_floor: float = 0.5, texture_floor: float = 0.4,
             texture_reference: float = TEXTURE_REFERENCE, backend: str = "torch",
             chroma: float = 1.0, prepared: Prepared | None = None,
-            psnr_floor: float | None = None) -> torch.Tensor:
+            psnr_floor: float | None = None,
+            gain: float | torch.Tensor | None = None) -> torch.Tensor:
     """Protect frames with given parameters (pure; the input is never modified).
 
     Args:
@@ -485,6 +486,9 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
             (:func:`psnr_scale`; differentiable, so the optimiser sees the cap). With
             ``quantize`` the cap leaves room for the 8-bit rounding's own error, and
             the floor holds to within about 0.05 dB.
+        gain: a factor in [0, 1] (a float, or ``(B, 1, 1, 1)``) on the bounded change: the
+            visibility budget's scale (:class:`vdf_stream.visibility.VisibilityBudget`);
+            ``None``: 1.
 
     Returns:
         ``(B, 3, H, W)`` in the frames' dtype and device, ``|output - frames| <= eps``.
@@ -504,6 +508,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if chroma > 0:
         change = limit_chroma(change, chroma)
     weight = prepared.weight
+    if gain is not None:
+        weight = weight * gain
     delta = None
     if psnr_floor is not None:
         delta = eps * weight * torch.tanh(change / eps)

@@ -3,20 +3,29 @@
 ``vdf-stream eval ORIGINAL PROTECTED --report DIR`` calls :func:`write_report`, which writes
 ``DIR/index.html`` for a person who publishes their face and asks two questions: *is my
 video protected?* and *does it still look the same?* The page answers them first (verdicts
-and key figures, each explained in plain words), then shows the evidence: one line plot per
-metric over the evaluated frames, robustness under degradations as bars beside their noise
-floor, with ``eval --transfer`` what face readers of other families (MTCNN, face-api) read
-beside their floor, a few frames with the face readings drawn over them, and the
-configuration, library versions and machine.
+and key figures, each explained in plain words), then shows the evidence: how visible the
+change is (ColorVideoVDP's JOD beside the codec floor, with PSNR and SSIM as secondary
+figures), one line plot per metric over the evaluated frames, robustness under degradations
+as bars beside their noise floor, with ``eval --transfer`` what face readers of other
+families (MTCNN, face-api) read beside their floor, a few frames (original and protected in
+the same place at 1x, switched by hovering or clicking, a 2x close-up of the face, the
+amplified difference, where a viewer would see it, and the face readings drawn over them),
+and the configuration, library versions and machine.
 
 The page is a single file that works offline: pictures are embedded as base64 data URIs
-(JPEG, longest side at most :data:`PICTURE_SIDE` pixels), plots are inline SVG drawn here
-(no plotting library), the style sheet is inline and there is no script at all.
+(JPEG, longest side at most :data:`PICTURE_SIDE` pixels; the original / protected pairs
+as lossless PNG), plots are inline SVG drawn here (no plotting library), the style sheet is
+inline and a few lines of inline script switch the pairs on a click.
 
 Inputs (what :mod:`vdf_stream.evaluate` hands over):
 
 ``result``, a JSON-like dict: ``config``, ``versions``, ``machine`` (dicts); ``inputs``
 (``original`` / ``protected``: ``path``, ``width``, ``height``, ``frames``, ``fps``);
+optionally ``visibility`` (ColorVideoVDP: ``metric``, ``display``, ``display_description``,
+``rule`` (``native_jod``, ``full_screen_jod``, ``floor_margin``), ``native`` and
+``full_screen`` (each ``{"jod", "floor_jod", "frames", "per_frame", "floor_per_frame",
+"size"}`` or ``None``), ``floor`` (``label``, ``codec``, ``crf``, ``source``), ``verdict``
+and ``seconds_per_frame`` (``native``, ``full_screen``));
 ``fidelity`` and ``efficacy`` (metric name -> ``{"median", "mean", "share_above":
 {threshold text: share}}``, or the shares as flat ``share_above_T`` / ``share_below_T``
 keys); ``per_frame`` (metric name -> one value or ``None`` per
@@ -33,8 +42,10 @@ shown by their raw name; ``pose_error`` is read as ``pose_error_degrees``.
 
 ``views``, objects with ``index``, ``original`` and ``protected`` (``(H, W, 3)`` uint8 RGB),
 ``original_reading`` and ``protected_reading`` (dicts with optional ``landmarks``
-``(N, 2)`` frame pixels, ``box`` ``(x0, y0, x1, y1)``, ``mask`` ``(H, W)`` in [0, 1]) and
-``metrics`` (name -> value).
+``(N, 2)`` frame pixels, ``box`` ``(x0, y0, x1, y1)``, ``mask`` ``(H, W)`` in [0, 1]),
+``metrics`` (name -> value) and optionally ``visibility_map`` (``(H, W, 3)`` uint8 RGB:
+ColorVideoVDP's picture of where a viewer would see the change) and ``jod`` (the frame's
+JOD as a still image at its native size).
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -176,6 +187,22 @@ MASK_COLOUR = (59, 130, 246)
 BOX_COLOUR = (250, 204, 21)
 ORIGINAL_POINTS = (34, 197, 94)
 PROTECTED_POINTS = (244, 63, 94)
+
+# Visibility (ColorVideoVDP, JOD: 10 = no visible difference). The rule the page applies is
+# the one the result carries; these are used only for numbers it lacks.
+VISIBILITY_RULE = {"native_jod": 9.5, "full_screen_jod": 9.3, "floor_margin": 0.3}
+FAIR_JOD = 9.0  # under the rule but at least this at native size: some viewers may see it
+JOD = Metric(
+    "Video JOD", "ColorVideoVDP's prediction of how different the protected video looks "
+    "from the original, in just-objectionable differences (JOD): 10 means no visible "
+    "difference; one JOD lower means 75 % of viewers would pick the original in a "
+    "side-by-side comparison.", digits=2, threshold=VISIBILITY_RULE["native_jod"],
+    kind="visibility")
+VISIBILITY_PARTS = (("native", "native size", "native_jod"),
+                    ("full_screen", "full screen", "full_screen_jod"))
+ZOOM = 2  # the face close-up: each frame pixel drawn as ZOOM x ZOOM screen pixels
+ZOOM_SIDE = 320  # largest side of the close-up's crop, in frame pixels
+AB_ROOM = 1020  # CSS pixels a frame and its close-up share side by side
 
 
 # --------------------------------------------------------------------------------------
@@ -310,10 +337,19 @@ class Verdict:
     lines: list[str]
 
 
-def _fidelity_verdict(fidelity: dict) -> Verdict:
+NOT_MEASURED = ("visibility not measured; PSNR and SSIM do not see low-frequency changes on "
+                "skin or flicker")
+
+
+def _fidelity_verdict(fidelity: dict, visibility: dict | None = None) -> Verdict:
+    """Decided by visibility (ColorVideoVDP's JOD beside the codec floor) when it was
+    measured at native size; by PSNR and SSIM otherwise."""
     question = "Does it still look the same?"
+    visibility = _dict(visibility)
+    if _number(_part(visibility, "native").get("jod")) is not None:
+        return _visibility_verdict(question, visibility, fidelity)
     checks = []
-    lines = []
+    lines = [NOT_MEASURED]
     for name, fair in (("psnr", 35.0), ("ssim", 0.95)):
         metric = METRICS[name]
         value, statistic = _pick(fidelity.get(name), metric)
@@ -329,6 +365,85 @@ def _fidelity_verdict(fidelity: dict) -> Verdict:
     answer = {"good": "Yes \u2014 the change is invisible",
               "fair": "Almost \u2014 differences may show on close inspection",
               "poor": "No \u2014 the change is likely visible"}[level]
+    return Verdict(question, level, answer, lines)
+
+
+def _part(visibility: dict, name: str) -> dict:
+    """One measurement of the visibility result ("native" or "full_screen"); {} if absent."""
+    return _dict(_dict(visibility).get(name))
+
+
+def _rule(visibility: dict) -> dict[str, float]:
+    """The rule's numbers as the result gives them, the usual ones where it gives none."""
+    given = _dict(_dict(visibility).get("rule"))
+    return {key: value if (value := _number(given.get(key))) is not None else default
+            for key, default in VISIBILITY_RULE.items()}
+
+
+def _jod(value: Any) -> str:
+    return _format(value, JOD)
+
+
+def _size_text(size: Any) -> str | None:
+    size = _list(size)
+    if len(size) == 2 and all(_number(value) for value in size):
+        return f"{int(size[0])}\u00d7{int(size[1])}"
+    return None
+
+
+def _jod_check(part: dict, threshold: float, margin: float) -> bool | None:
+    """Whether one measurement looks the same: its JOD at least ``threshold`` and at most
+    ``margin`` below its codec floor (when the floor is known); None when not measured."""
+    jod, floor = _number(part.get("jod")), _number(part.get("floor_jod"))
+    if jod is None:
+        return None
+    return jod >= threshold and (floor is None or floor - jod <= margin)
+
+
+def _visibility_level(visibility: dict) -> str:
+    """"good" (looks the same by the rule), "fair" (native JOD at least :data:`FAIR_JOD`),
+    "poor", or "unknown" (no native JOD)."""
+    rule = _rule(visibility)
+    native = _number(_part(visibility, "native").get("jod"))
+    if native is None:
+        return "unknown"
+    checks = [_jod_check(_part(visibility, name), rule[key], rule["floor_margin"])
+              for name, _, key in VISIBILITY_PARTS]
+    if all(check is not False for check in checks):
+        return "good"
+    return "fair" if native >= FAIR_JOD else "poor"
+
+
+def _visibility_verdict(question: str, visibility: dict, fidelity: dict) -> Verdict:
+    rule = _rule(visibility)
+    level = _visibility_level(visibility)
+    lines = []
+    for name, label, key in VISIBILITY_PARTS:
+        part = _part(visibility, name)
+        check = _jod_check(part, rule[key], rule["floor_margin"])
+        size = _size_text(part.get("size"))
+        where = f"{label} ({size})" if size and name == "full_screen" else label
+        if check is None:
+            lines.append(f"{label}: not measured")
+            continue
+        mark = "\u2713" if check else "\u2717"
+        lines.append(f"{mark} video JOD {_jod(part.get('jod'))} at {where} (codec floor "
+                     f"{_jod(part.get('floor_jod'))}; \u2265 {rule[key]:g} and within "
+                     f"{rule['floor_margin']:g} of the floor looks the same)")
+    secondary = []
+    for name in ("psnr", "ssim"):
+        metric_info = METRICS[name]
+        value, statistic = _pick(fidelity.get(name), metric_info)
+        if value is not None:
+            secondary.append(f"{statistic} {metric_info.label} {_format(value, metric_info)}")
+    if secondary:
+        lines.append("secondary: " + ", ".join(secondary))
+    own = _dict(visibility.get("verdict")).get("level")
+    if isinstance(own, str) and own in ("good", "fair", "poor") and own != level:
+        lines.append(f"note: the measurement's own verdict reads differently ({own})")
+    answer = {"good": "Yes \u2014 viewers should not see the change",
+              "fair": "Almost \u2014 some viewers may see it",
+              "poor": "No \u2014 the change is visible"}[level]
     return Verdict(question, level, answer, lines)
 
 
@@ -476,11 +591,17 @@ def _thresholds(summary: Any, metric: Metric) -> list[float]:
 
 
 def _line_plot(name: str, values: Sequence[Any], frames: Sequence[Any],
-               summary: Any) -> str | None:
-    """An SVG line plot of one metric over the frames; None when it has no finite value."""
-    metric = _metric(name)
+               summary: Any, metric: Metric | None = None,
+               floor: Sequence[Any] | None = None) -> str | None:
+    """An SVG line plot of one metric over the frames; None when it has no finite value.
+
+    ``metric`` overrides how ``name`` is described; ``floor`` (one value per frame, as
+    ``values``) is drawn as a second, grey line underneath.
+    """
+    metric = metric or _metric(name)
     scale = 100.0 if metric.percent else 1.0
     values = list(values)
+    floor = list(floor) if floor is not None and len(floor) == len(values) else []
     frames = [_number(frame) for frame in frames]
     if len(frames) == len(values) and all(frame is not None for frame in frames):
         xs = frames
@@ -495,11 +616,12 @@ def _line_plot(name: str, values: Sequence[Any], frames: Sequence[Any],
     infinite = {x for x, value in zip(xs, values) if _infinite(value)}
     missing = [x for x, y in points if y is None and x not in infinite]
     lines = [value * scale for value in _thresholds(summary, metric)]
+    floor_points = [(x, _number(value)) for x, value in zip(xs, floor)]
 
     width, height = 600, 270
     left, right, top, bottom = 62, 58, 16, 52
     plot_width, plot_height = width - left - right, height - top - bottom
-    ys = [y for _, y in finite] + lines
+    ys = [y for _, y in finite] + lines + [y * scale for _, y in floor_points if y is not None]
     low, high = min(ys), max(ys)
     if metric.kind == "efficacy" or metric.percent:
         low = min(low, 0.0)
@@ -548,20 +670,29 @@ def _line_plot(name: str, values: Sequence[Any], frames: Sequence[Any],
                      f'y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<text class="threshold-label" x="{left + plot_width + 5}" '
                      f'y="{y + 4:.1f}">{label}</text>')
-    segment: list[str] = []
-    segments = []
-    for x, y in points:
-        if y is None:
-            if segment:
-                segments.append(segment)
-            segment = []
-        else:
-            segment.append(f"{px(x):.1f},{py(y * scale):.1f}")
-    if segment:
-        segments.append(segment)
-    for segment in segments:
-        if len(segment) > 1:
-            parts.append(f'<polyline class="series" points="{" ".join(segment)}"/>')
+    def polylines(series: list, kind: str) -> list[list[str]]:
+        segment: list[str] = []
+        segments = []
+        for x, y in series:
+            if y is None:
+                if segment:
+                    segments.append(segment)
+                segment = []
+            else:
+                segment.append(f"{px(x):.1f},{py(y * scale):.1f}")
+        if segment:
+            segments.append(segment)
+        for segment in segments:
+            if len(segment) > 1:
+                parts.append(f'<polyline class="{kind}" points="{" ".join(segment)}"/>')
+            else:
+                x, y = segment[0].split(",")
+                parts.append(f'<circle class="{kind} single" cx="{x}" cy="{y}" r="2"/>'
+                             if kind != "series" else "")
+        return segments
+
+    polylines(floor_points, "series floor")
+    segments = polylines(points, "series")
     if len(finite) <= 80 or any(len(segment) == 1 for segment in segments):
         radius = 2.6 if len(finite) <= 80 else 1.6
         for x, y in finite:
@@ -686,10 +817,128 @@ def _shrink(frame: np.ndarray, resample=Image.LANCZOS) -> Image.Image:
     return image if size == image.size else image.resize(size, resample)
 
 
-def _data_uri(image: Image.Image) -> str:
+def _data_uri(image: Image.Image, lossless: bool = False) -> str:
+    """The picture as a data URI: JPEG, or PNG when ``lossless``."""
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    if lossless:
+        image.convert("RGB").save(buffer, "PNG")
+        kind = "png"
+    else:
+        image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        kind = "jpeg"
+    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _picture(value: Any) -> np.ndarray | None:
+    """An optional picture as ``(H, W, 3)`` uint8 RGB: grey ``(H, W)`` is repeated, an alpha
+    channel dropped, floats read in [0, 1] (or [0, 255] when larger); None when unusable."""
+    if value is None:
+        return None
+    try:
+        picture = np.asarray(value)
+        if picture.ndim == 2:
+            picture = np.repeat(picture[..., None], 3, axis=2)
+        if picture.ndim != 3 or picture.shape[2] not in (3, 4) or 0 in picture.shape[:2]:
+            return None
+        picture = picture[..., :3]
+        if picture.dtype != np.uint8:
+            picture = np.nan_to_num(picture.astype(np.float64))
+            if picture.max(initial=0.0) <= 1.0:
+                picture = picture * 255.0
+            picture = np.clip(picture + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(picture)
+    except (TypeError, ValueError):
+        return None
+
+
+def _face_region(reading: Any, height: int, width: int, widest: int = ZOOM_SIDE
+                 ) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` in frame pixels around the reading's face points (else its box),
+    with a margin, at most ``widest`` wide and :data:`ZOOM_SIDE` high, centred on the face
+    and inside the frame; None without a face."""
+    reading = _dict(reading)
+    points = _points(reading.get("landmarks"))
+    if points is not None and len(points):
+        x0, y0 = points.min(axis=0)
+        x1, y1 = points.max(axis=0)
+    else:
+        box = _box(reading.get("box"))
+        if box is None:
+            return None
+        x0, y0, x1, y1 = box
+    margin = 0.15 * max(x1 - x0, y1 - y0)
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
+    face_width, face_height = x1 - x0 + 2 * margin, y1 - y0 + 2 * margin
+    # a face larger than the crop may be: its middle, in the face's proportions
+    factor = min(1.0, widest / max(face_width, 1.0), ZOOM_SIDE / max(face_height, 1.0))
+    crop_width = int(min(width, round(face_width * factor)))
+    crop_height = int(min(height, round(face_height * factor)))
+    if crop_width < 16 or crop_height < 16:
+        return None
+    left = int(min(max(round(centre_x - crop_width / 2), 0), width - crop_width))
+    top = int(min(max(round(centre_y - crop_height / 2), 0), height - crop_height))
+    return left, top, left + crop_width, top + crop_height
+
+
+AB_HINT = "Hover to see the original; click to pin it, click again to switch."
+
+
+def _ab_pair(original: Image.Image, protected: Image.Image, width: int, height: int,
+             what: str, kind: str = "", region: str = "") -> str:
+    """Original and protected stacked in the same place (the protected on show), with a
+    label saying which one is shown. Hovering shows the original; a click pins the
+    original, the next clicks switch (the page's script). ``width`` x ``height`` is the
+    size in CSS pixels; ``region`` is extra HTML drawn over the pictures."""
+    return (f'<div class="ab{(" " + kind) if kind else ""}" tabindex="0" role="button" '
+            f'aria-pressed="false" aria-label="{_e(what)}: original or protected, click to '
+            f'switch" title="{_e(AB_HINT)}">'
+            f'<img class="ab-protected" src="{_data_uri(protected, lossless=True)}" '
+            f'width="{width}" height="{height}" alt="protected {_e(what)}">'
+            f'<img class="ab-original" src="{_data_uri(original, lossless=True)}" '
+            f'width="{width}" height="{height}" alt="original {_e(what)}">{region}'
+            '<span class="ab-label"><span class="when-protected">protected</span>'
+            '<span class="when-original">original</span></span></div>')
+
+
+def _ab_section(original: np.ndarray, protected: np.ndarray, reading: Any,
+                index_text: str) -> str:
+    """The frame's original / protected pair at 1x (shrunk to :data:`PICTURE_SIDE` when
+    larger, the scale said) and a close-up of the face at :data:`ZOOM` x."""
+    height, width = original.shape[:2]
+    shown_original, shown_protected = _shrink(original), _shrink(protected)
+    shown_width, shown_height = shown_protected.size
+    # the close-up fits beside the frame where the page is wide enough
+    widest = max(160, (AB_ROOM - shown_width) // ZOOM)
+    region = _face_region(reading, height, width, widest)
+    outline = ""
+    if region is not None:
+        x0, y0, x1, y1 = region
+        outline = (f'<span class="ab-region" style="left:{100 * x0 / width:.2f}%;'
+                   f"top:{100 * y0 / height:.2f}%;width:{100 * (x1 - x0) / width:.2f}%;"
+                   f'height:{100 * (y1 - y0) / height:.2f}%"></span>')
+    if (shown_width, shown_height) == (width, height):
+        scale = (f"At 1\u00d7: {width}\u00d7{height}, one frame pixel per CSS pixel "
+                 "(on a narrower window the browser shrinks it).")
+    else:
+        scale = (f"At {100 * shown_width / width:.0f} %: the {width}\u00d7{height} frame "
+                 f"shrunk to {shown_width}\u00d7{shown_height} for this page"
+                 + ("; the close-up beside it is at full resolution." if region else "."))
+    pair = _ab_pair(shown_original, shown_protected, shown_width, shown_height,
+                    f"frame {index_text}", region=outline)
+    items = [f'<div class="ab-figure">{pair}<p class="ab-caption">Original and protected in '
+             f"the same place. {_e(scale)} {_e(AB_HINT)}</p></div>"]
+    if region is not None:
+        x0, y0, x1, y1 = region
+        crop_original = Image.fromarray(original[y0:y1, x0:x1])
+        crop_protected = Image.fromarray(protected[y0:y1, x0:x1])
+        items.append(
+            '<div class="ab-figure">'
+            + _ab_pair(crop_original, crop_protected, ZOOM * (x1 - x0), ZOOM * (y1 - y0),
+                       f"face of frame {index_text} at {ZOOM}x", kind="zoom")
+            + f'<p class="ab-caption">The face at {ZOOM}\u00d7: {x1 - x0}\u00d7{y1 - y0} '
+            f"frame pixels (dashed on the left), each drawn as {ZOOM}\u00d7{ZOOM} "
+            "screen pixels. Switches the same way.</p></div>")
+    return f'<div class="ab-row">{"".join(items)}</div>'
 
 
 def _difference(original: np.ndarray, protected: np.ndarray) -> np.ndarray:
@@ -797,6 +1046,8 @@ def _view_section(view: Any, amplification: int) -> str:
     original_reading = _dict(getattr(view, "original_reading", None))
     protected_reading = _dict(getattr(view, "protected_reading", None))
     metrics = _canonical(getattr(view, "metrics", None))
+    visibility_map = _picture(getattr(view, "visibility_map", None))
+    frame_jod = getattr(view, "jod", None)
     why = getattr(view, "why", None)
     heading = f"Frame {index_text}" + (f" ({why})" if isinstance(why, str) and why else "")
 
@@ -807,13 +1058,19 @@ def _view_section(view: Any, amplification: int) -> str:
         return (f'<figure><img src="{uri}" alt="{_e(alt)}" loading="lazy">'
                 f"<figcaption>{caption}</figcaption></figure>")
 
-    pictures = [
-        figure(_data_uri(_shrink(original)) if original is not None else None,
-               "Original", f"original frame {index_text}"),
-        figure(_data_uri(_shrink(protected)) if protected is not None else None,
-               "Protected", f"protected frame {index_text}"),
-    ]
-    if original is not None and protected is not None and original.shape == protected.shape:
+    same = (original is not None and protected is not None
+            and original.shape == protected.shape)
+    if same:
+        top = _ab_section(original, protected, original_reading, index_text)
+    else:  # no pair to switch between: each frame on its own
+        top = ('<div class="pictures two">' + "".join((
+            figure(_data_uri(_shrink(original)) if original is not None else None,
+                   "Original", f"original frame {index_text}"),
+            figure(_data_uri(_shrink(protected)) if protected is not None else None,
+                   "Protected", f"protected frame {index_text}"))) + "</div>")
+
+    pictures = []
+    if same:
         difference = _difference(original, protected)
         largest = int(difference.max())
         amplified = np.clip(difference.astype(np.int32) * amplification, 0, 255).astype(np.uint8)
@@ -827,6 +1084,12 @@ def _view_section(view: Any, amplification: int) -> str:
             f"sizes differ: {original.shape[1]}\u00d7{original.shape[0]} and "
             f"{protected.shape[1]}\u00d7{protected.shape[0]}")
         pictures.append(figure(None, f"Difference ({_e(reason)})", ""))
+    if visibility_map is not None:
+        pictures.append(figure(
+            _data_uri(_shrink(visibility_map)),
+            "Where a viewer would see the change (ColorVideoVDP), frame JOD "
+            f"{_e(_jod(frame_jod))}",
+            f"where a viewer would see the change in frame {index_text}"))
 
     readings = []
     for label, frame, reading, reference, colour in (
@@ -843,6 +1106,8 @@ def _view_section(view: Any, amplification: int) -> str:
                                f"face readings on the {label.lower()} frame {index_text}"))
 
     caption_items = []
+    if _number(frame_jod) is not None:
+        caption_items.append(f"<span><b>Frame JOD</b> {_e(_jod(frame_jod))}</span>")
     for name in _ordered(metrics, FIDELITY_ORDER + EFFICACY_ORDER):
         metric = _metric(name)
         caption_items.append(f"<span><b>{_e(metric.label)}</b> "
@@ -850,13 +1115,13 @@ def _view_section(view: Any, amplification: int) -> str:
     caption = " ".join(caption_items) or "<span>no metrics for this frame</span>"
     shape = original.shape if original is not None else (
         protected.shape if protected is not None else (0, 0))
-    if shape[0] > shape[1]:  # portrait: five narrow pictures in a row
+    if shape[0] > shape[1]:  # portrait: the narrow pictures in one row
         grids = f'<div class="pictures five">{"".join(pictures + readings)}</div>'
     else:
-        grids = (f'<div class="pictures three">{"".join(pictures)}</div>'
+        grids = (f'<div class="pictures two">{"".join(pictures)}</div>'
                  f'<div class="pictures two">{"".join(readings)}</div>')
     return (f'<section class="view"><h3>{_e(heading)}</h3>'
-            f'<p class="view-metrics">{caption}</p>{grids}</section>')
+            f'<p class="view-metrics">{caption}</p>{top}{grids}</section>')
 
 
 # --------------------------------------------------------------------------------------
@@ -878,7 +1143,8 @@ def _shares(summary: Any, metric: Metric, separator: str = "; ") -> str:
         for direction, threshold, share in _share_items(summary))
 
 
-def _key_figure(name: str, summary: Any, parser: str | None) -> str:
+def _key_figure(name: str, summary: Any, parser: str | None, secondary: bool = False) -> str:
+    """One figure's card; ``secondary`` marks a figure that does not decide the verdict."""
     metric = _metric(name)
     summary_dict = _dict(summary)
     value, statistic = _pick(summary, metric)
@@ -900,11 +1166,166 @@ def _key_figure(name: str, summary: Any, parser: str | None) -> str:
     shares_html = f'<div class="shares">{details}</div>' if details else ""
     parser_line = (f'<p class="parser">Measured with: {_e(parser)}</p>'
                    if name == "parse_flip" and parser else "")
-    return (f'<div class="figure-card"><div class="label">{_e(metric.label)}</div>'
+    tag = ' <span class="tag">secondary</span>' if secondary else ""
+    return (f'<div class="figure-card{" secondary" if secondary else ""}">'
+            f'<div class="label">{_e(metric.label)}{tag}</div>'
             f'<div class="value">{_e(_format(value, metric))}</div>'
             f'<div class="statistic">{_e(statistic)} over frames {status}</div>'
             f"{shares_html}"
             f"<p>{_e(metric.explanation)}</p>{parser_line}</div>")
+
+
+def _per_frame_numbers(part: dict, key: str = "per_frame") -> list[float]:
+    return [number for value in _list(part.get(key)) if (number := _number(value)) is not None]
+
+
+def _jod_card(visibility: dict, name: str, label: str, key: str) -> str:
+    """The key-figure card of one visibility measurement: the video JOD, its codec floor
+    beside it, whether it looks the same by the rule, and the per-frame range."""
+    rule = _rule(visibility)
+    part = _part(visibility, name)
+    jod, floor = _number(part.get("jod")), _number(part.get("floor_jod"))
+    check = _jod_check(part, rule[key], rule["floor_margin"])
+    status = ""
+    if check is not None:
+        if check:
+            word = "looks the same"
+        elif jod < rule[key]:
+            word = f"below {rule[key]:g}: may be visible"
+        else:
+            word = f"{floor - jod:.2f} below the codec floor: may be visible"
+        mark = "\u2713" if check else "\u2717"
+        status = (f'<span class="status {"pass" if check else "fail"}">'
+                  f"{mark} {_e(word)}</span>")
+    per_frame = _per_frame_numbers(part)
+    size = _size_text(part.get("size"))
+    where = {"native": "The video as published",
+             "full_screen": "The video shown full screen"}[name]
+    details = []
+    if per_frame:
+        details.append(f"per frame: min {_jod(min(per_frame))}, median "
+                       f"{_jod(float(np.median(per_frame)))}")
+    count = len(_list(part.get("frames"))) or len(per_frame)
+    if count:
+        details.append(f"{count} frames")
+    if jod is None:
+        details.append("not measured in this run" if not part else "no value measured")
+    floor_label = _dict(visibility.get("floor")).get("label")
+    explanation = (where + (f" ({size})" if size else "") + ". 10 means "
+                   "no visible difference; one JOD lower, 75 % of viewers would pick the "
+                   "original. The codec floor is "
+                   + (f"{floor_label}" if floor_label else
+                      "the original re-encoded with the same settings")
+                   + f": what publishing alone costs. Looks the same from {rule[key]:g}, "
+                   f"within {rule['floor_margin']:g} of the floor.")
+    return (f'<div class="figure-card lead"><div class="label">Video JOD at {_e(label)}'
+            f"</div><div class=\"value\">{_e(_jod(jod))}<span class=\"floor-value\">"
+            f"codec floor {_e(_jod(floor))}</span></div>"
+            + (f'<div class="statistic">whole measured video {status}</div>'
+               if jod is not None else "")
+            + f'<div class="shares">{_e("; ".join(details)) or MISSING}</div>'
+            f"<p>{_e(explanation)}</p></div>")
+
+
+def _visibility_section(visibility: dict, fidelity: dict) -> str:
+    """How visible the change is: the JOD table (native size, full screen) beside the codec
+    floor and what was measured, then PSNR and SSIM as secondary figures."""
+    secondary = ("<h3>Secondary figures: PSNR, SSIM and pixel changes</h3>"
+                 "<p>PSNR and SSIM compare pixels; they do not see low-frequency changes on "
+                 "skin or flicker, which viewers notice first.</p>"
+                 f"{_summary_table(fidelity, FIDELITY_ORDER)}")
+    if not visibility:
+        return ("<p>Visibility (ColorVideoVDP's JOD beside the codec floor) was not "
+                "measured in this run: the verdict above rests on PSNR and SSIM.</p>"
+                + secondary)
+    rule = _rule(visibility)
+    floor = _dict(visibility.get("floor"))
+    seconds = _dict(visibility.get("seconds_per_frame"))
+    rows = []
+    for name, label, key in VISIBILITY_PARTS:
+        part = _part(visibility, name)
+        jod, floor_jod = _number(part.get("jod")), _number(part.get("floor_jod"))
+        per_frame = _per_frame_numbers(part)
+        check = _jod_check(part, rule[key], rule["floor_margin"])
+        level, word = {True: ("good", "yes"), False: ("poor", "no"),
+                       None: ("unknown", "not measured")}[check]
+        difference = (_format(floor_jod - jod, JOD) if jod is not None
+                      and floor_jod is not None else MISSING)
+        count = len(_list(part.get("frames"))) or len(per_frame)
+        cost = _number(seconds.get(name))
+        rows.append(
+            f"<tr><td>{_e(label)}<div class=\"raw\">{_e(_size_text(part.get('size')) or MISSING)}"
+            f'</div></td><td class="num">{_e(_jod(jod))}</td>'
+            f'<td class="num">{_e(_jod(floor_jod))}</td><td class="num">{_e(difference)}</td>'
+            f'<td class="num">{_e(_jod(min(per_frame)) if per_frame else MISSING)}</td>'
+            f'<td class="num">{_e(_jod(float(np.median(per_frame))) if per_frame else MISSING)}'
+            f'</td><td class="num">{count or MISSING}</td>'
+            f'<td class="num">{f"{cost:.2f} s" if cost is not None else MISSING}</td>'
+            f'<td><span class="level {level}">{word}</span></td></tr>')
+    table = ('<div class="table-wrap"><table class="visibility"><thead><tr><th></th>'
+             '<th class="num">protected JOD</th><th class="num">codec floor JOD</th>'
+             '<th class="num">difference</th><th class="num">per-frame min</th>'
+             '<th class="num">per-frame median</th><th class="num">frames</th>'
+             '<th class="num">cost per frame</th><th>looks the same</th></tr></thead>'
+             f'<tbody>{"".join(rows)}</tbody></table></div>'
+             '<p class="legend">Protected JOD: the protected video\'s JOD as a whole; '
+             "difference: codec floor \u2212 protected, what the protection costs beyond "
+             "encoding; per-frame: each frame's JOD; cost: ColorVideoVDP's seconds per "
+             "frame, protected and floor together.</p>")
+    metric = visibility.get("metric") or "ColorVideoVDP"
+    display = visibility.get("display")
+    description = visibility.get("display_description")
+    display_text = (f"{description} ({display})" if description and display
+                    and str(display) not in str(description)
+                    else str(description or display or MISSING))
+    floor_text = str(floor.get("label") or MISSING) + (
+        f" ({floor['source']})" if floor.get("source") else "")
+    stride, segment = _number(visibility.get("stride")), _number(visibility.get("segment_frames"))
+    sampling = (f"; at native size one run of {int(segment)} frames in every {int(stride)}"
+                if stride and stride > 1 and segment else "")
+    intro = (f"<p>{_e(metric)} predicts how different the protected video looks from the "
+             "original, in JOD: 10 means no visible difference; one JOD lower means 75 % of "
+             "viewers would pick the original side by side. The <b>codec floor</b> is the "
+             "same prediction for the original re-encoded with the same encoder settings: "
+             "what publishing alone costs, which no protection can beat. The video looks the "
+             f"same when its JOD is at least {rule['native_jod']:g} at native size and "
+             f"{rule['full_screen_jod']:g} at full screen, each within "
+             f"{rule['floor_margin']:g} of its floor.</p>")
+    facts = ('<table class="settings">'
+             f"<tr><th>codec floor</th><td>{_e(floor_text)}</td></tr>"
+             f"<tr><th>display model</th><td>{_e(display_text)}</td></tr>"
+             f"<tr><th>metric</th><td>{_e(metric)}</td></tr>"
+             "<tr><th>frames measured</th><td>" + _e(
+                 ", ".join(f"{label}: {len(_list(_part(visibility, name).get('frames')))}"
+                           for name, label, _ in VISIBILITY_PARTS
+                           if _part(visibility, name)) or MISSING) + _e(sampling)
+             + "</td></tr></table>")
+    return f"{intro}{table}{facts}{secondary}"
+
+
+def _jod_plots(visibility: dict) -> list[str]:
+    """One chart per visibility measurement: each frame's JOD, the codec floor's beside it
+    and the rule's threshold."""
+    rule = _rule(visibility)
+    charts = []
+    for name, label, key in VISIBILITY_PARTS:
+        part = _part(visibility, name)
+        values = _list(part.get("per_frame"))
+        if not values:
+            continue
+        metric = replace(JOD, threshold=rule[key])
+        svg = _line_plot("jod", values, _list(part.get("frames")), None, metric=metric,
+                         floor=_list(part.get("floor_per_frame")))
+        size = _size_text(part.get("size"))
+        content = svg if svg is not None else f"<p>{MISSING} no value measured</p>"
+        charts.append(
+            f'<div class="chart"><h3>Video JOD at {_e(label)}'
+            + (f" ({_e(size)})" if size else "") + "</h3>"
+            '<p class="explain">Each frame\'s JOD (10: no visible difference) '
+            '<span class="swatch protected"></span>protected '
+            '<span class="swatch floor"></span>codec floor '
+            f'<span class="swatch threshold"></span>{rule[key]:g}</p>{content}</div>')
+    return charts
 
 
 def _summary_table(section: dict, order: Sequence[str]) -> str:
@@ -1213,6 +1634,43 @@ details { border: 1px solid var(--border); border-radius: 8px; padding: 8px 14px
   margin-top: 2rem; }
 summary { cursor: pointer; font-weight: 600; font-size: 1.1rem; }
 footer { color: var(--muted); font-size: .85rem; margin-top: 2rem; }
+.figure-card.lead { border-color: #8c959f; border-width: 2px; }
+.figure-card .floor-value { font-size: 1rem; font-weight: 600; color: var(--muted);
+  margin-left: .6rem; }
+.figure-card.secondary .value { font-size: 1.5rem; }
+.tag { font-size: .75rem; font-weight: 600; color: var(--muted); border: 1px solid
+  var(--border); border-radius: 999px; padding: 0 .45rem; margin-left: .3rem;
+  vertical-align: 1px; }
+svg.plot .series.floor { stroke: var(--floor); stroke-width: 2; }
+svg.plot .series.floor.single { fill: var(--floor); stroke: none; }
+table.visibility td:first-child { white-space: nowrap; }
+.ab-row { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start;
+  margin-top: 10px; }
+.ab-figure { max-width: 100%; }
+.ab { position: relative; display: inline-block; max-width: 100%; vertical-align: top;
+  line-height: 0; cursor: pointer; user-select: none; -webkit-user-select: none;
+  background: #000; }
+.ab:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
+.ab img { display: block; max-width: 100%; height: auto; }
+.ab img.ab-original { position: absolute; left: 0; top: 0; width: 100%; height: 100%;
+  visibility: hidden; }
+.ab.zoom img { image-rendering: crisp-edges; image-rendering: pixelated; }
+.ab:not(.pinned):hover img.ab-original, .ab.show-original img.ab-original {
+  visibility: visible; }
+.ab-region { position: absolute; border: 2px dashed rgb(250 204 21 / .9);
+  pointer-events: none; }
+.ab-label { position: absolute; left: 6px; top: 6px; padding: 3px 9px; border-radius: 4px;
+  font-size: .85rem; font-weight: 700; line-height: 1.2; color: #fff;
+  background: rgb(207 34 46 / .88); pointer-events: none; }
+.ab-label .when-original { display: none; }
+.ab:not(.pinned):hover .ab-label, .ab.show-original .ab-label {
+  background: rgb(26 127 55 / .92); }
+.ab:not(.pinned):hover .when-original, .ab.show-original .when-original { display: inline; }
+.ab:not(.pinned):hover .when-protected, .ab.show-original .when-protected { display: none; }
+.ab.pinned .ab-label::after { content: " \00b7  pinned"; font-weight: 400; }
+/* a caption wraps to its picture's width rather than widening it */
+.ab-caption { color: var(--muted); font-size: .85rem; margin: .3rem 0 0; width: 0;
+  min-width: 100%; }
 @media (max-width: 600px) {
   body { font-size: 15px; }
   main { padding: 18px 12px 48px; }
@@ -1223,6 +1681,24 @@ footer { color: var(--muted); font-size: .85rem; margin-top: 2rem; }
   svg.plot text, svg.plot .tick, svg.plot .axis-label, svg.plot .bar-value,
   svg.plot .threshold-label { font-size: 17px; }
 }
+"""
+
+# Each original / protected pair: hovering shows the original (the style sheet); a click pins
+# the original, each further click switches between the two (Enter and Space too).
+SCRIPT = """
+document.querySelectorAll(".ab").forEach(function (pair) {
+  function flip() {
+    var original = pair.classList.contains("pinned") ?
+      !pair.classList.contains("show-original") : true;
+    pair.classList.add("pinned");
+    pair.classList.toggle("show-original", original);
+    pair.setAttribute("aria-pressed", original ? "true" : "false");
+  }
+  pair.addEventListener("click", flip);
+  pair.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); flip(); }
+  });
+});
 """
 
 
@@ -1244,19 +1720,27 @@ def _page(result: dict, views: list) -> str:
                   for entry in _list(result.get("robustness")) if isinstance(entry, dict)]
     timing = _dict(result.get("timing"))
     notes = [str(note) for note in _list(result.get("notes"))]
+    visibility = _dict(result.get("visibility"))
 
     original_name = Path(str(_dict(inputs.get("original")).get("path") or "original")).name
     protected_name = Path(str(_dict(inputs.get("protected")).get("path") or "protected")).name
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     version = versions.get("vdf-stream") or versions.get("vdf_stream") or __version__
 
-    verdicts = [_fidelity_verdict(fidelity), _efficacy_verdict(efficacy),
+    verdicts = [_fidelity_verdict(fidelity, visibility), _efficacy_verdict(efficacy),
                 _robustness_verdict(robustness)]
     sections = {"fidelity": fidelity, "efficacy": efficacy}
     cards = []
-    for name in KEY_FIGURES:
+    if visibility:  # the video JOD leads; PSNR and SSIM follow the efficacy figures
+        cards += [_jod_card(visibility, name, label, key)
+                  for name, label, key in VISIBILITY_PARTS]
+        names = sorted(KEY_FIGURES, key=lambda name: METRICS[name].kind == "fidelity")
+    else:
+        names = list(KEY_FIGURES)
+    for name in names:
         section = sections[METRICS[name].kind]
-        cards.append(_key_figure(name, section.get(name), parser))
+        cards.append(_key_figure(name, section.get(name), parser,
+                                 secondary=bool(visibility) and METRICS[name].kind == "fidelity"))
 
     seconds, per_frame_seconds = _number(timing.get("seconds")), _number(
         timing.get("seconds_per_frame"))
@@ -1281,12 +1765,14 @@ def _page(result: dict, views: list) -> str:
                 "</section>")
     body.append('<section id="figures"><h2>Key figures</h2>'
                 f'<div class="figures">{"".join(cards)}</div></section>')
-    body.append('<section id="all"><h2>All measurements</h2><h3>Fidelity: does it look the '
-                f"same?</h3>{_summary_table(fidelity, FIDELITY_ORDER)}"
+    body.append('<section id="visibility"><h2>Does it still look the same?</h2>'
+                f"{_visibility_section(visibility, fidelity)}</section>")
+    body.append('<section id="all"><h2>All measurements</h2>'
                 "<h3>Efficacy: are the face readings broken?</h3>"
-                f"{_summary_table(efficacy, EFFICACY_ORDER)}</section>")
+                f"{_summary_table(efficacy, EFFICACY_ORDER)}<p>Fidelity: see "
+                '<a href="#visibility">Does it still look the same?</a> above.</p></section>')
 
-    plots = []
+    plots = _jod_plots(visibility)
     for name in _ordered(per_frame, FIDELITY_ORDER + EFFICACY_ORDER):
         metric = _metric(name)
         summary = fidelity.get(name) if name in fidelity else efficacy.get(name)
@@ -1303,7 +1789,8 @@ def _page(result: dict, views: list) -> str:
                    else f'<p class="explain">{_e(metric.explanation)}</p>')
         plots.append(f'<div class="chart"><h3>{_e(metric.label)}</h3>{explain}{content}</div>')
     body.append('<section id="per-frame"><h2>Frame by frame</h2>'
-                "<p>Each metric over the evaluated frames. Dashed red lines are thresholds; "
+                "<p>Each metric over the evaluated frames (the video JOD over the frames it "
+                "measured). Dashed red lines are thresholds; "
                 "\u00d7 on the axis marks a frame with no reading, \u221e at the top an "
                 "infinite value (identical frames).</p>"
                 + (f'<div class="plots">{"".join(plots)}</div>' if plots
@@ -1320,9 +1807,13 @@ def _page(result: dict, views: list) -> str:
         amplification = _amplification(views)
         view_html = "".join(_view_section(view, amplification) for view in views)
         body.append(
-            '<section id="frames"><h2>Frames</h2><p>The pictures are downscaled and '
-            "JPEG-compressed for this page; the difference is computed on the full frames. "
-            "Below each frame, what the face models read from it:</p>"
+            '<section id="frames"><h2>Frames</h2><p>Each frame\'s original and protected '
+            "versions lie in the same place, lossless, at 1\u00d7 (one frame pixel per CSS "
+            "pixel) unless said otherwise, with the face at 2\u00d7 beside them: hover to see "
+            "the original, click to pin it, click again to switch; the label says which one "
+            "is shown. The other pictures are downscaled and JPEG-compressed for this page; "
+            "the difference is computed on the full frames. Below each frame, what the face "
+            "models read from it:</p>"
             '<p class="legend"><span class="swatch mask"></span>face mask '
             '<span class="swatch box"></span>face box '
             '<span class="swatch original-points"></span>points on the original '
@@ -1341,7 +1832,8 @@ def _page(result: dict, views: list) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{STYLE}</style></head>"
-            f"<body><main>{''.join(body)}</main></body></html>\n")
+            f"<body><main>{''.join(body)}</main>"
+            + (f"<script>{SCRIPT}</script>" if views else "") + "</body></html>\n")
 
 
 def write_report(result: dict, views: list, directory: Path) -> Path:

@@ -113,6 +113,7 @@ class SharingOptions:
 class Keyframe:
     descriptor: Descriptor
     params: PerturbParams
+    gain: float = 1.0  # the visibility budget's scale of the change (1: none)
 
 
 @dataclass
@@ -184,13 +185,15 @@ class KeyframeWindow:
             return Decision(REFINE, value, nearest, options.refine_steps)
         return Decision(NEW, value, nearest, options.keyframe_steps)
 
-    def update(self, keyframe: Keyframe, descriptor: Descriptor, params: PerturbParams) -> None:
+    def update(self, keyframe: Keyframe, descriptor: Descriptor, params: PerturbParams,
+               gain: float = 1.0) -> None:
         """Let ``keyframe`` follow the face: it takes a refined frame's descriptor and
-        parameters (see ``track`` in the module docstring)."""
+        parameters (see ``track`` in the module docstring), and their visibility gain."""
         keyframe.descriptor = descriptor
         keyframe.params = params.detach()
+        keyframe.gain = gain
 
-    def add(self, descriptor: Descriptor, params: PerturbParams) -> None:
-        self.keyframes.append(Keyframe(descriptor, params.detach()))
+    def add(self, descriptor: Descriptor, params: PerturbParams, gain: float = 1.0) -> None:
+        self.keyframes.append(Keyframe(descriptor, params.detach(), gain))
         while len(self.keyframes) > max(1, self.options.window):
             self.keyframes.pop(0)
