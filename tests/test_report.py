@@ -21,7 +21,8 @@ from vdf_stream.errors import OutputError
 from vdf_stream.report import PICTURE_SIDE, write_report
 
 NAN = float("nan")
-PICTURES_PER_VIEW = 5  # original, protected, difference, two readings
+# original / protected pair, the face close-up pair, difference, two readings
+PICTURES_PER_VIEW = 7
 
 
 @dataclass
@@ -160,6 +161,16 @@ def data_uris(page: str) -> list[str]:
     return re.findall(r'<img[^>]*\ssrc="(data:image/(?:png|jpeg);base64,[^"]+)"', page)
 
 
+def pair_uris(page: str) -> list[str]:
+    """The pictures of the original / protected pairs (lossless, switched in place)."""
+    return re.findall(r'<img class="ab-(?:original|protected)" src="(data:image/png;base64,'
+                      r'[^"]+)"', page)
+
+
+def decode_uri(uri: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     return write_report(fake_result(), fake_views(), tmp_path_factory.mktemp("report"))
@@ -170,25 +181,35 @@ def test_writes_one_self_contained_page(report):
     assert [path.name for path in report.parent.iterdir()] == ["index.html"]
     page = report.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    # Nothing fetched from anywhere: no remote (or protocol-relative) src/href/url(), no
-    # script, no external style sheet.
+    # Nothing fetched from anywhere: no remote (or protocol-relative) src/href/url(), one
+    # inline script (switching the pairs) and no script file, no external style sheet.
     assert not re.search(r'(?:src|href)\s*=\s*["\']?\s*(?:https?:)?//', page, re.I)
     assert not re.search(r"url\(\s*['\"]?\s*(?:https?:)?//", page, re.I)
-    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert re.findall(r"<script\b([^>]*)>", page, re.I) == [""]
+    assert "<link" not in page.lower()
     assert page.count("<img") == len(data_uris(page)) == PICTURES_PER_VIEW * 3
     assert page.count("<svg") == page.count('<svg class="plot') == EXPECTED_PLOTS
-    assert len(page) < 3_000_000
+    # the pairs are lossless PNG: these noisy synthetic frames are the worst case
+    assert len(page) < 6_000_000
 
 
 def test_pictures_are_downscaled_jpeg(report):
     page = report.read_text(encoding="utf-8")
-    for uri in data_uris(page):
-        image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    pairs = set(pair_uris(page))
+    others = [uri for uri in data_uris(page) if uri not in pairs]
+    assert len(pairs) == 4 * 3 and len(others) == 3 * 3
+    for uri in others:
+        image = decode_uri(uri)
         assert image.format == "JPEG"
         assert max(image.size) <= PICTURE_SIDE
-    sizes = {Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size
-             for uri in data_uris(page)}
-    assert sizes == {(640, 360), (360, 640)}  # 1280x720 came down to 640x360
+    assert {decode_uri(uri).size for uri in others} == {(640, 360), (360, 640)}
+    # the pairs are PNG: frames at most PICTURE_SIDE at 1x (1280x720 came down to 640x360,
+    # the scale said), face close-ups at most 320 frame pixels shown at 2x
+    assert {decode_uri(uri).format for uri in pairs} == {"PNG"}
+    assert {(640, 360), (360, 640)} <= {decode_uri(uri).size for uri in pairs}
+    assert all(max(decode_uri(uri).size) <= PICTURE_SIDE for uri in pairs)
+    assert "At 1\u00d7: 640\u00d7360" in page and "At 1\u00d7: 360\u00d7640" in page
+    assert "At 50 %: the 1280\u00d7720 frame shrunk to 640\u00d7360" in page
 
 
 def test_missing_values_and_unknown_metrics(report):
@@ -232,7 +253,7 @@ def test_hostile_values_never_crash(tmp_path):
     page = write_report(result, [view], tmp_path).read_text(encoding="utf-8")
     assert "&lt;b&gt;escaped&lt;/b&gt;" in page and "<b>escaped</b>" not in page
     assert "\u221e" in page
-    assert page.count("<img") == PICTURES_PER_VIEW
+    assert page.count("<img") == PICTURES_PER_VIEW - 2  # no face to show close up
 
 
 def test_bad_frame_is_named(tmp_path):
