@@ -173,6 +173,10 @@ class VdfOptions:
         "help": "attention on flat areas (e.g. cheeks) relative to textured ones, in [0, 1]"})
     texture_reference: float = field(default=0.03, metadata={
         "help": "local 5x5 luma standard deviation that counts as full texture (> 0)"})
+    highpass: float = field(default=0.0, metadata={
+        "help": "keep only the change's fine texture: what is coarser than a Gaussian of this "
+                "many pixels is taken out before the bound (smooth blotches on skin are what "
+                "people see first); 0: off"})
     region_floor: float = field(default=0.5, metadata={
         "help": "attention outside the face region relative to inside, in [0, 1]"})
     saturation: float = field(default=12.0, metadata={
@@ -267,6 +271,8 @@ class VdfOptions:
         if self.toward not in get_args(Toward):
             raise ValueError(f"toward must be one of {', '.join(get_args(Toward))}, got "
                              f"{self.toward!r}")
+        if not (math.isfinite(self.highpass) and 0 <= self.highpass <= 32):
+            raise ValueError(f"highpass must be a sigma in pixels in [0, 32], got {self.highpass}")
         if not (math.isfinite(self.saturation) and self.saturation >= 0):
             raise ValueError(f"saturation must be >= 0, got {self.saturation}")
         jod = self.resolved_jod()
@@ -345,12 +351,15 @@ class VdfFilter(Filter):
                                 "texture_reference": options.texture_reference}
         if options.psnr is not None:
             self.perturb_options["psnr_floor"] = options.psnr
+        if options.highpass > 0:
+            self.perturb_options["highpass"] = options.highpass
         self.budget = None
         if options.resolved_jod() is not None:
             from vdf_stream.visibility import VisibilityBudget
 
             self.budget = VisibilityBudget(options.resolved_jod(), device)
         self.last_gain = 1.0
+        self.gains: list[float] = []  # the budget's scale of each frame's change
         return output
 
     def process(self, frames: Frames) -> Frames:
@@ -384,6 +393,7 @@ class VdfFilter(Filter):
                                                            NEW, REUSE)
             self.timings["optimise"] += time.perf_counter() - started
             self.stats.record(action, steps)
+            self.gains.append(gain)
             job = (frame, params, region, found[position:position + 1], gain)
             if overlap:
                 self._pending.append((frames.pts[position], index,
@@ -462,11 +472,16 @@ class VdfFilter(Filter):
             reference = self.objective.reference(frame, region, torch.ones(1, dtype=torch.bool,
                                                                            device=frame.device))
             generator = torch.Generator().manual_seed(self.options.seed + index)
+            # Under a visibility budget the steps see the scale the budget gave the change
+            # they start from: they optimise the change at the amplitude it will have.
+            options = self.perturb_options
+            if self.budget is not None:
+                start_gain = decision.nearest.gain if decision.nearest is not None else 1.0
+                options = {**options, "gain": start_gain}
             with torch.enable_grad():
                 result = optimise(frame, reference, start, self.objective, self.eps,
                                   decision.steps, self.options.learning_rate, generator,
-                                  self.targets, self.perturb_options,
-                                  confirm=self.options.confirm)
+                                  self.targets, options, confirm=self.options.confirm)
             params = result.params
             decision.steps = result.steps
             if self.options.saturation > 0:
@@ -507,6 +522,9 @@ class VdfFilter(Filter):
     def summary(self) -> dict:
         summary = self.stats.summary() if self.stats else {}
         summary["seconds"] = {name: round(value, 3) for name, value in self.timings.items()}
+        if self.budget is not None and self.gains:
+            summary["jod_budget"] = self.budget.target
+            summary["gain_median"] = round(float(torch.tensor(self.gains).median()), 4)
         return summary
 
     def close(self) -> None:
@@ -521,4 +539,7 @@ class VdfFilter(Filter):
             print(f"vdf: {s.frames} frames, {s.keyframes} keyframes, {s.refined} refined, "
                   f"reuse rate {s.reuse_rate:.0%}, {s.steps_per_frame:.2f} optimiser steps per "
                   f"frame ({s.steps} in all), eps {self.eps * 255:.3g}/255, share "
-                  f"{'on' if self.options.share else 'off'}", file=sys.stderr)
+                  f"{'on' if self.options.share else 'off'}" + (
+                      f", visibility budget JOD {self.budget.target:g} (change scaled to "
+                      f"{float(torch.tensor(self.gains).median()):.2f} of eps, median)"
+                      if self.budget is not None and self.gains else ""), file=sys.stderr)

@@ -301,3 +301,23 @@ def test_auto_pushes_along_the_readers_own_consensus(clip):
     across = float(shift @ torch.stack([-consensus[1], consensus[0]]))
     # measured: consensus (-0.89, -0.45) (left and up), 3.5 pixels along it, 1.5 across
     assert along > 2.0 and abs(across) < 0.75 * along
+
+
+def test_highpass_leaves_only_fine_texture_and_jod_is_checked(clip):
+    """``highpass=S``: the change has no coarse part left (its blur is near zero); ``jod``
+    and ``highpass`` out of range are refused."""
+    from vdf_stream.objective import gaussian_blur
+
+    cls = load_filter_class("vdf")
+    for text in ("jod=10", "jod=0", "jod=12", "highpass=-1", "highpass=40"):
+        with pytest.raises(UsageError):
+            parse_options(cls, text)
+    data = _frames(clip, "single_face.mp4", [0])
+    _, plain = _run("steps=4:quiet=1", data)
+    _, fine = _run("steps=4:highpass=2:quiet=1", data)
+
+    def coarse(protected):
+        return float(gaussian_blur(protected - data, 4.0).abs().mean() * 255)
+
+    assert coarse(fine) < 0.5 * coarse(plain), (coarse(fine), coarse(plain))
+    assert (fine - data).abs().max() <= 8 / 255 + 1e-5

@@ -462,7 +462,7 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
             texture_reference: float = TEXTURE_REFERENCE, backend: str = "torch",
             chroma: float = 1.0, prepared: Prepared | None = None,
             psnr_floor: float | None = None,
-            gain: float | torch.Tensor | None = None) -> torch.Tensor:
+            gain: float | torch.Tensor | None = None, highpass: float = 0.0) -> torch.Tensor:
     """Protect frames with given parameters (pure; the input is never modified).
 
     Args:
@@ -489,6 +489,9 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         gain: a factor in [0, 1] (a float, or ``(B, 1, 1, 1)``) on the bounded change: the
             visibility budget's scale (:class:`vdf_stream.visibility.VisibilityBudget`);
             ``None``: 1.
+        highpass: when > 0, the change's content coarser than a Gaussian of this sigma
+            (pixels) is taken out before the bound (:func:`high_pass`): what is left is
+            fine texture, which people see less on skin; 0: the change as it is.
 
     Returns:
         ``(B, 3, H, W)`` in the frames' dtype and device, ``|output - frames| <= eps``.
@@ -507,6 +510,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     change = raw_change(x, params, regions, face_present, luma=chroma <= 0, prepared=prepared)
     if chroma > 0:
         change = limit_chroma(change, chroma)
+    if highpass > 0:
+        change = high_pass(change, highpass)
     weight = prepared.weight
     if gain is not None:
         weight = weight * gain
@@ -531,6 +536,13 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         protected = _on_grid(protected, prepared.low, prepared.high,
                              straight_through=torch.is_grad_enabled() and delta.requires_grad)
     return protected.to(frames.dtype)
+
+
+def high_pass(change: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``change`` less its Gaussian blur of ``sigma`` pixels: its fine part only."""
+    from .objective import gaussian_blur
+
+    return change - gaussian_blur(change, sigma)
 
 
 SATURATION_LIMIT = 3.0  # |raw change| / eps past which tanh is flat (tanh(3) = 0.995)
