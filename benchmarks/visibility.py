@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,13 +49,26 @@ def machine_tag() -> str:
 
 
 def cut(clip: Path, frames: int | None, folder: Path) -> Path:
-    """The first ``frames`` frames of ``clip``, losslessly (FFV1), or the clip itself."""
+    """The first ``frames`` frames of ``clip``, losslessly (FFV1 in Matroska, the source's
+    pixel format and frame rate), or the clip itself."""
     if not frames:
         return clip
+    import av
+
     target = folder / f"{clip.stem}_{frames}.mkv"
-    if not target.exists():
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-frames:v", str(frames),
-                        "-an", "-c:v", "ffv1", str(target)], check=True)
+    if target.exists():
+        return target
+    with av.open(str(clip)) as source, av.open(str(target), "w") as output:
+        stream_in = source.streams.video[0]
+        stream = output.add_stream("ffv1", rate=stream_in.average_rate)
+        stream.width, stream.height = stream_in.width, stream_in.height
+        stream.pix_fmt = stream_in.codec_context.pix_fmt
+        stream.time_base = stream_in.time_base
+        for count, frame in enumerate(source.decode(stream_in)):
+            if count >= frames:
+                break
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode(None))
     return target
 
 
