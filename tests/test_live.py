@@ -17,7 +17,7 @@ from vdf_stream import live
 from vdf_stream.cli import main
 from vdf_stream.errors import EXIT_INPUT, EXIT_OUTPUT, DamagedInputError
 
-EPS_LEVELS = 8  # medium: eps = 8/255
+EPS_LEVELS = 4  # medium: eps = 4/255
 
 
 @pytest.fixture(autouse=True)

@@ -66,8 +66,10 @@ def add_protection_options(parser: argparse.ArgumentParser, raw_input: bool = Fa
                              "(default: vdf, the protection; list filters with "
                              "`vdf-stream filters`)")
     parser.add_argument("--strength", choices=("low", "medium", "high"), default=None,
-                        help="protection strength of the vdf filter: low (eps 4/255), medium "
-                             "(8/255, the default), high (12/255); see docs/protection.md")
+                        help="how strong the protection is, by how visible: low (invisible, "
+                             "next to no effect), medium (the default: looks the same after "
+                             "H.264 CRF 23, video JOD 9.5), high (some viewers see it, JOD "
+                             "9.1); see docs/visibility.md")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the vdf filter's random transformations (default 0): "
                              "the same seed gives the same output")

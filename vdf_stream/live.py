@@ -1313,7 +1313,8 @@ eps, not optimised); --hold delivers nothing until then. See docs/live.md.
                        help="overwrite the recordings if they exist")
     protection = live.add_argument_group("protection")
     protection.add_argument("--strength", choices=("low", "medium", "high"), default="medium",
-                            help="eps 4/255, 8/255 (default) or 12/255, as in protect")
+                            help="low, medium (default) or high, as in protect (eps 3/255, "
+                                 "4/255 or 6/255)")
     protection.add_argument("--hold", action="store_true",
                             help="deliver nothing until the first optimised parameters "
                                  "(default: the fallback perturbation meanwhile)")
