@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -30,22 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CLIPS = ("single_face.mp4", "WolfgangLanger_Pexels.mp4")
 DEFAULT_CONFIGS = ("floor=null", "default=vdf")
-
-
-def machine_tag() -> str:
-    import platform
-
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    brand = "amd-epyc" if "EPYC" in name else name.split()[0].lower() if name else "cpu"
-    return f"{brand}-{os.cpu_count()}cpu"
 
 
 def cut(clip: Path, frames: int | None, folder: Path) -> Path:
@@ -179,7 +162,7 @@ def plot(result: dict, path: Path) -> None:
                              f'x2="{x(floors[clip]):.1f}" y2="{bottom}" stroke="{colour}" '
                              'stroke-dasharray="1 3"/>')
             if position == 0:
-                parts.append(f'<text x="{left + 8}" y="{top + 14 + 14 * number}" '
+                parts.append(f'<text x="{left + 8}" y="{bottom - 10 - 14 * number}" '
                              f'fill="{colour}">{Path(clip).stem} (dotted: its codec floor)'
                              '</text>')
     parts.append("</svg>")
@@ -194,6 +177,9 @@ def main(argv=None) -> int:
     parser.add_argument("--crf", type=float, default=23.0)
     parser.add_argument("--wl-frames", type=int, default=96,
                         help="frames of WolfgangLanger measured (0: all)")
+    parser.add_argument("--frames", type=int, default=0,
+                        help="measure only the first N frames of every clip (0: all, but "
+                             "WolfgangLanger's --wl-frames)")
     parser.add_argument("--stride", type=int, default=2, help="eval's face-reading stride")
     parser.add_argument("--full-screen-frames", type=int, default=0)
     parser.add_argument("--transfer", action="store_true")
@@ -218,6 +204,7 @@ def main(argv=None) -> int:
     import torch
 
     from vdf_stream import assets
+    from vdf_stream.environment import machine_tag
 
     torch.set_num_threads(args.threads)
     folder = Path(args.folder or tempfile.mkdtemp(prefix="vdf-visibility-"))
@@ -230,7 +217,8 @@ def main(argv=None) -> int:
               "threads": args.threads, "clips": {}}
     json_path = Path(args.json or f"benchmarks/results/visibility_{machine_tag()}.json")
     for clip in args.clips:
-        source = cut(assets.fetch(clip), args.wl_frames if "Wolfgang" in clip else None, folder)
+        frames = args.frames or (args.wl_frames if "Wolfgang" in clip else None)
+        source = cut(assets.fetch(clip), frames, folder)
         rows = []
         for label, graph in configs:
             row = run_one(source, graph, args.crf, folder, label, args)

@@ -58,6 +58,11 @@ METRIC_NAME = "ColorVideoVDP (cvvdp 0.5.7)"
 
 
 def _pycvvdp():
+    import logging
+
+    # On importing, a dependency of ColorVideoVDP asks torch for its C++ build tools, and
+    # torch warns on a machine without a CUDA runtime: nothing to do with the measure.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         import pycvvdp
     except ImportError as error:  # a broken install: it is a dependency of the project
@@ -67,6 +72,7 @@ def _pycvvdp():
 
 
 def display_description() -> str:
+    _pycvvdp()
     from pycvvdp.display_model import vvdp_display_geometry
 
     geometry = vvdp_display_geometry.load(DISPLAY, [])
