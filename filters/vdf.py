@@ -31,9 +31,11 @@ on WolfgangLanger's first 96 frames), measured with ``benchmarks/visibility.py``
 preset   eps     steps  video JOD (SF / WL)  efficacy after CRF 23 (mesh NME / pose)
 ======== ======= ====== ==================== ==========================================
 low      3/255   40     9.67 / --            invisible; next to nothing (0.011 / 1.4 deg)
-medium   4/255   40     9.54 / 9.52          the default: looks the same (>= 9.5, within
-                                             0.2 of the floor); 0.027-0.029 / 3.9-4.1 deg
-high     6/255   40     9.14 / --            some viewers see it; 0.059 / 9.7 deg
+medium   4/255   40     9.63 / 9.56          the default, the change on the face only
+                                             (``region_floor`` 0): looks the same (>= 9.5,
+                                             within 0.3 of the floor at native size and at
+                                             full screen); 0.014-0.026 / 1.6-3.3 deg
+high     6/255   40     9.14 / 9.27          some viewers see it; 0.046-0.059 / 7.9-9.7 deg
 ======== ======= ====== ==================== ==========================================
 
 The white-box targets the filter was built for (NME 0.10, pose 10 degrees) are reached only
@@ -82,6 +84,10 @@ PRESETS: dict[str, tuple[float, int]] = {
 # preset -> expectation over transformations on or off (off: what the presets' JOD and
 # efficacy were measured with).
 ROBUST_PRESETS: dict[str, bool] = {"low": False, "medium": False, "high": False}
+# preset -> attention outside the face region (VdfOptions.region_floor). medium: none, the
+# change on the face only: with half the budget outside it, WolfgangLanger at full screen
+# fell 0.35 JOD under its codec floor (0.26 with none).
+REGION_FLOOR_PRESETS: dict[str, float] = {"low": 0.5, "medium": 0.0, "high": 0.5}
 # preset -> visibility budget (VdfOptions.jod; None: none)
 JOD_PRESETS: dict[str, float | None] = {"low": None, "medium": None, "high": None}
 # Models the optimiser can attack (``targets``); those of SURROGATES are
@@ -117,7 +123,8 @@ def build_surrogates(names, device: torch.device, direction: str | None = None) 
 class VdfOptions:
     strength: Strength = field(default="medium", metadata={
         "help": "how strong, by how visible: low (eps 3/255: invisible, next to no effect), "
-                "medium (4/255, the default: looks the same, video JOD 9.5 after CRF 23), "
+                "medium (4/255 on the face only, the default: looks the same, video JOD "
+                "9.6 after CRF 23), "
                 "high (6/255: some viewers see it, JOD 9.1); 40 optimiser steps per keyframe"})
     eps: float | None = field(default=None, metadata={
         "help": "L-inf budget, overrides the preset's, e.g. 8/255"})
@@ -186,8 +193,10 @@ class VdfOptions:
         "help": "keep only the change's fine texture: what is coarser than a Gaussian of this "
                 "many pixels is taken out before the bound (smooth blotches on skin are what "
                 "people see first); 0: off"})
-    region_floor: float = field(default=0.5, metadata={
-        "help": "attention outside the face region relative to inside, in [0, 1]"})
+    region_floor: float | None = field(default=None, metadata={
+        "help": "how much of the change may fall outside the face region, relative to "
+                "inside, in [0, 1]; default: the preset's (medium 0: on the face only; low "
+                "and high 0.5)"})
     saturation: float = field(default=12.0, metadata={
         "help": "after each optimisation, parameters whose unbounded change reaches this "
                 "many eps (99th percentile) are scaled back to it, so that a keyframe "
@@ -238,6 +247,11 @@ class VdfOptions:
         """The field every landmark term pushes along (None: each its own way)."""
         return None if self.toward == "none" else self.toward
 
+    def resolved_region_floor(self) -> float:
+        """The attention outside the face region: the option's, else the preset's."""
+        return (self.region_floor if self.region_floor is not None
+                else REGION_FLOOR_PRESETS[self.strength])
+
     def resolved_jod(self) -> float | None:
         """The visibility budget: the option's, else the preset's (``None``: no budget)."""
         return self.jod if self.jod is not None else JOD_PRESETS[self.strength]
@@ -272,8 +286,8 @@ class VdfOptions:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.backend not in get_args(Backend):
             raise ValueError(f"backend must be one of {', '.join(get_args(Backend))}")
-        for name in ("chroma", "texture_floor", "region_floor"):
-            value = getattr(self, name)
+        for name, value in (("chroma", self.chroma), ("texture_floor", self.texture_floor),
+                            ("region_floor", self.resolved_region_floor())):
             if not (0 <= value <= 1):
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if self.toward not in get_args(Toward):
@@ -355,7 +369,7 @@ class VdfFilter(Filter):
         self.stats = SharingStats()
         self.last_params = None
         self.perturb_options = {"chroma": options.chroma, "texture_floor": options.texture_floor,
-                                "region_floor": options.region_floor,
+                                "region_floor": options.resolved_region_floor(),
                                 "texture_reference": options.texture_reference}
         if options.psnr is not None:
             self.perturb_options["psnr_floor"] = options.psnr

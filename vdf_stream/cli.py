@@ -68,7 +68,7 @@ def add_protection_options(parser: argparse.ArgumentParser, raw_input: bool = Fa
     parser.add_argument("--strength", choices=("low", "medium", "high"), default=None,
                         help="how strong the protection is, by how visible: low (invisible, "
                              "next to no effect), medium (the default: looks the same after "
-                             "H.264 CRF 23, video JOD 9.5), high (some viewers see it, JOD "
+                             "H.264 CRF 23, video JOD 9.6), high (some viewers see it, JOD "
                              "9.1); see docs/visibility.md")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the vdf filter's random transformations (default 0): "

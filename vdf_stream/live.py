@@ -1008,11 +1008,13 @@ class LiveOptions:
         from .filters.vdf import VdfOptions
         from .perturb import perturb
 
-        defaults = VdfOptions()
+        defaults = VdfOptions(strength=self.strength)
         accepted = inspect.signature(perturb).parameters
-        return {name: getattr(defaults, name)
-                for name in ("chroma", "texture_floor", "region_floor", "texture_reference")
-                if hasattr(defaults, name) and name in accepted}
+        options = {name: getattr(defaults, name)
+                   for name in ("chroma", "texture_floor", "texture_reference")
+                   if hasattr(defaults, name) and name in accepted}
+        options["region_floor"] = defaults.resolved_region_floor()
+        return options
 
     def resolved_robust(self) -> bool:
         """The expectation over transformations of the preset, as in file mode."""
