@@ -82,13 +82,14 @@ class Sources(live.Output):
         self.times.append(time.perf_counter())
 
 
-def assert_protected(delivered: list[np.ndarray], sources: list[live.CapturedFrame]) -> None:
+def assert_protected(delivered: list[np.ndarray], sources: list[live.CapturedFrame],
+                     eps_levels: int = EPS_LEVELS) -> None:
     assert len(delivered) == len(sources) > 0
     for output, source in zip(delivered, sources):
         output = output.reshape(source.pixels.shape)
         delta = np.abs(output.astype(np.int16) - source.pixels.astype(np.int16))
         assert delta.max() > 0, f"frame {source.index} was delivered unchanged"
-        assert delta.max() <= EPS_LEVELS, f"frame {source.index}: |delta| {delta.max()} > eps"
+        assert delta.max() <= eps_levels, f"frame {source.index}: |delta| {delta.max()} > eps"
 
 
 def test_latest_frame_slot_keeps_only_the_newest():
@@ -131,17 +132,18 @@ def test_real_clip_to_fake_virtual_camera(clip, fake_backend):
 
 
 def test_pattern_drops_at_capture_when_the_protector_is_slow(fake_backend):
-    """A generated pattern (no face: the fallback's frame term protects it) at 30 fps into a
-    protector slowed to ~8 fps: frames are dropped at capture and counted, the delivered
-    ones are protected and in order, latency stays bounded (no queue builds up)."""
+    """A generated pattern (no face: the fallback's frame term protects it, with the high
+    preset, which keeps half its budget outside the face; medium changes the face only) at
+    30 fps into a protector slowed to ~8 fps: frames are dropped at capture and counted, the
+    delivered ones are protected and in order, latency stays bounded (no queue builds up)."""
     capture = live.PatternCapture((320, 180), Fraction(30), frames=45)
     camera = live.VirtualCameraOutput(320, 180, 30, backend="vdf-test")
     sources = Sources()
-    run = live.LiveProtector(capture, [camera, sources], live.LiveOptions(optimise=False),
-                             slow_down=0.12)
+    run = live.LiveProtector(capture, [camera, sources],
+                             live.LiveOptions(optimise=False, strength="high"), slow_down=0.12)
     stats = run.run()
     assert stats.dropped > 10 and stats.captured == 45 == stats.delivered + stats.dropped
-    assert_protected(fake_backend.instances[0].frames, sources.frames)
+    assert_protected(fake_backend.instances[0].frames, sources.frames, eps_levels=6)
     indices = [frame.index for frame in sources.frames]
     assert indices == sorted(set(indices))
     # each delivered frame waited at most ~one processing time plus its own
