@@ -331,10 +331,10 @@ def test_different_lengths(synthetic):
 
 
 def test_different_lengths_allowed(synthetic):
-    options = EvalOptions(frames=2, stride=4, allow_length_mismatch=True)
+    options = EvalOptions(frames=2, stride=4, allow_length_mismatch=True, visibility=False)
     result, _ = evaluate(str(synthetic["ten"]), str(synthetic["twelve"]), options)
     assert result["frames"] == [0, 4]
-    allowed = EvalOptions(allow_length_mismatch=True, stride=5)
+    allowed = EvalOptions(allow_length_mismatch=True, stride=5, visibility=False)
     result, _ = evaluate(str(synthetic["twelve"]), str(synthetic["ten"]), allowed)
     assert result["frames"] == [0, 5]
     assert any("different lengths (12 and 10 frames)" in note for note in result["notes"])
@@ -365,7 +365,7 @@ def test_bad_options(synthetic):
 
 def test_timestamp_mismatch_is_reported(synthetic):
     """Frames 5-9 of ``late`` come 0.2 s late: paired by index, reported, not refused."""
-    options = EvalOptions(frames=2, stride=6)  # decoding stops after frame 6
+    options = EvalOptions(frames=2, stride=6, visibility=False)  # decoding stops after frame 6
     result, _ = evaluate(str(synthetic["ten"]), str(synthetic["late"]), options)
     timestamps = result["inputs"]["timestamps"]
     assert timestamps["compared"] == 7 and timestamps["mismatched"] == 2
