@@ -88,8 +88,6 @@ ROBUST_PRESETS: dict[str, bool] = {"low": False, "medium": False, "high": False}
 # change on the face only: with half the budget outside it, WolfgangLanger at full screen
 # fell 0.35 JOD under its codec floor (0.26 with none).
 REGION_FLOOR_PRESETS: dict[str, float] = {"low": 0.5, "medium": 0.0, "high": 0.5}
-# preset -> visibility budget (VdfOptions.jod; None: none)
-JOD_PRESETS: dict[str, float | None] = {"low": None, "medium": None, "high": None}
 # Models the optimiser can attack (``targets``); those of SURROGATES are
 # vdf_stream.models.surrogate's, built on first use.
 SURROGATES = ("mtcnn", "faceapi68", "faceapi68tiny", "faceapidet")
@@ -217,7 +215,7 @@ class VdfOptions:
                 "difference) a protected frame may score as a still image at its own size "
                 "on a 24-inch 1080p monitor; the change of each optimised frame is scaled "
                 "down until it does (frames that reuse its parameters take the same scale). "
-                "Default: the preset's"})
+                "Default: none, the preset's eps alone bounds the change"})
     psnr: float | None = field(default=None, metadata={
         "help": "fidelity floor in dB: a frame whose change would take its PSNR against the "
                 "input under this gets its change scaled down to meet it, before encoding "
@@ -251,10 +249,6 @@ class VdfOptions:
         """The attention outside the face region: the option's, else the preset's."""
         return (self.region_floor if self.region_floor is not None
                 else REGION_FLOOR_PRESETS[self.strength])
-
-    def resolved_jod(self) -> float | None:
-        """The visibility budget: the option's, else the preset's (``None``: no budget)."""
-        return self.jod if self.jod is not None else JOD_PRESETS[self.strength]
 
     def resolved_robust(self) -> bool:
         return self.robust if self.robust is not None else ROBUST_PRESETS[self.strength]
@@ -297,9 +291,8 @@ class VdfOptions:
             raise ValueError(f"highpass must be a sigma in pixels in [0, 32], got {self.highpass}")
         if not (math.isfinite(self.saturation) and self.saturation >= 0):
             raise ValueError(f"saturation must be >= 0, got {self.saturation}")
-        jod = self.resolved_jod()
-        if jod is not None and not (math.isfinite(jod) and 0 < jod < 10):
-            raise ValueError(f"jod must be a budget between 0 and 10 (e.g. 9.5), got {jod}")
+        if self.jod is not None and not (math.isfinite(self.jod) and 0 < self.jod < 10):
+            raise ValueError(f"jod must be a budget between 0 and 10 (e.g. 9.5), got {self.jod}")
         if self.psnr is not None and not (math.isfinite(self.psnr) and 10 <= self.psnr <= 80):
             raise ValueError(f"psnr must be a floor in dB between 10 and 80, got {self.psnr}")
         if not (math.isfinite(self.texture_reference) and self.texture_reference > 0):
@@ -376,10 +369,10 @@ class VdfFilter(Filter):
         if options.highpass > 0:
             self.perturb_options["highpass"] = options.highpass
         self.budget = None
-        if options.resolved_jod() is not None:
+        if options.jod is not None:
             from vdf_stream.visibility import VisibilityBudget
 
-            self.budget = VisibilityBudget(options.resolved_jod(), device)
+            self.budget = VisibilityBudget(options.jod, device)
         self.last_gain = 1.0
         self.gains: list[float] = []  # the budget's scale of each frame's change
         return output
@@ -544,10 +537,16 @@ class VdfFilter(Filter):
     def summary(self) -> dict:
         summary = self.stats.summary() if self.stats else {}
         summary["seconds"] = {name: round(value, 3) for name, value in self.timings.items()}
-        if self.budget is not None and self.gains:
+        if self._median_gain() is not None:
             summary["jod_budget"] = self.budget.target
-            summary["gain_median"] = round(float(torch.tensor(self.gains).median()), 4)
+            summary["gain_median"] = round(self._median_gain(), 4)
         return summary
+
+    def _median_gain(self) -> float | None:
+        """The budget's median scale of the frames' changes (``None`` without a budget)."""
+        if self.budget is None or not self.gains:
+            return None
+        return float(torch.tensor(self.gains).median())
 
     def close(self) -> None:
         if self._applier is not None:
@@ -563,5 +562,5 @@ class VdfFilter(Filter):
                   f"frame ({s.steps} in all), eps {self.eps * 255:.3g}/255, share "
                   f"{'on' if self.options.share else 'off'}" + (
                       f", visibility budget JOD {self.budget.target:g} (change scaled to "
-                      f"{float(torch.tensor(self.gains).median()):.2f} of eps, median)"
-                      if self.budget is not None and self.gains else ""), file=sys.stderr)
+                      f"{self._median_gain():.2f} of eps, median)"
+                      if self._median_gain() is not None else ""), file=sys.stderr)

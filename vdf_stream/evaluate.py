@@ -76,6 +76,7 @@ import torch
 from . import metrics
 from .errors import InputError, UsageError
 from .frames import Frames, VideoInfo
+from .visibility import FULL_SCREEN_FRAMES
 
 PARSERS = ("auto", "bisenet", "selfie+mesh")
 PIPELINE_BATCH = 8
@@ -151,7 +152,7 @@ class EvalOptions:
     transfer: bool = False
     visibility: bool = True
     visibility_stride: int = 1
-    full_screen_frames: int = 12
+    full_screen_frames: int = FULL_SCREEN_FRAMES
     floor_crf: float | None = None
     visibility_floor: bool = True
 
