@@ -23,7 +23,7 @@ Cases, each on a library prepared in a temporary folder from the pinned real cli
     ``single_face.mp4`` re-encoded with a keyframe every 24 frames (CRF 16), protected with
     the default graph in one pass and cut into 3 segments (``--split-long``), on one and on
     two workers. The sharing window of the protection restarts in each segment: the
-    efficacy (landmark NME, head-pose error, from ``vdf_stream.evaluate.evaluate``) and the
+    efficacy (landmark NME, head-pose error, from ``vdf_stream.evaluation.evaluate.evaluate``) and the
     speed of split against one pass show what that costs.
 
 How busy the machine was is recorded (idle share before the start, load averages, the CPU
@@ -202,7 +202,7 @@ def run_batch_case(library: Path, output: Path, protection, workers: int,
 def run_plain_loop(library: Path, output: Path, protection, settings: Settings) -> dict:
     """The units of a one-worker batch, one after another, in this process, no Ray."""
     from vdf_stream import batch
-    from vdf_stream.engine import resolve_device
+    from vdf_stream.pipeline.engine import resolve_device
 
     discovery = batch.discover(str(library), output)
     threads = environment.usable_cores()
@@ -285,7 +285,7 @@ def measure_scaling(name: str, library: Path, frames: int, protection, folder: P
 def measure_split(folder: Path, settings: Settings, protection) -> dict:
     """One pass against 3 segments: efficacy (eval) and speed."""
     from vdf_stream import assets
-    from vdf_stream.evaluate import EvalOptions, evaluate
+    from vdf_stream.evaluation.evaluate import EvalOptions, evaluate
 
     library = folder / "split"
     library.mkdir()
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vdf_stream import batch
     from vdf_stream.batch import Protection
-    from vdf_stream.sinks import EncodeOptions
+    from vdf_stream.media.sinks import EncodeOptions
 
     null = Protection(vf="null", encode=EncodeOptions())
     vdf = Protection(vf=settings.vdf_graph, encode=EncodeOptions())

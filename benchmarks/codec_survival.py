@@ -9,8 +9,9 @@ import torch, sys
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 torch.set_num_threads(2)
 from tradeoff import load_frames
-from vdf_stream import assets, evaluate
-from vdf_stream.objective import h264_like, jpeg_like, gaussian_blur
+from vdf_stream import assets
+from vdf_stream.evaluation import evaluate
+from vdf_stream.protection.objective import h264_like, jpeg_like, gaussian_blur
 clip = str(assets.fetch("single_face.mp4", progress=False))
 frames, info = load_frames(clip, 4, 16)
 u8 = lambda t: torch.round(t.clamp(0,1)*255).to(torch.uint8)

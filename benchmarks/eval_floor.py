@@ -12,7 +12,7 @@ temporary folder:
 ``sign noise 8/255 + CRF 23``
     ``--vf noise=eps=8/255:kind=sign``, then the same encode.
 
-Each is evaluated against the original clip with :func:`vdf_stream.evaluate.evaluate`
+Each is evaluated against the original clip with :func:`vdf_stream.evaluation.evaluate.evaluate`
 (landmark NME, head-pose error, parse flip, detection loss; PSNR and SSIM beside them), on
 ``single_face.mp4`` (all 72 frames) and ``WolfgangLanger_Pexels.mp4`` (every 4th frame,
 118 frames). A defense is only worth its name far above these figures.
@@ -88,8 +88,8 @@ def git_commit() -> str | None:
 def run_case(original: Path, label: str, graph: str, stride: int, frames: int | None,
              device: str, folder: Path, log) -> dict:
     from vdf_stream.api import protect
-    from vdf_stream.evaluate import EvalOptions, evaluate
-    from vdf_stream.sinks import EncodeOptions
+    from vdf_stream.evaluation.evaluate import EvalOptions, evaluate
+    from vdf_stream.media.sinks import EncodeOptions
 
     target = folder / f"{original.stem}-{graph.split('=')[0]}-{len(os.listdir(folder))}.mp4"
     started = time.perf_counter()
@@ -147,8 +147,8 @@ def main(argv=None) -> int:
     load_at_start = os.getloadavg()
 
     from vdf_stream import assets
-    from vdf_stream.engine import resolve_device
-    from vdf_stream.evaluate import (EvalOptions, evaluate, library_versions,
+    from vdf_stream.pipeline.engine import resolve_device
+    from vdf_stream.evaluation.evaluate import (EvalOptions, evaluate, library_versions,
                                      machine_description, resolve_parser)
 
     def log(message: str) -> None:
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         original = assets.fetch(name, progress=False)
         noisy = folder / "robustness-noise8.mp4"
         from vdf_stream.api import protect
-        from vdf_stream.sinks import EncodeOptions
+        from vdf_stream.media.sinks import EncodeOptions
 
         protect(str(original), str(noisy), vf=CASES[2][1], device=device,
                 encode=EncodeOptions(crf=CRF, preset=PRESET))

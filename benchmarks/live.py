@@ -8,7 +8,7 @@ capture thread (swscale, bicubic) to each size: a camera stand-in that delivers 
 second whatever the protector does. Each case runs :class:`vdf_stream.live.LiveProtector`
 with the optimiser, recording the protected stream (H.264 CRF 18, as ``--record``) and the
 captured frames that were delivered (lossless, as ``--record-original``); then
-:func:`vdf_stream.evaluate.evaluate` measures the recording against those frames
+:func:`vdf_stream.evaluation.evaluate.evaluate` measures the recording against those frames
 (``vdf-stream eval ORIGINAL RECORD``, every ``--stride``-th frame): fidelity and efficacy
 of what a viewer of the virtual camera received, after the encoder.
 
@@ -48,8 +48,7 @@ def _environment():
 
         return environment.library_versions, environment.machine_description, environment.machine_tag
     except ImportError:
-        from vdf_stream import evaluate
-
+        from vdf_stream.evaluation import evaluate
         return evaluate.library_versions, evaluate.machine_description, evaluate.machine_tag
 
 
@@ -63,7 +62,7 @@ def _load() -> float | None:
 def run_case(clip: Path, folder: Path, size: tuple[int, int], loops: int, options, device,
              stride: int, eval_frames: int | None) -> dict:
     from vdf_stream import live
-    from vdf_stream.evaluate import EvalOptions, evaluate
+    from vdf_stream.evaluation.evaluate import EvalOptions, evaluate
 
     width, height = size
     capture = live.RealtimeCapture(str(clip), size=size, loops=loops)
@@ -111,7 +110,7 @@ def main(argv=None) -> int:
     import torch
 
     from vdf_stream import assets, live
-    from vdf_stream.engine import resolve_device
+    from vdf_stream.pipeline.engine import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -159,7 +159,7 @@ def pipeline_frames(batch: int, device):
 
     from vdf_stream import assets
     from vdf_stream.errors import AssetError
-    from vdf_stream.sources import open_source
+    from vdf_stream.media.sources import open_source
 
     try:
         path = assets.fetch(PIPELINE_CLIP, progress=False)

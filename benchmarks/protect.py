@@ -4,7 +4,7 @@ parameter sharing on and off.
 
 The inputs are real clips (``single_face.mp4``) upscaled with PyAV's swscale (bicubic) and
 encoded at CRF 12 into a temporary folder; ``--frames`` of them are used. Each case runs
-the engine through its Python API (:class:`vdf_stream.engine.Engine`, as ``protect``
+the engine through its Python API (:class:`vdf_stream.pipeline.engine.Engine`, as ``protect``
 does), and reports:
 
 * ``fps``: frames out over the wall time from opening the input to closing the output,
@@ -68,7 +68,7 @@ def make_clip(source: Path, target: Path, width: int, height: int, frames: int) 
 def warm_up(device: str) -> float:
     """Load the face models (cached per process), so that the cases time the stream, not
     the start-up. Returns the seconds."""
-    from vdf_stream.engine import resolve_device
+    from vdf_stream.pipeline.engine import resolve_device
     from vdf_stream.models.mesh import FacePipeline
 
     started = time.perf_counter()
@@ -79,10 +79,10 @@ def warm_up(device: str) -> float:
 def run_case(clip: Path, output: Path, graph: str, device: str) -> dict:
     import torch
 
-    from vdf_stream.engine import Engine, resolve_device
-    from vdf_stream.filter import build_filters
-    from vdf_stream.sinks import EncodeOptions, open_sink
-    from vdf_stream.sources import open_source
+    from vdf_stream.pipeline.engine import Engine, resolve_device
+    from vdf_stream.pipeline.filter import build_filters
+    from vdf_stream.media.sinks import EncodeOptions, open_sink
+    from vdf_stream.media.sources import open_source
 
     engine_device = resolve_device(device)
     filters = build_filters(graph)
@@ -139,11 +139,12 @@ def main(argv=None) -> int:
 
     import torch
 
-    from vdf_stream.engine import torch_threads
+    from vdf_stream.pipeline.engine import torch_threads
 
     torch.set_num_threads(torch_threads(args.torch_threads))
 
-    from vdf_stream import assets, evaluate
+    from vdf_stream import assets
+    from vdf_stream.evaluation import evaluate
 
     sizes = [tuple(int(v) for v in text.split("x")) for text in args.sizes] if args.sizes else SIZES
     frames, steps = args.frames, args.steps

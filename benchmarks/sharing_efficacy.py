@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def run_filter(options_text: str, data: torch.Tensor):
-    from vdf_stream.filter import build_filters
-    from vdf_stream.frames import Frames, VideoInfo
+    from vdf_stream.pipeline.filter import build_filters
+    from vdf_stream.media.frames import Frames, VideoInfo
 
     (vdf,) = build_filters(f"vdf={options_text}")
     height, width = data.shape[-2:]
@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from tradeoff import load_frames, measure
-    from vdf_stream import assets, evaluate
+    from vdf_stream import assets
+    from vdf_stream.evaluation import evaluate
 
     clip = str(assets.fetch(args.clip, progress=False)) if "/" not in args.clip else args.clip
     frames, info = load_frames(clip, args.frames, 1)

@@ -14,7 +14,7 @@ preset, yuv420p, audio copied, threads left automatic) into a temporary folder:
     ``ffmpeg`` command line uses (libx264 then runs frame threads rather than slice
     threads): shows how much of ``engine / ffmpeg_cli`` is that one setting;
 ``engine``
-    :class:`vdf_stream.engine.Engine` in this process, timed from opening the input to
+    :class:`vdf_stream.pipeline.engine.Engine` in this process, timed from opening the input to
     closing it (sink opened, encoder flushed, container finalised);
 ``vdf_stream_cli``
     ``vdf-stream protect`` as a command, end to end (includes Python and torch start-up).
@@ -388,10 +388,10 @@ def run_pyav_frame_threads(clip: Clip, output: Path, preset: str,
 def run_engine(clip: Clip, output: Path, preset: str, settings: Settings) -> Measurement:
     """The engine through its Python API, timed from opening the input to closing it."""
     import torch
-    from vdf_stream.engine import Engine
-    from vdf_stream.filter import build_filters
-    from vdf_stream.sinks import EncodeOptions, open_sink
-    from vdf_stream.sources import open_source
+    from vdf_stream.pipeline.engine import Engine
+    from vdf_stream.pipeline.filter import build_filters
+    from vdf_stream.media.sinks import EncodeOptions, open_sink
+    from vdf_stream.media.sources import open_source
 
     device = torch.device(settings.resolved_device)
     options = EncodeOptions(codec=CODEC, crf=float(CRF), preset=preset, pix_fmt=PIX_FMT)
@@ -672,8 +672,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # noqa: F401  (imported before timing: the in-process runs pay no import)
 
-    from vdf_stream.engine import resolve_device
-    from vdf_stream.filter import build_filters
+    from vdf_stream.pipeline.engine import resolve_device
+    from vdf_stream.pipeline.filter import build_filters
 
     device = resolve_device(arguments.device)
     if device.type == "cuda":

@@ -4,7 +4,7 @@ measured after a real libx264 round trip, with the project's own metric definiti
 For a few frames of a real clip: optimise each frame's parameters (the frames of one eps
 are optimised together as a batch; every frame has its own parameters and its own loss),
 apply them, encode the protected frames with libx264 at ``--crf`` and decode them
-(``vdf_stream.evaluate.h264_roundtrip``), then read original and protected frames with
+(``vdf_stream.evaluation.evaluate.h264_roundtrip``), then read original and protected frames with
 ``vdf-stream eval``'s face reader (``FaceReader``, selfie+mesh parser, own detection on
 the protected frame) and compare them with ``evaluate.compare`` / ``evaluate.fidelity``.
 The sign-noise baseline of the same eps goes through the same path.
@@ -36,7 +36,7 @@ def _fraction(text: str) -> float:
 
 def load_frames(clip: str, count: int, stride: int) -> tuple[torch.Tensor, object]:
     from vdf_stream.api import iterate
-    from vdf_stream.sources import open_source
+    from vdf_stream.media.sources import open_source
 
     with open_source(clip) as source:
         info = source.info
@@ -80,8 +80,7 @@ def save_pictures(folder: Path, name: str, original_u8: torch.Tensor, published:
 
 def measure(original_u8: torch.Tensor, protected: torch.Tensor, reader, info, crf: float,
             pictures: tuple[Path, str, object] | None = None) -> dict:
-    from vdf_stream import evaluate
-
+    from vdf_stream.evaluation import evaluate
     protected_u8 = torch.round(protected.clamp(0, 1) * 255).to(torch.uint8)
     published = evaluate.h264_roundtrip(protected_u8, crf, info)
     if pictures is not None:
@@ -140,11 +139,12 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
-    from vdf_stream import assets, evaluate
+    from vdf_stream import assets
+    from vdf_stream.evaluation import evaluate
     from vdf_stream.filters.noise import bounded_noise
     from vdf_stream.models.mesh import FacePipeline
-    from vdf_stream.objective import Objective, ObjectiveWeights, Transformations, optimise
-    from vdf_stream.perturb import make_params, perturb
+    from vdf_stream.protection.objective import Objective, ObjectiveWeights, Transformations, optimise
+    from vdf_stream.protection.perturb import make_params, perturb
 
     torch.manual_seed(args.seed)
     clip = str(assets.fetch(args.clip, progress=False)) if "/" not in args.clip else args.clip

@@ -11,16 +11,16 @@ the leave-family-out set) and all four.
 
 For every configuration, a few frames of each clip are optimised one by one (as
 ``vdf=share=off`` does: each frame its own parameters, its own reference, the same steps)
-with :func:`vdf_stream.objective.optimise` at the filter's default look (eps 8/255, luma
+with :func:`vdf_stream.protection.objective.optimise` at the filter's default look (eps 8/255, luma
 only, ``texture_floor`` 0.15, ``region_floor`` 0.5, 40 steps, learning rate 3, no
 transformations, balanced gradients), applied, encoded as one sequence with libx264 at
-``--crf`` and decoded (:func:`vdf_stream.evaluate.h264_roundtrip`), then every model reads
+``--crf`` and decoded (:func:`vdf_stream.evaluation.evaluate.h264_roundtrip`), then every model reads
 the original and the published frames **on its own**, with its own detection:
 
-* mesh: ``vdf-stream eval``'s :class:`~vdf_stream.evaluate.FaceReader` and
-  :func:`~vdf_stream.evaluate.compare` (landmark NME, pose error in degrees);
-* MTCNN and face-api: ``eval --transfer``'s :class:`~vdf_stream.evaluate.TransferReader`
-  and :func:`~vdf_stream.evaluate.compare_transfer` (MTCNN 5-point NME, faces MTCNN loses,
+* mesh: ``vdf-stream eval``'s :class:`~vdf_stream.evaluation.evaluate.FaceReader` and
+  :func:`~vdf_stream.evaluation.evaluate.compare` (landmark NME, pose error in degrees);
+* MTCNN and face-api: ``eval --transfer``'s :class:`~vdf_stream.evaluation.evaluate.TransferReader`
+  and :func:`~vdf_stream.evaluation.evaluate.compare_transfer` (MTCNN 5-point NME, faces MTCNN loses,
   face-api 68-point NME).
 
 Beside them: each reading's floor (the original after the same round trip, nothing added)
@@ -267,11 +267,11 @@ def technique(name: str) -> Technique:
 def optimise_variant(frames, reference, params, objective, eps: float, steps: int,
                      learning_rate: float, generator, perturb_options: dict,
                      update: str, parameterisation: str, momentum: float):
-    """The loop of :func:`vdf_stream.objective.optimise` (same per-group rates, same
+    """The loop of :func:`vdf_stream.protection.objective.optimise` (same per-group rates, same
     balanced gradients) with another update (``sign_momentum``) or the spatial term alone
     (``parameterisation="spatial"``: the spectral parameters stay as given, zero)."""
-    from vdf_stream.objective import balanced_gradient, balanced_terms
-    from vdf_stream.perturb import perturb
+    from vdf_stream.protection.objective import balanced_gradient, balanced_terms
+    from vdf_stream.protection.perturb import perturb
 
     params = params.detach()
     rates = {"face_amplitude": 0.02, "frame_amplitude": 0.02, "face_phase": 0.05,
@@ -332,7 +332,7 @@ class Runner:
         return self.pools[key]
 
     def objective(self, configuration: str, chosen: Technique):
-        from vdf_stream.objective import Objective, ObjectiveWeights, Transformations
+        from vdf_stream.protection.objective import Objective, ObjectiveWeights, Transformations
 
         models = models_of(configuration)
         mesh = "mesh" in models
@@ -373,8 +373,8 @@ class Runner:
                 chosen: Technique) -> tuple[torch.Tensor, list[float], list[float], int]:
         """``(protected frames, wall seconds per frame, process CPU seconds per frame, steps
         per frame)``."""
-        from vdf_stream.objective import optimise
-        from vdf_stream.perturb import make_params, perturb
+        from vdf_stream.protection.objective import optimise
+        from vdf_stream.protection.perturb import make_params, perturb
 
         args = self.args
         objective = self.objective(configuration, chosen)
@@ -431,8 +431,7 @@ class Readers:
 
     def measure(self, protected_u8: torch.Tensor, encode: bool = True) -> dict:
         """Per-frame readings of ``protected_u8`` (after the round trip when ``encode``)."""
-        from vdf_stream import evaluate
-
+        from vdf_stream.evaluation import evaluate
         published = (evaluate.h264_roundtrip(protected_u8, self.crf, self.info) if encode
                      else protected_u8)
         values = evaluate.compare(self.face_reader.read(published, reference=self.clean),
@@ -683,7 +682,8 @@ def main(argv=None) -> int:
 
     from tradeoff import load_frames
 
-    from vdf_stream import assets, evaluate
+    from vdf_stream import assets
+    from vdf_stream.evaluation import evaluate
     from vdf_stream.environment import cpu_idle_fraction
     from vdf_stream.filters.noise import bounded_noise
     from vdf_stream.models.mesh import FacePipeline
@@ -791,7 +791,7 @@ def main(argv=None) -> int:
             "targets": {"landmark_nme": NME_TARGET, "mtcnn_faces_lost": LOST_TARGET},
             "references": {
                 "reading": "every model reads the original and the published frames on its "
-                           "own (own detection); mesh: vdf_stream.evaluate.FaceReader/compare; "
+                           "own (own detection); mesh: vdf_stream.evaluation.evaluate.FaceReader/compare; "
                            "MTCNN, face-api: TransferReader/compare_transfer (eval --transfer)",
                 "published": f"protected frames after libx264 CRF {args.crf:g} (one sequence "
                              "per clip and configuration)",

@@ -57,8 +57,8 @@ def cut(clip: Path, frames: int | None, folder: Path) -> Path:
 
 def run_one(source: Path, graph: str, crf: float, folder: Path, label: str, args) -> dict:
     from vdf_stream.api import protect
-    from vdf_stream.evaluate import EvalOptions, evaluate
-    from vdf_stream.sinks import EncodeOptions
+    from vdf_stream.evaluation.evaluate import EvalOptions, evaluate
+    from vdf_stream.media.sinks import EncodeOptions
 
     published = folder / f"{source.stem}_{label}.mp4"
     started = time.perf_counter()

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from vdf_stream.filter import Filter
-from vdf_stream.frames import Frames
+from vdf_stream.pipeline.filter import Filter
+from vdf_stream.media.frames import Frames
 
 
 def reflect_indices(length: int, padding: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -20,9 +20,9 @@ import numpy
 import torch
 from PIL import Image
 
-from vdf_stream.colour import to_float, to_uint8
-from vdf_stream.filter import Filter
-from vdf_stream.frames import Frames
+from vdf_stream.media.colour import to_float, to_uint8
+from vdf_stream.pipeline.filter import Filter
+from vdf_stream.media.frames import Frames
 
 Subsampling = Literal["420", "422", "444"]
 

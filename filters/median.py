@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vdf_stream.filter import Filter
+from vdf_stream.pipeline.filter import Filter
 from vdf_stream.filters.gaussian_blur import reflect_pad2d
-from vdf_stream.frames import Frames
+from vdf_stream.media.frames import Frames
 
 # Upper bound on the number of window samples gathered at once (the windows of a whole
 # 1080p batch would take gigabytes); larger inputs are processed in strips of rows.

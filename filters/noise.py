@@ -26,8 +26,8 @@ from typing import Literal, get_args
 
 import torch
 
-from vdf_stream.filter import Filter
-from vdf_stream.frames import Frames
+from vdf_stream.pipeline.filter import Filter
+from vdf_stream.media.frames import Frames
 
 NoiseKind = Literal["sign", "uniform"]
 

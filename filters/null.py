@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vdf_stream.filter import Filter
-from vdf_stream.frames import FORMATS, Frames
+from vdf_stream.pipeline.filter import Filter
+from vdf_stream.media.frames import FORMATS, Frames
 
 
 class NullFilter(Filter):

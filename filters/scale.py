@@ -36,10 +36,10 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 
-from vdf_stream.colour import to_float, to_uint8
+from vdf_stream.media.colour import to_float, to_uint8
 from vdf_stream.errors import UsageError
-from vdf_stream.filter import Filter
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.pipeline.filter import Filter
+from vdf_stream.media.frames import Frames, VideoInfo
 
 Interpolation = Literal["bicubic", "bilinear", "area", "nearest", "lanczos"]
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)

@@ -4,17 +4,17 @@ the face pipeline of the model zoo, shared between similar frames.
 Per batch, in the main thread:
 
 1. the face detector reads the clean frames once (regions the parameters align to);
-2. each frame gets a descriptor (:mod:`vdf_stream.sharing`); with ``share=on`` the keyframe
+2. each frame gets a descriptor (:mod:`vdf_stream.protection.sharing`); with ``share=on`` the keyframe
    window decides: *reuse* the nearest keyframe's parameters (similarity >= 0.995),
    *refine* them 10 steps (>= 0.90), or start a *new* keyframe (warm-started, full
    budget); a refined frame's parameters replace its keyframe's (``track``), so the
    keyframe follows the face and the refinements of consecutive frames add up; with
    ``share=off`` every frame is optimised from zero with the full budget (the per-frame
    baseline);
-3. the optimiser (:func:`vdf_stream.objective.optimise`) runs where needed, until
+3. the optimiser (:func:`vdf_stream.protection.objective.optimise`) runs where needed, until
    ``confirm`` (3) steps in a row read the targets (``headroom`` raises them; 1.0 measured
    best, see docs/protection.md);
-4. the parameters are applied (:func:`vdf_stream.perturb.perturb`; the fused CuPy kernel on
+4. the parameters are applied (:func:`vdf_stream.protection.perturb.perturb`; the fused CuPy kernel on
    a GPU with CuPy, torch otherwise): ``|output - input| <= eps`` on the 8-bit grid. In a
    stream (``protect``, pipes, ``batch``: the engine's runs), with ``overlap`` (the
    default), this runs on a second thread while the next frames are detected and
@@ -66,8 +66,8 @@ from typing import Literal, get_args
 import torch
 
 from vdf_stream.errors import UsageError
-from vdf_stream.filter import Filter
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.pipeline.filter import Filter
+from vdf_stream.media.frames import Frames, VideoInfo
 
 Strength = Literal["low", "medium", "high"]
 Backend = Literal["auto", "torch", "cupy"]
@@ -321,15 +321,15 @@ class VdfFilter(Filter):
 
     def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
         from vdf_stream.models.mesh import FacePipeline
-        from vdf_stream.objective import Objective, ObjectiveWeights, Targets, Transformations
-        from vdf_stream.sharing import KeyframeWindow, SharingOptions, SharingStats
+        from vdf_stream.protection.objective import Objective, ObjectiveWeights, Targets, Transformations
+        from vdf_stream.protection.sharing import KeyframeWindow, SharingOptions, SharingStats
 
         output = super().setup(info, device)  # validates the options first
         options = self.options
         self.eps, self.keyframe_steps = options.resolved()
         backend = options.backend
         if backend == "auto":
-            from vdf_stream.apply_cuda import cupy_available
+            from vdf_stream.protection.apply_cuda import cupy_available
 
             backend = "cupy" if device.type == "cuda" and cupy_available() else "torch"
         elif backend == "cupy" and device.type != "cuda":
@@ -380,9 +380,9 @@ class VdfFilter(Filter):
     def process(self, frames: Frames) -> Frames:
         import time
 
-        from vdf_stream.objective import optimise
-        from vdf_stream.perturb import make_params
-        from vdf_stream.sharing import NEW, REUSE, describe
+        from vdf_stream.protection.objective import optimise
+        from vdf_stream.protection.perturb import make_params
+        from vdf_stream.protection.sharing import NEW, REUSE, describe
 
         if frames.format not in self.formats:
             raise ValueError(f"{self.name} accepts rgbf32 frames, got {frames.format}")
@@ -423,7 +423,7 @@ class VdfFilter(Filter):
         """The parameters applied to one frame (either thread)."""
         import time
 
-        from vdf_stream.perturb import perturb
+        from vdf_stream.protection.perturb import perturb
 
         started = time.perf_counter()
         with torch.no_grad():
@@ -471,7 +471,7 @@ class VdfFilter(Filter):
         if self.options.share:
             decision = self.window.decide(descriptor)
         else:
-            from vdf_stream.sharing import Decision
+            from vdf_stream.protection.sharing import Decision
 
             decision = Decision(NEW, 0.0, None, self.keyframe_steps)
         if decision.action == REUSE:
@@ -500,7 +500,7 @@ class VdfFilter(Filter):
             params = result.params
             decision.steps = result.steps
             if self.options.saturation > 0:
-                from vdf_stream.perturb import desaturate
+                from vdf_stream.protection.perturb import desaturate
 
                 params, _ = desaturate(frame, params, region, self.eps,
                                        torch.ones(1, dtype=torch.bool, device=frame.device),
@@ -519,7 +519,7 @@ class VdfFilter(Filter):
             return 1.0
         import time
 
-        from vdf_stream.perturb import perturb
+        from vdf_stream.protection.perturb import perturb
 
         started = time.perf_counter()
         present = torch.full((1,), has_face, dtype=torch.bool, device=frame.device)

@@ -21,7 +21,7 @@ import ray  # the test extra installs it: these tests are never skipped
 from helpers import decode_all, make_clip, read_index, run_cli
 from vdf_stream import batch
 from vdf_stream.batch import BatchOptions, Protection, run_batch
-from vdf_stream.sinks import EncodeOptions
+from vdf_stream.media.sinks import EncodeOptions
 
 FAST = Protection(vf="null", encode=EncodeOptions(preset="ultrafast"))
 # a synthetic clip with B-frames, a keyframe every second and audio: cut at keyframes

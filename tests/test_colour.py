@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vdf_stream import colour
-from vdf_stream.frames import Frames
+from vdf_stream.media import colour
+from vdf_stream.media.frames import Frames
 
 from helpers import index_pattern
 

@@ -1,4 +1,4 @@
-"""``vdf-stream eval`` and vdf_stream.evaluate: a real clip against itself (zero efficacy),
+"""``vdf-stream eval`` and vdf_stream.evaluation.evaluate: a real clip against itself (zero efficacy),
 against its ``noise`` version (the expected fidelity band), robustness on a few frames, the
 pieces (H.264 round trip, denoiser, face-oval mask, lost faces), and every bad input."""
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from helpers import make_clip, run_cli
-from vdf_stream import metrics
+from vdf_stream.evaluation import metrics
 from vdf_stream.errors import InputError, UsageError
-from vdf_stream.evaluate import (
+from vdf_stream.evaluation.evaluate import (
     EvalOptions,
     FaceReader,
     FrameView,
@@ -27,7 +27,7 @@ from vdf_stream.evaluate import (
     h264_roundtrip,
     polygon_mask,
 )
-from vdf_stream.frames import VideoInfo
+from vdf_stream.media.frames import VideoInfo
 
 # frames 0, 9, ..., 63 of single_face.mp4; visibility has tests of its own (test_visibility)
 FEW = EvalOptions(frames=8, stride=9, visibility=False)

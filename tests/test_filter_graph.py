@@ -8,11 +8,11 @@ from typing import Literal
 import pytest
 import torch
 
-from vdf_stream import filter as filter_module
-from vdf_stream.engine import Graph
+from vdf_stream.pipeline import filter as filter_module
+from vdf_stream.pipeline.engine import Graph
 from vdf_stream.errors import UsageError
-from vdf_stream.filter import Filter, build_filters, parse_graph, parse_options
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.pipeline.filter import Filter, build_filters, parse_graph, parse_options
+from vdf_stream.media.frames import Frames, VideoInfo
 
 from helpers import run_cli
 

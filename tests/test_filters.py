@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image, JpegImagePlugin
 
-from vdf_stream.colour import to_float, to_uint8
+from vdf_stream.media.colour import to_float, to_uint8
 from vdf_stream.errors import UsageError
-from vdf_stream.filter import build_filters
+from vdf_stream.pipeline.filter import build_filters
 from vdf_stream.filters.gaussian_blur import (
     GaussianBlurFilter,
     gaussian_blur2d,
@@ -28,7 +28,7 @@ from vdf_stream.filters.gaussian_blur import (
 from vdf_stream.filters.jpeg import JpegFilter
 from vdf_stream.filters.median import MedianFilter, median_blur2d
 from vdf_stream.filters.scale import ScaleFilter, resize, scaled_size
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.media.frames import Frames, VideoInfo
 
 TIME_BASE = Fraction(1, 25)
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -88,7 +88,7 @@ def test_the_objective_reads_ghosts_at_every_step_and_the_clean_networks_outside
     """``ObjectiveWeights.ghost``: each step's terms read the mesh and the surrogates with
     fresh noise, so the clean frame itself reads a little off, differently each time; the
     reference, read outside the steps, is the networks' own."""
-    from vdf_stream.objective import Objective, ObjectiveWeights, Transformations
+    from vdf_stream.protection.objective import Objective, ObjectiveWeights, Transformations
 
     data = decode("single_face.mp4", (0,))
     tiny = surrogate.FaceApi68TinySurrogate()

@@ -1,4 +1,4 @@
-"""Every metric of vdf_stream.metrics against answers known in closed form."""
+"""Every metric of vdf_stream.evaluation.metrics against answers known in closed form."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vdf_stream import metrics
+from vdf_stream.evaluation import metrics
 from vdf_stream.models.pose import euler_degrees_to_rotation
 
 

@@ -217,7 +217,7 @@ def test_add_bisenet_missing_file_is_an_input_error(tmp_path):
 
 
 def decode_frame(path, index: int) -> np.ndarray:
-    from vdf_stream.sources import open_source
+    from vdf_stream.media.sources import open_source
 
     with open_source(str(path)) as source:
         for decoded in source.frames("rgb24"):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from vdf_stream.errors import UsageError
-from vdf_stream.filter import available_filters, build_filters, load_filter_class
+from vdf_stream.pipeline.filter import available_filters, build_filters, load_filter_class
 from vdf_stream.filters.noise import NoiseFilter, NoiseOptions, bounded_noise
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.media.frames import Frames, VideoInfo
 
 INFO = VideoInfo(width=48, height=32, time_base=Fraction(1, 25))
 
@@ -85,7 +85,7 @@ def test_deterministic_per_index_whatever_the_batching():
 
 def test_sign_noise_psnr_before_encoding():
     """Sign noise of 8/255 on mid-grey: MSE 64 levels^2, 10 log10(255^2/64) = 30.07 dB."""
-    from vdf_stream.metrics import psnr
+    from vdf_stream.evaluation.metrics import psnr
 
     grey = torch.full((2, 3, 64, 64), 0.5)
     noisy = bounded_noise(grey, [0, 1], 8 / 255, "sign")

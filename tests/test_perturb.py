@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vdf_stream.models.alignment import RegionOfInterest
-from vdf_stream.perturb import Perturbation, make_params, perturb, quantize_within
+from vdf_stream.protection.perturb import Perturbation, make_params, perturb, quantize_within
 
 TOLERANCE = 1e-5  # float error of the bound, in [0, 1] units (0.003 of a level)
 
@@ -148,7 +148,7 @@ def test_cupy_kernel_matches_torch():
 
 @pytest.mark.parametrize("eps", [4 / 255, 8 / 255, 12 / 255])
 def test_luma_only_change_is_grey_and_keeps_the_bound(eps):
-    from vdf_stream.perturb import limit_chroma
+    from vdf_stream.protection.perturb import limit_chroma
 
     frames, params, regions = _case(grid=True)
     frames = 0.1 + 0.8 * frames  # away from 0 and 1, where clamping could differ per channel
@@ -179,7 +179,7 @@ def test_luma_only_change_is_grey_and_keeps_the_bound(eps):
 
 
 def test_h264_like_transformation():
-    from vdf_stream.objective import h264_like
+    from vdf_stream.protection.objective import h264_like
 
     generator = torch.Generator().manual_seed(3)
     smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 5, 6, generator=generator),
@@ -205,7 +205,7 @@ def test_balanced_gradient_gives_each_extra_term_its_weighted_share(clip):
     gradient norm, whatever the raw scale of the segmenter's gradient (real models)."""
     from vdf_stream.api import iterate
     from vdf_stream.models.mesh import FacePipeline
-    from vdf_stream.objective import (Objective, ObjectiveWeights, Transformations,
+    from vdf_stream.protection.objective import (Objective, ObjectiveWeights, Transformations,
                                       balanced_gradient)
 
     frame = next(iter(iterate(str(clip("single_face.mp4")), format="rgbf32"))).data
@@ -245,7 +245,7 @@ def _optimisation_start(clip):
     attacked without transformations, and a seeded random start."""
     from vdf_stream.api import iterate
     from vdf_stream.models.mesh import FacePipeline
-    from vdf_stream.objective import Objective, Transformations
+    from vdf_stream.protection.objective import Objective, Transformations
 
     frame = next(iter(iterate(str(clip("single_face.mp4")), format="rgbf32"))).data
     objective = Objective(FacePipeline(segmentation=False), transformations=Transformations().none())
@@ -259,7 +259,7 @@ def _optimisation_start(clip):
 def test_optimise_goes_on_from_a_previous_state(clip):
     """Two calls of 2 steps chained by ``state`` are one call of 4 steps (live mode publishes
     every few steps without restarting Adam); without the state they are not."""
-    from vdf_stream.objective import optimise
+    from vdf_stream.protection.objective import optimise
 
     frame, objective, reference, eps, start = _optimisation_start(clip)
 
@@ -287,7 +287,7 @@ def _plain_perturb(frames, params, regions, eps, face_present, chroma, region_fl
     import torch.nn.functional as F
 
     from vdf_stream.models import alignment
-    from vdf_stream.perturb import limit_chroma, modulate
+    from vdf_stream.protection.perturb import limit_chroma, modulate
 
     batch, _, height, width = frames.shape
     h, w = params.grid()
@@ -318,7 +318,7 @@ def test_equals_the_plain_formula(chroma):
     """Luma taken before resampling, only the regions' rectangle resampled, texture by
     shifted sums, the parameter-free part prepared once: the same result as the formula
     computed plainly, before and after quantisation, with a frame without a face."""
-    from vdf_stream.perturb import prepare
+    from vdf_stream.protection.perturb import prepare
 
     frames, params, regions = _case(seed=3)
     present = torch.tensor([True, False, True])
@@ -347,9 +347,9 @@ def test_optimising_on_the_mesh_window_is_optimising_on_the_frame(clip, scale):
 
     from vdf_stream.api import iterate
     from vdf_stream.models.mesh import FacePipeline
-    from vdf_stream.objective import (Objective, ObjectiveWeights, Transformations,
+    from vdf_stream.protection.objective import (Objective, ObjectiveWeights, Transformations,
                                       optimisation_window)
-    from vdf_stream.perturb import prepare
+    from vdf_stream.protection.perturb import prepare
 
     frame = next(iter(iterate(str(clip("single_face.mp4")), format="rgbf32"))).data
     if scale != 1:
@@ -405,9 +405,9 @@ def test_fidelity_outside_the_window_is_estimated_on_the_coarse_grid(clip):
     the frame term's gradient pointing the same way."""
     from vdf_stream.api import iterate
     from vdf_stream.models.mesh import FacePipeline
-    from vdf_stream.objective import (Objective, ObjectiveWeights, Transformations,
+    from vdf_stream.protection.objective import (Objective, ObjectiveWeights, Transformations,
                                       optimisation_window)
-    from vdf_stream.perturb import frame_term_outside, prepare
+    from vdf_stream.protection.perturb import frame_term_outside, prepare
 
     frame = next(iter(iterate(str(clip("WolfgangLanger_Pexels.mp4")), format="rgbf32"))).data
     objective = Objective(FacePipeline(segmentation=False),
@@ -450,7 +450,7 @@ def test_fidelity_outside_the_window_is_estimated_on_the_coarse_grid(clip):
 
 
 def test_adam_equals_torch_optim_adam():
-    from vdf_stream.objective import Adam
+    from vdf_stream.protection.objective import Adam
 
     generator = torch.Generator().manual_seed(3)
     shapes = [(1, 3, 8, 5), (1, 3, 8, 8), (1, 3, 4, 3)]
@@ -480,7 +480,7 @@ def test_adam_equals_torch_optim_adam():
 
 def test_early_stop_waits_for_confirm_steps_in_a_row(clip):
     """Targets every reading meets (zero): the optimiser stops after ``confirm`` steps."""
-    from vdf_stream.objective import Targets, optimise
+    from vdf_stream.protection.objective import Targets, optimise
 
     frame, objective, reference, eps, start = _optimisation_start(clip)
     met = Targets(0.0, 0.0, 0.0, 0.0)
@@ -533,7 +533,7 @@ def test_desaturate_brings_a_runaway_change_back_to_the_limit():
     """Parameters grown far past the bound's slope are scaled back so that the 99th
     percentile of the unbounded change is the limit; parameters under it are kept as they
     are."""
-    from vdf_stream.perturb import desaturate
+    from vdf_stream.protection.perturb import desaturate
 
     frames, params, regions = _case()
     eps = 8 / 255

@@ -50,7 +50,7 @@ def test_null_keeps_frames_timestamps_audio_and_colour(tmp_path, clip, originals
     """``scale=factor=1`` is an identity that forces the RGB path (YUV -> RGB -> YUV), so
     a wrong colour matrix or range would show as a large error there."""
     from vdf_stream import protect
-    from vdf_stream.sinks import EncodeOptions
+    from vdf_stream.media.sinks import EncodeOptions
 
     target = tmp_path / ("out" + os.path.splitext(name)[1])
     stats = protect(str(clip(name)), str(target), vf=graph, device="cpu",

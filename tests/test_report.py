@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from vdf_stream.errors import OutputError
-from vdf_stream.report import PICTURE_SIDE, write_report
+from vdf_stream.evaluation.report import PICTURE_SIDE, write_report
 
 NAN = float("nan")
 # original / protected pair, the face close-up pair, difference, two readings
@@ -270,7 +270,7 @@ def test_unwritable_directory(tmp_path):
 
 
 def evaluator_shaped(result: dict) -> dict:
-    """``result`` as vdf_stream.evaluate writes it: shares as flat ``share_above_T`` /
+    """``result`` as vdf_stream.evaluation.evaluate writes it: shares as flat ``share_above_T`` /
     ``share_below_T`` keys, ``pose_error`` for the pose, degradation labels, metric
     descriptions, a parser note."""
     def flat(summary, direction="above"):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from test_report import fake_result, screenshot
-from vdf_stream.report import write_report
+from vdf_stream.evaluation.report import write_report
 
 
 def transfer_entry(frames: int) -> dict:
-    """``result["transfer"]`` as vdf_stream.evaluate writes it (flat share keys)."""
+    """``result["transfer"]`` as vdf_stream.evaluation.evaluate writes it (flat share keys)."""
     rng = np.random.default_rng(5)
     mtcnn = list(np.abs(0.06 + rng.normal(0, 0.01, frames)))
     faceapi = list(np.abs(0.03 + rng.normal(0, 0.01, frames)))

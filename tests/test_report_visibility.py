@@ -20,7 +20,7 @@ from PIL import Image
 
 from test_report import FakeView, fake_result, fake_views, find_chromium, portrait, reading, \
     screenshot
-from vdf_stream.report import _fidelity_verdict, write_report
+from vdf_stream.evaluation.report import _fidelity_verdict, write_report
 
 NAN = float("nan")
 FIDELITY = {"psnr": {"median": 41.2, "mean": 41.0}, "ssim": {"median": 0.987, "mean": 0.985}}

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vdf_stream.errors import UsageError
-from vdf_stream.filter import build_filters, load_filter_class, parse_options
-from vdf_stream.frames import Frames, VideoInfo
+from vdf_stream.pipeline.filter import build_filters, load_filter_class, parse_options
+from vdf_stream.media.frames import Frames, VideoInfo
 from vdf_stream.models.mesh import FacePipeline
 
 
@@ -72,7 +72,7 @@ def test_bound_order_count_and_determinism(clip):
 
 
 def test_efficacy_clearly_above_noise(clip):
-    from vdf_stream import evaluate
+    from vdf_stream.evaluation import evaluate
     from vdf_stream.filters.noise import bounded_noise
 
     data = _frames(clip, "single_face.mp4", [30])
@@ -236,7 +236,7 @@ def test_psnr_floor_holds_on_a_real_frame(clip):
 def test_saturation_caps_the_parameters_kept(clip):
     """``saturation=``: the parameters a frame leaves behind have their unbounded change's
     99th percentile at or under the limit (in eps); negative limits are refused."""
-    from vdf_stream.perturb import desaturate
+    from vdf_stream.protection.perturb import desaturate
 
     cls = load_filter_class("vdf")
     with pytest.raises(UsageError, match="saturation"):
@@ -308,7 +308,7 @@ def test_auto_pushes_along_the_readers_own_consensus(clip):
 def test_highpass_leaves_only_fine_texture_and_jod_is_checked(clip):
     """``highpass=S``: the change has no coarse part left (its blur is near zero); ``jod``
     and ``highpass`` out of range are refused."""
-    from vdf_stream.objective import gaussian_blur
+    from vdf_stream.protection.objective import gaussian_blur
 
     cls = load_filter_class("vdf")
     for text in ("jod=10", "jod=0", "jod=12", "highpass=-1", "highpass=40"):

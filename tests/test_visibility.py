@@ -198,11 +198,11 @@ def test_the_filter_keeps_its_visibility_budget_on_a_real_clip(single_face):
         if len(originals) >= 4:
             break
     clean = torch.cat(originals)[:4]
-    from vdf_stream.filter import build_filters
-    from vdf_stream.frames import Frames
+    from vdf_stream.pipeline.filter import build_filters
+    from vdf_stream.media.frames import Frames
 
     (vdf,) = build_filters(f"vdf=jod={target}:steps=8:refine_steps=3:quiet=1")
-    from vdf_stream.sources import open_source
+    from vdf_stream.media.sources import open_source
 
     with open_source(single_face) as source:
         info = source.info

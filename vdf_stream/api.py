@@ -5,7 +5,7 @@ Two ways in:
 * :func:`protect` does what ``vdf-stream protect`` does: open a source, build the graph,
   run it into a sink, return the run's statistics.
 * :func:`iterate` gives the loop to the caller: batches of frames, already through the
-  graph, as :class:`~vdf_stream.frames.Frames` on the chosen device.
+  graph, as :class:`~vdf_stream.media.frames.Frames` on the chosen device.
 
 Example::
 
@@ -22,12 +22,12 @@ from typing import Iterator
 
 import torch
 
-from . import colour
-from .engine import Engine, Graph, RunStats, resolve_device
-from .filter import build_filters
-from .frames import Frames
-from .sinks import EncodeOptions, open_sink
-from .sources import RawFormat, open_source
+from .media import colour
+from .pipeline.engine import Engine, Graph, RunStats, resolve_device
+from .pipeline.filter import build_filters
+from .media.frames import Frames
+from .media.sinks import EncodeOptions, open_sink
+from .media.sources import RawFormat, open_source
 
 
 def protect(input: str, output: str, vf: str = "vdf", device: str = "auto",

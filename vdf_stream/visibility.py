@@ -379,7 +379,7 @@ def floor_settings(protected: str, crf: float | None = None) -> FloorSettings:
 def encode_floor(original: str, directory: str, settings: FloorSettings) -> str:
     """``original`` re-encoded with ``settings`` into ``directory`` (video only)."""
     from .api import protect
-    from .sinks import EncodeOptions
+    from .media.sinks import EncodeOptions
 
     target = str(Path(directory) / "floor.mkv")
     protect(original, target, vf="null", device="cpu",
@@ -427,7 +427,7 @@ class VisibilityOptions:
 
 def _pairs(original: str, other: str, last: int | None) -> Iterator[tuple[int, np.ndarray,
                                                                               np.ndarray]]:
-    from .sources import open_source
+    from .media.sources import open_source
 
     with open_source(original) as source_o, open_source(other) as source_p:
         for item_o, item_p in zip(source_o.frames("rgb24"), source_p.frames("rgb24")):
@@ -475,7 +475,7 @@ def measure(original: str, protected: str, options: VisibilityOptions | None = N
     the full-screen frames in the middle). ``progress`` is called once per frame pair
     decoded, for the protected pass and the floor pass.
     """
-    from .sources import open_source
+    from .media.sources import open_source
 
     options = options or VisibilityOptions()
     options.validate()

@@ -17,7 +17,7 @@ The page is a single file that works offline: pictures are embedded as base64 da
 as lossless PNG), plots are inline SVG drawn here (no plotting library), the style sheet is
 inline and a few lines of inline script switch the pairs on a click.
 
-Inputs (what :mod:`vdf_stream.evaluate` hands over):
+Inputs (what :mod:`vdf_stream.evaluation.evaluate` hands over):
 
 ``result``, a JSON-like dict: ``config``, ``versions``, ``machine`` (dicts); ``inputs``
 (``original`` / ``protected``: ``path``, ``width``, ``height``, ``frames``, ``fps``);
@@ -65,8 +65,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import __version__
-from .errors import OutputError
+from .. import __version__
+from ..errors import OutputError
 
 __all__ = ["write_report", "METRICS", "PICTURE_SIDE"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .errors import InputError
+from ..errors import InputError
 
 MAGIC = b"YUV4MPEG2"
 MAX_HEADER_BYTES = 1024

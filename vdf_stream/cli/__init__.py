@@ -9,8 +9,8 @@ import sys
 import traceback
 from fractions import Fraction
 
-from . import __version__
-from .errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, Interrupted,
+from .. import __version__
+from ..errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, Interrupted,
                      ReaderClosed, UsageError, VdfError)
 
 DESCRIPTION = """\
@@ -151,11 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_eval_parser(commands)
 
-    from . import batch
+    from .. import batch
 
     batch.add_parser(commands, _common, add_protection_options)
 
-    from . import live
+    from .. import live
 
     live.add_parser(commands, _common, _size, _rate)
 
@@ -164,12 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "installed packages) with its options.")
     _common(filters)
 
-    try:
-        from .models import cli as models_cli  # added by the model zoo
+    from . import models as models_cli
 
-        models_cli.add_parser(commands, _common)
-    except ImportError:
-        pass
+    models_cli.add_parser(commands, _common)
     return parser
 
 
@@ -259,7 +256,7 @@ def default_eval_json(protected: str) -> str:
 def run_eval(args) -> int:
     from pathlib import Path
 
-    from .evaluate import EvalOptions, evaluate, format_table, write_json
+    from ..evaluation.evaluate import EvalOptions, evaluate, format_table, write_json
 
     options = EvalOptions(frames=args.frames, stride=args.stride, robustness=args.robustness,
                           device=args.device, parser=args.parser,
@@ -270,7 +267,7 @@ def run_eval(args) -> int:
     options.validate()
     write_report = None
     if args.report:
-        from .report import write_report
+        from ..evaluation.report import write_report
     show = not args.quiet
     bar = None
     bars = []
@@ -316,7 +313,7 @@ def run_eval(args) -> int:
             write_json(result, json_path)
     written = [path for path in json_paths if path != "-"]
     if args.report:
-        from .errors import OutputError
+        from ..errors import OutputError
 
         try:
             page = write_report(result, views, Path(args.report))
@@ -344,7 +341,7 @@ def default_output(input_path: str) -> str:
 
 
 def run_filters_command(args) -> int:
-    from .filter import available_filters, describe_option, load_filter_class, option_fields
+    from ..pipeline.filter import available_filters, describe_option, load_filter_class, option_fields
 
     for name in available_filters():
         try:
@@ -385,10 +382,10 @@ def apply_protection_options(filters, vf: str | None, strength: str | None,
 
 
 def run_protect(args) -> int:
-    from .engine import Engine, resolve_device, torch_threads
-    from .filter import build_filters
-    from .sinks import EncodeOptions, open_sink
-    from .sources import RawFormat, open_source
+    from ..pipeline.engine import Engine, resolve_device, torch_threads
+    from ..pipeline.filter import build_filters
+    from ..media.sinks import EncodeOptions, open_sink
+    from ..media.sources import RawFormat, open_source
 
     if args.batch_size < 1 or args.queue_size < 1:
         raise UsageError("--batch-size and --queue-size must be at least 1")
@@ -411,10 +408,10 @@ def run_protect(args) -> int:
             output = default_output(args.input)
     if output != "-" and os.path.exists(output) and not args.overwrite:
         if args.input != "-" and os.path.realpath(output) == os.path.realpath(args.input):
-            from .errors import OutputError
+            from ..errors import OutputError
 
             raise OutputError(f"{output}: the output is the input; choose another name")
-        from .errors import OutputError
+        from ..errors import OutputError
 
         raise OutputError(f"{output} exists; use -y to overwrite it")
     if output == "-" and args.format is None:
@@ -510,15 +507,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return run_eval(args)
         if args.command == "batch":
-            from . import batch
+            from .. import batch
 
             return batch.run_command(args)
         if args.command == "live":
-            from . import live
+            from .. import live
 
             return live.run_command(args)
         if args.command == "models":
-            from .models import cli as models_cli
+            from . import models as models_cli
 
             return models_cli.run(args)
         raise UsageError(f"unknown command {args.command!r}")

@@ -16,14 +16,14 @@ Shape::
   delivers fewer frames, never late ones in a pile.
 * **protector** (:class:`LiveProtector`): takes the newest frame, finds the face region
   (the detector, a few ms), applies the newest published parameters with
-  :func:`vdf_stream.perturb.perturb` (the cheap apply path: no optimisation), and hands
+  :func:`vdf_stream.protection.perturb.perturb` (the cheap apply path: no optimisation), and hands
   the frame to the outputs, in capture order. It also offers the clean frame to the
   optimiser as its next keyframe candidate.
 * **optimiser** (a thread; its own CUDA stream on a GPU) takes the newest keyframe
   candidate, compares it with the keyframe of the current parameters
-  (:func:`vdf_stream.sharing.similarity`): *reuse* (similar: nothing to do), *refine*
+  (:func:`vdf_stream.protection.sharing.similarity`): *reuse* (similar: nothing to do), *refine*
   (``refine_steps``) or *new* keyframe (``keyframe_steps``), optimised with
-  :func:`vdf_stream.objective.optimise` warm-started from the parameters on screen, and
+  :func:`vdf_stream.protection.objective.optimise` warm-started from the parameters on screen, and
   publishes every ``publish_steps`` steps. Publishing swaps one reference to an immutable
   :class:`Published` set (double buffering: the optimiser works on its own copy; a set the
   protector reads is never written again), after the optimiser's stream finished.
@@ -61,12 +61,12 @@ import numpy as np
 
 from typing import TYPE_CHECKING
 
-from .errors import DamagedInputError, InputError, OutputError, UsageError
+from ..errors import DamagedInputError, InputError, OutputError, UsageError
 
 if TYPE_CHECKING:  # torch is imported only when a run starts (``--help`` stays fast)
     import torch
 
-    from .frames import VideoInfo
+    from ..media.frames import VideoInfo
 
 FALLBACKS = ("perturb", "hold")
 VIRTUAL_CAMERA_HELP = ("load the v4l2loopback driver (`sudo modprobe v4l2loopback devices=1 "
@@ -200,8 +200,8 @@ class Capture:
 
 
 def _clock_info(width: int, height: int, rate: Fraction | None) -> VideoInfo:
-    from .frames import VideoInfo
-    from .sources import resolve_colour
+    from ..media.frames import VideoInfo
+    from ..media.sources import resolve_colour
 
     matrix, colour_range = resolve_colour(2, 0, height)
     return VideoInfo(width=width, height=height, time_base=CLOCK_TIME_BASE,
@@ -334,7 +334,7 @@ class DeviceCapture(Capture):
     def _frames(self):
         import av
 
-        from .sources import frame_to_array
+        from ..media.sources import frame_to_array
 
         first = None
         try:
@@ -356,8 +356,8 @@ class DeviceCapture(Capture):
             raise DamagedInputError(f"camera {self.name} stopped delivering frames (unplugged?)")
 
     def _frame_info(self, frame) -> VideoInfo:
-        from .frames import VideoInfo
-        from .sources import resolve_colour
+        from ..media.frames import VideoInfo
+        from ..media.sources import resolve_colour
 
         matrix, colour_range = resolve_colour(int(frame.colorspace or 2),
                                               int(frame.color_range or 0), frame.height,
@@ -380,7 +380,7 @@ class RealtimeCapture(Capture):
     def __init__(self, spec: str, size: tuple[int, int] | None = None, loops: int = 1,
                  speed: float = 1.0):
         super().__init__()
-        from .sources import open_source
+        from ..media.sources import open_source
 
         self.name = spec
         self.spec = spec
@@ -395,7 +395,7 @@ class RealtimeCapture(Capture):
         self.info = _clock_info(width, height, info.frame_rate)
 
     def _frames(self):
-        from .sources import open_source
+        from ..media.sources import open_source
 
         period = float(1 / self.info.frame_rate) if self.info.frame_rate else 1 / 30
         offset = 0.0
@@ -562,7 +562,7 @@ class PreviewOutput(Output):
 
 
 class RecordOutput(Output):
-    """A file (:class:`vdf_stream.sinks.FileSink`) timestamped by the capture clock
+    """A file (:class:`vdf_stream.media.sinks.FileSink`) timestamped by the capture clock
     (milliseconds), encoded in its own thread so that encoding adds no latency; a bounded
     queue in between (when the encoder falls behind, the protector waits: frames are
     then dropped at capture, never left out of the recording)."""
@@ -573,7 +573,7 @@ class RecordOutput(Output):
                  overwrite: bool = False, queue_size: int = 16):
         import queue
 
-        from .sinks import EncodeOptions, FileSink
+        from ..media.sinks import EncodeOptions, FileSink
 
         if os.path.exists(path) and not overwrite:
             raise OutputError(f"{path} exists; use -y to overwrite it")
@@ -634,7 +634,7 @@ def fallback_params(height: int, width: int, eps: float, seed: int = 0, device=N
     frame term (0.1 radians), so frames without a face are changed too."""
     import torch
 
-    from .perturb import make_params
+    from ..protection.perturb import make_params
 
     generator = torch.Generator().manual_seed(seed)
     params = make_params(1, height, width, init_scale=eps / 2, generator=generator)
@@ -718,8 +718,8 @@ class Optimiser:
         self._adam = None  # the optimiser's Adam state, kept across publications
 
     def start(self) -> None:
-        from .models.mesh import FacePipeline
-        from .objective import Objective, ObjectiveWeights, Targets, Transformations
+        from ..models.mesh import FacePipeline
+        from ..protection.objective import Objective, ObjectiveWeights, Targets, Transformations
 
         self.pipeline = FacePipeline(device=self.device, segmentation=False)
         transformations = Transformations() if self.robust else Transformations().none()
@@ -735,8 +735,8 @@ class Optimiser:
         first optimised parameters."""
         import torch
 
-        from .models.alignment import full_frame_roi
-        from .objective import optimise
+        from ..models.alignment import full_frame_roi
+        from ..protection.objective import optimise
 
         frame = torch.from_numpy(pattern_frame(width, height, 0)).to(self.device)
         frame = frame.permute(2, 0, 1).unsqueeze(0).float().div_(255)
@@ -778,8 +778,8 @@ class Optimiser:
     def _loop(self, stream) -> None:
         import torch
 
-        from .objective import optimise
-        from .sharing import describe, similarity
+        from ..protection.objective import optimise
+        from ..protection.sharing import describe, similarity
 
         generator = torch.Generator().manual_seed(self.seed)
         while not self._stop.is_set():
@@ -961,7 +961,7 @@ class StatusLine:
 
 def _vdf_default(name: str):
     """The ``vdf`` filter's default of an option: live and file mode share decisions."""
-    from .filters.vdf import VdfOptions
+    from ..filters.vdf import VdfOptions
 
     return getattr(VdfOptions(), name)
 
@@ -1005,8 +1005,8 @@ class LiveOptions:
         live and file mode protect alike."""
         import inspect
 
-        from .filters.vdf import VdfOptions
-        from .perturb import perturb
+        from ..filters.vdf import VdfOptions
+        from ..protection.perturb import perturb
 
         defaults = VdfOptions(strength=self.strength)
         accepted = inspect.signature(perturb).parameters
@@ -1018,12 +1018,12 @@ class LiveOptions:
 
     def resolved_robust(self) -> bool:
         """The expectation over transformations of the preset, as in file mode."""
-        from .filters.vdf import ROBUST_PRESETS
+        from ..filters.vdf import ROBUST_PRESETS
 
         return ROBUST_PRESETS.get(self.strength, False)
 
     def resolved(self) -> tuple[float, int]:
-        from .filters.vdf import PRESETS
+        from ..filters.vdf import PRESETS
 
         if self.strength not in PRESETS:
             raise UsageError(f"--strength must be one of {', '.join(PRESETS)}, got "
@@ -1115,7 +1115,7 @@ class LiveProtector:
         """Protect until the capture ends, :meth:`stop`, ``max_seconds`` or Ctrl-C (which
         is re-raised after every output was closed). Errors of the capture, optimiser or
         outputs are raised after the same clean-up."""
-        from .models.detection import FaceDetector
+        from ..models.detection import FaceDetector
 
         self.detector = FaceDetector(device=self.device)
         failure: BaseException | None = None
@@ -1156,8 +1156,8 @@ class LiveProtector:
         the first frames do not pay for lazy initialisation (kernels, allocator)."""
         import torch
 
-        from .models.mesh import choose_regions
-        from .perturb import perturb
+        from ..models.mesh import choose_regions
+        from ..protection.perturb import perturb
 
         info = self.capture.info
         pattern = torch.from_numpy(pattern_frame(info.width, info.height, 0)).to(self.device)
@@ -1183,8 +1183,8 @@ class LiveProtector:
     def _loop(self, started: float) -> None:
         import torch
 
-        from .models.mesh import choose_regions
-        from .perturb import perturb
+        from ..models.mesh import choose_regions
+        from ..protection.perturb import perturb
 
         region = found = None
         handled = 0
@@ -1256,7 +1256,7 @@ def add_parser(commands, common, size_type, rate_type) -> None:
     """``vdf-stream live`` (called by :func:`vdf_stream.cli.build_parser`)."""
     import argparse
 
-    from .errors import EXIT_CODES_HELP
+    from ..errors import EXIT_CODES_HELP
 
     examples = """\
 examples:
@@ -1330,8 +1330,8 @@ eps, not optimised); --hold delivers nothing until then. See docs/live.md.
 
 def run_command(args) -> int:
     """``vdf-stream live``: returns the exit code (errors are raised as VdfError)."""
-    from .engine import resolve_device
-    from .errors import EXIT_OK
+    from ..pipeline.engine import resolve_device
+    from ..errors import EXIT_OK
 
     if args.list_cameras:
         cameras = list_cameras()

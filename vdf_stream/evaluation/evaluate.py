@@ -21,7 +21,7 @@ preprocessing of talking-face generators, as a library.
   (:class:`TransferReader`), protected against original, beside the floor of H.264 CRF 23
   applied to the original alone.
 
-Every metric is defined once, in :mod:`vdf_stream.metrics`. What is compared with what:
+Every metric is defined once, in :mod:`vdf_stream.evaluation.metrics`. What is compared with what:
 
 ``efficacy``
     pipeline(PROTECTED) against pipeline(ORIGINAL): the frames as the files hold them (the
@@ -74,9 +74,9 @@ import numpy as np
 import torch
 
 from . import metrics
-from .errors import InputError, UsageError
-from .frames import Frames, VideoInfo
-from .visibility import FULL_SCREEN_FRAMES
+from ..errors import InputError, UsageError
+from ..media.frames import Frames, VideoInfo
+from ..visibility import FULL_SCREEN_FRAMES
 
 PARSERS = ("auto", "bisenet", "selfie+mesh")
 PIPELINE_BATCH = 8
@@ -157,7 +157,7 @@ class EvalOptions:
     visibility_floor: bool = True
 
     def visibility_options(self, device, frames: int | None):
-        from .visibility import VisibilityOptions
+        from ..visibility import VisibilityOptions
 
         return VisibilityOptions(frames=frames, stride=self.visibility_stride,
                                  full_screen_frames=self.full_screen_frames,
@@ -229,7 +229,7 @@ class Reading:
 
     @staticmethod
     def cat(readings: list[Reading]) -> Reading:
-        from .models.alignment import RegionOfInterest
+        from ..models.alignment import RegionOfInterest
 
         return Reading(
             torch.cat([r.found for r in readings]),
@@ -301,7 +301,7 @@ class FaceReader:
     """
 
     def __init__(self, device: torch.device, parser: str, batch_size: int = PIPELINE_BATCH):
-        from .models.mesh import FacePipeline
+        from ..models.mesh import FacePipeline
 
         self.device = device
         self.parser = parser
@@ -310,7 +310,7 @@ class FaceReader:
         self.pipeline.eval()
         self.bisenet = None
         if parser == "bisenet":
-            from .models.bisenet import load_bisenet
+            from ..models.bisenet import load_bisenet
 
             self.bisenet = load_bisenet(device=device)
 
@@ -328,7 +328,7 @@ class FaceReader:
         return Reading.cat(readings)
 
     def _read_batch(self, frames: torch.Tensor, reference) -> Reading:
-        from .models import pose
+        from ..models import pose
 
         images = frames.to(self.device, non_blocking=True).float().div_(255.0)
         result = self.pipeline(images)
@@ -360,7 +360,7 @@ class FaceReader:
             boxes.append(faces.boxes[largest] if largest is not None else None)
         height, width = images.shape[-2:]
         if self.bisenet is not None:
-            from .models import bisenet
+            from ..models import bisenet
 
             labels = bisenet.region_labels(bisenet.parse(self.bisenet, images))
             face_mask = labels == bisenet.HEAD
@@ -373,7 +373,7 @@ class FaceReader:
 
 
 def _replace_regions(roi, positions: torch.Tensor, replacement):
-    from .models.alignment import RegionOfInterest
+    from ..models.alignment import RegionOfInterest
 
     center, size, angle = roi.center.clone(), roi.size.clone(), roi.angle.clone()
     center[positions] = replacement.center.to(center.dtype)
@@ -463,7 +463,7 @@ class TransferReader:
     """
 
     def __init__(self, device: torch.device, batch_size: int = PIPELINE_BATCH):
-        from .models.surrogate import (FaceApi68Surrogate, FaceApi68TinySurrogate,
+        from ..models.surrogate import (FaceApi68Surrogate, FaceApi68TinySurrogate,
                                        FaceApiDetectorSurrogate, MtcnnSurrogate)
 
         self.device = device
@@ -479,7 +479,7 @@ class TransferReader:
              ) -> TransferReading:
         """Read ``(B, 3, H, W)`` uint8 RGB frames; ``reference`` (the clean originals'
         reading) gives the boxes read where MTCNN finds no face."""
-        from .models.surrogate import largest_faces
+        from ..models.surrogate import largest_faces
 
         readings = []
         for start in range(0, frames.shape[0], self.batch_size):
@@ -506,7 +506,7 @@ def compare_transfer(reading: TransferReading, reference: TransferReading
                      ) -> dict[str, torch.Tensor]:
     """Per-frame transfer metrics of ``reading`` against ``reference`` (``(B,)`` CPU float
     tensors, ``NaN`` where MTCNN finds no face in the reference)."""
-    from .models import faceapi, mtcnn
+    from ..models import faceapi, mtcnn
 
     valid = reference.found.cpu()
     nan = torch.tensor(math.nan)
@@ -610,7 +610,7 @@ def bilateral_denoise(images: torch.Tensor, radius: int = 3, sigma_space: float 
     Returns:
         uint8 RGB of the same shape, on the same device.
     """
-    from .filters.gaussian_blur import reflect_pad2d
+    from ..filters.gaussian_blur import reflect_pad2d
 
     if images.dim() != 4 or images.dtype != torch.uint8:
         raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
@@ -649,7 +649,7 @@ def h264_roundtrip(images: torch.Tensor, crf: float, info: VideoInfo,
     """
     import av
 
-    from .sources import SWSCALE_COLORSPACE, frame_to_array
+    from ..media.sources import SWSCALE_COLORSPACE, frame_to_array
 
     if images.dim() != 4 or images.dtype != torch.uint8 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
@@ -709,9 +709,9 @@ class Degrader:
                                      params["sigma_color"])
         if degradation.graph is None:
             raise ValueError(f"no way to apply degradation {degradation.name!r}")
-        from . import colour
-        from .engine import Graph
-        from .filter import build_filters
+        from ..media import colour
+        from ..pipeline.engine import Graph
+        from ..pipeline.filter import build_filters
 
         graph = self.graphs.get(degradation.graph)
         if graph is None:
@@ -737,7 +737,7 @@ class Degrader:
 # ---------------------------------------------------------------------------------------
 # Environment (kept as names of this module: benchmarks use them from here)
 
-from .environment import (library_versions, machine_description,  # noqa: E402,F401
+from ..environment import (library_versions, machine_description,  # noqa: E402,F401
                           machine_tag)
 
 
@@ -825,7 +825,7 @@ def resolve_parser(parser: str) -> str:
     """``auto`` -> ``bisenet`` when the checkpoint was added, else ``selfie+mesh``."""
     if parser != "auto":
         return parser
-    from .models.bisenet import cached_path
+    from ..models.bisenet import cached_path
 
     return "bisenet" if cached_path().is_file() else "selfie+mesh"
 
@@ -1065,8 +1065,8 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
             differ (unless ``allow_length_mismatch``).
         UsageError: bad options.
     """
-    from .engine import resolve_device
-    from .sources import open_source
+    from ..pipeline.engine import resolve_device
+    from ..media.sources import open_source
 
     options = options or EvalOptions()
     options.validate()
@@ -1155,7 +1155,7 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
                                 measurements.face_note(original)) if note]
     visible = None
     if options.visibility:
-        from . import visibility
+        from .. import visibility
 
         clock = time.perf_counter()
         # the video metric covers the frames the face readings cover: up to the last one
@@ -1258,7 +1258,7 @@ def collect_views(original: str, protected: str, evaluated: list[int], main: _Se
                   reader: FaceReader, visibility_device=None) -> list[FrameView]:
     """Decode the representative frames again and read them for a report; with a
     ``visibility_device``, each also gets its image JOD and ColorVideoVDP's heat map."""
-    from .sources import open_source
+    from ..media.sources import open_source
 
     picks = choose_view_indices(evaluated, main.get("landmark_nme"))
     wanted = {evaluated[position]: position for _, position in picks}
@@ -1284,7 +1284,7 @@ def collect_views(original: str, protected: str, evaluated: list[int], main: _Se
         values = {name: float(main.get(name)[position]) for name in names}
         view = FrameView(index, image_o, image_p, clean.view(0), read_p.view(0), values, why)
         if visibility_device is not None:
-            from .visibility import frame_map
+            from ..visibility import frame_map
 
             view.jod, view.visibility_map = frame_map(image_o, image_p, visibility_device)
         views.append(view)
@@ -1296,7 +1296,7 @@ def write_json(result: dict, path: str | os.PathLike) -> Path:
     as ``Infinity``, which Python's json reads back)."""
     import json
 
-    from .errors import OutputError
+    from ..errors import OutputError
 
     target = Path(path)
     try:

@@ -1,4 +1,4 @@
-"""Colour conversion between the frame layouts of :mod:`vdf_stream.frames`, on any device.
+"""Colour conversion between the frame layouts of :mod:`vdf_stream.media.frames`, on any device.
 
 Pure functions on tensors; the input is never modified. On the CPU the engine lets
 FFmpeg's swscale convert while decoding and encoding (it is faster there); on a GPU these

@@ -323,7 +323,7 @@ def pose_error_degrees(rotation: torch.Tensor, reference: torch.Tensor) -> torch
     Shape:
         - rotation, reference: :math:`(B, 3, 3)` proper rotations.
     """
-    from .models.pose import geodesic_angle_degrees
+    from ..models.pose import geodesic_angle_degrees
 
     if rotation.shape != reference.shape or rotation.shape[-2:] != (3, 3):
         raise ValueError(f"rotations must both be (B, 3, 3), got {tuple(rotation.shape)} and "

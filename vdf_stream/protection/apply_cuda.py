@@ -1,7 +1,7 @@
 """The fused CUDA apply kernel of the perturbation (CuPy), used on every frame on a GPU.
 
 :func:`bounded_apply` does in one elementwise kernel what the torch path of
-:func:`vdf_stream.perturb.perturb` does in six: ``eps * M * tanh(change / eps)``, the
+:func:`vdf_stream.protection.perturb.perturb` does in six: ``eps * M * tanh(change / eps)``, the
 addition, the clamp to [0, 1], the rounding to the 8-bit grid and the clamp of the rounded
 value into ``[x - eps, x + eps]``. The FFTs before it stay in torch (cuFFT either way).
 

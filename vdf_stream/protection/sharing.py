@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .models import alignment
-from .models.alignment import RegionOfInterest
+from ..models import alignment
+from ..models.alignment import RegionOfInterest
 from .perturb import PerturbParams
 
 PATCH_SIZE = 32

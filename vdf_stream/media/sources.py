@@ -22,7 +22,7 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 
 from . import y4m
-from .errors import InputError, UsageError
+from ..errors import InputError, UsageError
 from .frames import VideoInfo
 
 NUT_MAGIC = b"nut/multimedia container\x00"

@@ -4,7 +4,7 @@ aligned, content-aware attention, ``eps * tanh`` bound, straight-through 8-bit q
 Two calls, as in torchvision's ``make_params`` / ``transform``:
 
 * :func:`make_params` builds the parameters (zeros plus an optional small seeded start);
-  the optimiser (:mod:`vdf_stream.objective`) changes them on keyframes only;
+  the optimiser (:mod:`vdf_stream.protection.objective`) changes them on keyframes only;
 * :func:`perturb` applies parameters to frames: pure, batched, differentiable with respect
   to the parameters, never editing its input. It runs on every frame.
 
@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import alignment
-from .models.alignment import RegionOfInterest
+from ..models import alignment
+from ..models.alignment import RegionOfInterest
 
 LEVELS = 255.0
 CROP_SIZE = 192  # the face mesh's own input size: the face term lives on its grid
@@ -475,7 +475,7 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         quantize: round to the 8-bit grid (straight-through) keeping the bound.
         region_floor, texture_floor, texture_reference: the attention (module docstring).
         backend: ``"torch"``, or ``"cupy"`` for the fused CUDA kernel of the final bound,
-            clamp and quantisation (no gradient; :mod:`vdf_stream.apply_cuda`).
+            clamp and quantisation (no gradient; :mod:`vdf_stream.protection.apply_cuda`).
         chroma: share of the change's colour part kept (:func:`limit_chroma`): 0 = the
             change is grey (luma only, the same offset on R, G and B), 1 = per channel.
         prepared: :func:`prepare` of these frames, regions, ``face_present`` and ``eps``

@@ -34,7 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
 from .sources import ContainerSource, DecodedFrame, Source, frame_to_array, open_source
 
 SEGMENT_FORMAT = "nut"  # keeps any time base and every timestamp exactly

@@ -21,7 +21,7 @@ from typing import BinaryIO
 import numpy as np
 
 from . import y4m
-from .errors import OutputError, ReaderClosed, UsageError
+from ..errors import OutputError, ReaderClosed, UsageError
 from .frames import VideoInfo
 from .sources import SWSCALE_COLORSPACE
 

@@ -9,7 +9,7 @@ each switchable by setting its weight to 0):
 
 ``landmarks`` (default weight 1.0)
     ``-NME``: mean 2-D distance of the 468 mesh points from the clean ones over the clean
-    outer-eye-corner distance (:func:`vdf_stream.metrics.landmark_nme`'s definition),
+    outer-eye-corner distance (:func:`vdf_stream.evaluation.metrics.landmark_nme`'s definition),
     capped at ``landmark_cap`` so that one frame's runaway points do not take the budget.
 ``pose`` (1.0)
     ``-|R - R_clean|_F^2 / 8 = -sin^2(theta / 2)``, theta the geodesic angle between the
@@ -49,7 +49,7 @@ transformations), drawn per step from a seeded generator:
   random quality in ``[jpeg_quality_min, jpeg_quality_max]``);
 * a Gaussian blur of sigma ``U[0.3, blur_sigma_max]`` with probability ``blur_probability``.
 
-:func:`optimise` runs Adam on the parameters of :mod:`vdf_stream.perturb` for some steps,
+:func:`optimise` runs Adam on the parameters of :mod:`vdf_stream.protection.perturb` for some steps,
 stopping early when the per-step readings meet the targets.
 """
 
@@ -61,11 +61,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from . import metrics
-from .models import pose
-from .models.alignment import RegionOfInterest, antialias_factor, pooling_box
-from .models.ghost import feature_noise
-from .models.surrogate import mean_shift, point_error
+from ..evaluation import metrics
+from ..models import pose
+from ..models.alignment import RegionOfInterest, antialias_factor, pooling_box
+from ..models.ghost import feature_noise
+from ..models.surrogate import mean_shift, point_error
 from .perturb import PerturbParams, frame_term_outside, perturb, prepare
 
 # JPEG's luminance and chrominance quantisation tables (ITU-T T.81 Annex K), row major.
@@ -342,7 +342,7 @@ class Objective:
                   found: torch.Tensor | None = None) -> Reference:
         """Read clean frames ``(B, 3, H, W)`` in [0, 1] (regions from the detector unless
         given)."""
-        from .evaluate import FACE_OVAL, polygon_mask
+        from ..evaluation.evaluate import FACE_OVAL, polygon_mask
 
         if regions is None:
             regions, found, _ = self.pipeline.regions(frames)
@@ -435,7 +435,7 @@ class Objective:
         ``frame_pixels``: when ``protected`` and ``clean`` are a window of the frames, the
         frames' pixel count, so that the fidelity term keeps its weight per pixel;
         ``outside``: the fidelity term's sum over the rest of the frames
-        (:func:`~vdf_stream.perturb.frame_term_outside`). With ``weights.ghost``, the
+        (:func:`~vdf_stream.protection.perturb.frame_term_outside`). With ``weights.ghost``, the
         networks read with noise on their features (the readings too)."""
         with feature_noise(self.ghost_networks(), self.weights.ghost, generator):
             return self._terms(protected, clean, reference, eps, generator, frame_pixels,
@@ -603,12 +603,12 @@ def optimisation_window(objective: Objective, reference: Reference,
     rectangle of the mesh's regions, aligned to the mesh crop's anti-alias pooling so that
     the crop is the same cut from it; ``None`` (the whole frames) otherwise. Outside it
     only the frame term changes the frames; its share of the fidelity term there is
-    estimated on the frame term's coarse grid (:func:`~vdf_stream.perturb.frame_term_outside`)."""
+    estimated on the frame term's coarse grid (:func:`~vdf_stream.protection.perturb.frame_term_outside`)."""
     w = objective.weights
     if (w.parsing or w.detection or any(w.surrogates.values())
             or not objective.transformations.identity() or not len(reference.regions)):
         return None
-    from .models.mesh import MESH_INPUT_SIZE
+    from ..models.mesh import MESH_INPUT_SIZE
 
     height, width = frame_size
     factor = antialias_factor(reference.regions, MESH_INPUT_SIZE, frame_size)

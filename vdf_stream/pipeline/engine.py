@@ -31,19 +31,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import colour
-from .errors import DamagedInputError, Interrupted, ReaderClosed, VdfError
+from ..media import colour
+from ..errors import DamagedInputError, Interrupted, ReaderClosed, VdfError
 from .filter import Filter
-from .frames import Frames, VideoInfo
-from .sinks import Sink
-from .sources import Source
+from ..media.frames import Frames, VideoInfo
+from ..media.sinks import Sink
+from ..media.sources import Source
 
 _END = object()
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when a GPU is usable, else the CPU."""
-    from .errors import UsageError
+    from ..errors import UsageError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -162,7 +162,7 @@ class Engine:
     """Run ``source -> graph -> sink`` once.
 
     Args:
-        source: an opened :class:`~vdf_stream.sources.Source`.
+        source: an opened :class:`~vdf_stream.media.sources.Source`.
         filters: the filters (not yet set up), in order.
         sink_factory: called with the graph's output description to open the sink, so a
             sink is never created for a graph that fails to negotiate.
@@ -394,7 +394,7 @@ class Engine:
                 "processed and the output is finalised"
             )
         if self.stats.frames_in == 0:
-            from .errors import InputError
+            from ..errors import InputError
 
             raise InputError(f"{self.source.name}: no frame could be decoded")
         return self.stats

@@ -10,7 +10,7 @@ The pieces:
 * **items**: every video under ``INPUT_DIR`` (or named in a list file) becomes one output at
   the same relative path under ``OUTPUT_DIR``;
 * **units**: an item is protected as one Ray task, or, when it is longer than
-  ``--split-long``, as one task per segment (:mod:`vdf_stream.segments`) followed by a join
+  ``--split-long``, as one task per segment (:mod:`vdf_stream.media.segments`) followed by a join
   task that stream-copies the segments and the source's audio into the output;
 * **the manifest** ``OUTPUT_DIR/vdf-batch.jsonl``: one JSON object per state change of an
   item (running, done, failed, interrupted), with the hash of the settings that made it, the
@@ -46,10 +46,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .errors import (EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted,
+from ..errors import (EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Interrupted,
                      InputError, OutputError, UsageError, VdfError)
-from .segments import Segment, SegmentPlan, join_segments, plan_segments
-from .sinks import EncodeOptions
+from ..media.segments import Segment, SegmentPlan, join_segments, plan_segments
+from ..media.sinks import EncodeOptions
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
                     ".m2ts", ".mts", ".flv", ".wmv", ".3gp", ".nut", ".ogv")
@@ -485,12 +485,12 @@ def execute_unit(spec: UnitSpec, board=None) -> UnitResult:
     """
     import torch
 
-    from .cli import apply_protection_options
-    from .engine import Engine, resolve_device
-    from .filter import build_filters
-    from .sinks import FileSink
-    from .sources import open_source
-    from .segments import SegmentSource
+    from ..cli import apply_protection_options
+    from ..pipeline.engine import Engine, resolve_device
+    from ..pipeline.filter import build_filters
+    from ..media.sinks import FileSink
+    from ..media.sources import open_source
+    from ..media.segments import SegmentSource
 
     started, cpu_started = time.perf_counter(), time.process_time()
     attempt = _count_attempt(spec.work, spec.unit)
@@ -604,8 +604,8 @@ def execute_eval(spec: EvalSpec) -> UnitResult:
     output (written under a temporary name first, like every output)."""
     import torch
 
-    from .cli import default_eval_json
-    from .evaluate import EvalOptions, evaluate, write_json
+    from ..cli import default_eval_json
+    from ..evaluation.evaluate import EvalOptions, evaluate, write_json
 
     started = time.perf_counter()
     torch.set_num_threads(max(1, spec.threads))
@@ -669,7 +669,7 @@ def start_ray(options: BatchOptions, ray_messages: bool = False) -> Resources:
         RayUnavailable: Ray is missing or the cluster cannot be reached.
         UsageError: GPUs asked for where the cluster has none.
     """
-    from .environment import usable_cores
+    from ..environment import usable_cores
 
     ray = import_ray()
     cores = usable_cores()
@@ -797,7 +797,7 @@ class _Driver:
     def plan(self) -> list[Item]:
         """Decide each item's fate: skip (done with the same settings), evaluate only,
         fail at once (unreadable), or protect. Returns the items to work on."""
-        from .sources import open_source
+        from ..media.sources import open_source
 
         todo = []
         for item in self.items:
@@ -1184,10 +1184,10 @@ def run_batch(input_spec: str, options: BatchOptions, log: Callable[[str], None]
     options.validate()
     output = options.output.resolve()
     options = replace(options, output=output)
-    from .filter import build_filters
+    from ..pipeline.filter import build_filters
 
     filters = build_filters(options.protection.vf)  # a bad graph fails before any work
-    from .cli import apply_protection_options
+    from ..cli import apply_protection_options
 
     apply_protection_options(filters, options.protection.vf, options.protection.strength,
                              options.protection.seed)

@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import torch
 
-from .errors import UsageError
-from .frames import Frames, VideoInfo
+from ..errors import UsageError
+from ..media.frames import Frames, VideoInfo
 
 ENTRY_POINT_GROUP = "vdf_stream.filters"
 

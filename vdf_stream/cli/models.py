@@ -225,7 +225,7 @@ def _bisenet_entry(check: bool) -> tuple[Entry, str | None]:
     size = path.stat().st_size
     if not check:
         return Entry(name, "model", "added", size, path, BISENET_DESCRIPTION), None
-    from . import bisenet
+    from ..models import bisenet
 
     try:
         bisenet.load_bisenet(path=path)
@@ -337,7 +337,7 @@ def run_verify(args) -> int:
 
 
 def run_add(args) -> int:
-    from . import bisenet
+    from ..models import bisenet
 
     source = Path(args.path).expanduser()
     if not source.exists():
@@ -386,7 +386,7 @@ def read_picture(path: str, frame_index: int = 0):
             raise UsageError(f"{path} is a still picture; --frame {frame_index} applies to "
                              "videos only")
         return rgb, path
-    from ..sources import open_source
+    from ..media.sources import open_source
 
     with open_source(str(file)) as source:
         for decoded in source.frames("rgb24"):
@@ -477,8 +477,8 @@ def draw_results(rgb, result, found_text: str | None = None):
 def run_show(args) -> int:
     import torch
 
-    from ..engine import resolve_device
-    from . import mesh
+    from ..pipeline.engine import resolve_device
+    from ..models import mesh
 
     output = args.output or default_show_output(args.frame)
     if not output.lower().endswith(".png"):
