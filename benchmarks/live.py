@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     options = live.LiveOptions(strength=args.strength)
     if args.quick:
         sizes, loops, stride, eval_frames = [(320, 180)], 1, 8, 2
-        options = live.LiveOptions(strength=args.strength, keyframe_steps=2, publish_steps=1)
+        options = live.LiveOptions(strength=args.strength, steps=2, publish_steps=1)
     if args.confirm is not None:
         options.confirm = args.confirm
     device = resolve_device(args.device)

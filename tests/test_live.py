@@ -111,7 +111,7 @@ def test_real_clip_to_fake_virtual_camera(clip, fake_backend):
     camera = live.VirtualCameraOutput(capture.info.width, capture.info.height, 30,
                                       backend="vdf-test")
     sources = Sources()
-    options = live.LiveOptions(keyframe_steps=4, publish_steps=1, refine_steps=2)
+    options = live.LiveOptions(steps=4, publish_steps=1, refine_steps=2)
     run = live.LiveProtector(capture, [camera, sources], options)
     stats = run.run()
     backend = fake_backend.instances[0]

@@ -142,10 +142,10 @@ def test_tracking_keyframe_follows_the_face(clip):
     options = "steps=2:refine_steps=1:tau_reuse=1:tau_refine=0:quiet=1"
     tracked, _ = _run(options, data, [0, 6])
     assert tracked.stats.actions == ["new", "refine"]
-    (keyframe,) = tracked.window.keyframes
+    (keyframe,) = tracked.protector.window.keyframes
     assert keyframe.descriptor.index == 6
     kept, _ = _run(options + ":track=0", data, [0, 6])
-    (keyframe,) = kept.window.keyframes
+    (keyframe,) = kept.protector.window.keyframes
     assert keyframe.descriptor.index == 0
 
 
@@ -157,9 +157,9 @@ def test_targets_choose_the_models_attacked(clip):
     data = _frames(clip, "single_face.mp4", [0])
     vdf, protected = _run("targets=mtcnn+faceapi68+faceapi68tiny+faceapidet:steps=2:quiet=1",
                           data)
-    weights = vdf.objective.weights
+    weights = vdf.protector.objective.weights
     assert weights.landmarks == 0 and weights.pose == 0
-    assert set(vdf.objective.surrogates) == {"mtcnn", "faceapi68", "faceapi68tiny", "faceapidet"}
+    assert set(vdf.protector.objective.surrogates) == {"mtcnn", "faceapi68", "faceapi68tiny", "faceapidet"}
     assert 0 < (protected - data).abs().max() <= 8 / 255 + 1e-5
 
 
@@ -204,12 +204,12 @@ def test_overlapped_apply_gives_the_same_frames_in_order(clip):
 
 
 def test_an_apply_failure_reaches_the_caller(clip, monkeypatch):
-    from vdf_stream.filters.vdf import VdfFilter
+    from vdf_stream.protection.protector import Protector
 
     def broken(self, *args):
         raise RuntimeError("apply failed")
 
-    monkeypatch.setattr(VdfFilter, "_apply", broken)
+    monkeypatch.setattr(Protector, "apply", broken)
     data = _frames(clip, "single_face.mp4", [0, 1, 2, 3])
     with pytest.raises(RuntimeError, match="apply failed"):
         _stream("steps=1:refine_steps=1:quiet=1", data)
@@ -246,7 +246,7 @@ def test_saturation_caps_the_parameters_kept(clip):
     levels = {}
     for limit in (0, 1.5):
         vdf, _ = _run(f"steps=12:early_stop=0:saturation={limit}:quiet=1", data)
-        _, levels[limit] = desaturate(data, vdf.last_params, regions, vdf.eps, found, limit=1e9,
+        _, levels[limit] = desaturate(data, vdf.protector.last_params, regions, vdf.eps, found, limit=1e9,
                                       chroma=vdf.options.chroma)
     # scaling is linear in the spatial term, first order in the spectral ones: near the limit
     assert levels[0] > 1.7 and 1.0 < levels[1.5] <= 1.5 * 1.1
@@ -257,7 +257,7 @@ def test_toward_pushes_every_landmark_reader_the_same_way(clip):
     so a few steps move the mesh's and face-api's points right, not just anywhere."""
     from typing import get_args
 
-    from filters.vdf import Toward
+    from vdf_stream.protection.options import Toward
     from vdf_stream.models import surrogate
 
     assert get_args(Toward) == ("none", "auto") + surrogate.DIRECTIONS
@@ -268,14 +268,14 @@ def test_toward_pushes_every_landmark_reader_the_same_way(clip):
     # measured at the budget of the time (eps 8/255, half of it outside the face)
     vdf, protected = _run("targets=mesh+faceapi68tiny:toward=right:steps=8:early_stop=0:"
                           "eps=8/255:region_floor=0.5:quiet=1", data)
-    assert vdf.objective.weights.direction == "right"
-    assert vdf.objective.surrogates["faceapi68tiny"].direction == "right"
+    assert vdf.protector.objective.weights.direction == "right"
+    assert vdf.protector.objective.surrogates["faceapi68tiny"].direction == "right"
     pipeline = FacePipeline(segmentation=False)
     regions, _, _ = pipeline.regions(data)
     clean, _ = pipeline.mesh(data, regions)
     moved, _ = pipeline.mesh(protected, regions)
     shift = (moved - clean)[0, :, :2].mean(dim=0)
-    tiny = vdf.objective.surrogates["faceapi68tiny"]
+    tiny = vdf.protector.objective.surrogates["faceapi68tiny"]
     reference = tiny.reference(data, regions, torch.ones(1, dtype=torch.bool))
     _, readings = tiny.loss(protected, regions, 1.0, reference)
     # measured: the mesh 5.4 pixels right and 0.1 up (eye distance about 60); face-api's
@@ -290,10 +290,10 @@ def test_auto_pushes_along_the_readers_own_consensus(clip):
     data = _frames(clip, "single_face.mp4", [0])
     vdf, protected = _run("targets=mesh+faceapi68tiny:toward=auto:steps=8:early_stop=0:"
                           "eps=8/255:region_floor=0.5:quiet=1", data)
-    consensus = vdf.objective.consensus
+    consensus = vdf.protector.objective.consensus
     assert consensus.shape == (2,) and abs(float(consensus.norm()) - 1) < 1e-5
     # the surrogate was last pointed one step earlier
-    assert float(vdf.objective.surrogates["faceapi68tiny"].direction @ consensus) > 0.9
+    assert float(vdf.protector.objective.surrogates["faceapi68tiny"].direction @ consensus) > 0.9
     pipeline = FacePipeline(segmentation=False)
     regions, _, _ = pipeline.regions(data)
     clean, _ = pipeline.mesh(data, regions)

@@ -1,0 +1,286 @@
+"""The live protector: capture -> protect -> outputs, with the optimiser beside it.
+
+Shape::
+
+    capture (thread) -> [one-slot latest frame] -> protector (calling thread) -> outputs
+                                                        |        ^
+                                          newest keyframe|        |newest parameters
+                                                        v        |
+                                                   optimiser (thread)
+
+The protector takes the newest frame, finds the face region (the detector, a few ms),
+applies the newest published parameters (the cheap apply path: no optimisation) and hands
+the frame to the outputs, in capture order. It offers the clean frame to the optimiser
+(:mod:`vdf_stream.live.optimiser`) as its next keyframe candidate.
+
+**Before the first optimised parameters**, frames are protected with the *fallback*: the
+optimiser's own seeded random start, bounded by ``eps`` like every output but not optimised,
+so weaker. ``fallback="hold"`` holds those frames back instead. Either way no unprotected
+frame reaches an output.
+
+Every output is closed (the recording finalised) on every exit path, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from ..media.capture import Capture, pattern_frame
+from ..media.outputs import Output
+from ..protection.options import ProtectionOptions
+from .optimiser import Keyframe, Optimiser, ParameterBoard, Published, fallback_params
+from .status import LiveStats, StatusLine, _percentile
+
+if TYPE_CHECKING:
+    import torch
+
+FALLBACKS = ("perturb", "hold")
+
+
+@dataclass
+class LiveOptions(ProtectionOptions):
+    """How a live run protects: the ``vdf`` filter's options
+    (:class:`~vdf_stream.protection.options.ProtectionOptions`, the same presets and
+    decisions), and what only a live stream needs.
+
+    Attributes:
+        confirm: 2, not the filter's 3: live, 3 measured no better (docs/live.md).
+        publish_steps: the optimiser publishes after at most this many steps.
+        fallback: ``perturb`` (the seeded random start before the first optimised set) or
+            ``hold`` (no frame delivered before it).
+        optimise: run the optimiser (off: the fallback only; for tests and measurements).
+        detect_every: run the face detector on every N-th frame (1: every frame); the
+            region of the last detection is used in between.
+    """
+
+    confirm: int = 2
+    publish_steps: int = 5
+    fallback: str = "perturb"
+    optimise: bool = True
+    detect_every: int = 1
+
+    def validate(self) -> None:
+        super().validate()
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}")
+        if self.detect_every < 1 or self.publish_steps < 1:
+            raise ValueError("detect_every and publish_steps must be at least 1")
+        if self.jod is not None:
+            raise ValueError("jod (a visibility budget) is not available live: fitting it "
+                             "takes seconds per keyframe; use a lower strength or eps")
+
+    def check(self) -> None:
+        """:meth:`validate`, raised as a :class:`~vdf_stream.errors.UsageError`."""
+        try:
+            self.validate()
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+
+
+class LiveProtector:
+    """Runs a live protection: ``capture`` -> protect -> ``outputs`` until the capture ends
+    or Ctrl-C / :meth:`stop`.
+
+    Args:
+        capture: a started or not yet started :class:`Capture` (started by :meth:`run`).
+        outputs: :class:`Output` objects; closed by :meth:`run` on every exit path.
+        options: :class:`LiveOptions`.
+        device: where the face detector, the apply path and the optimiser run.
+        status: a :class:`StatusLine`, or ``None`` for none.
+        slow_down: extra seconds per frame in the protector (tests: force drops).
+        max_seconds: stop after this long (``None``: until the capture ends).
+    """
+
+    def __init__(self, capture: Capture, outputs: list[Output], options: LiveOptions | None = None,
+                 device: torch.device | str = "cpu", status: StatusLine | None = None,
+                 slow_down: float = 0.0, max_seconds: float | None = None):
+        import torch
+
+        self.capture = capture
+        self.outputs = outputs
+        self.options = options or LiveOptions()
+        self.options.check()
+        self.eps, self.keyframe_steps = self.options.resolved()
+        self.apply_options = self.options.apply_spec().kwargs()
+        self.device = torch.device(device)
+        self.status = status
+        self.slow_down = slow_down
+        self.max_seconds = max_seconds
+        self.stats = LiveStats()
+        self._stop = threading.Event()
+        info = capture.info
+        fallback = fallback_params(info.height, info.width, self.eps, self.options.seed,
+                                   self.device)
+        self.board = ParameterBoard(Published(fallback, 0, None, time.perf_counter()))
+        self.optimiser = None
+        if self.options.optimise:
+            self.optimiser = Optimiser(self.board, self.device, self.options)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def status_text(self, elapsed: float, line: StatusLine) -> str:
+        stats = self.stats
+        captured = self.capture.captured
+        delivered = stats.delivered
+        capture_fps = (captured - line.captured) / elapsed
+        output_fps = (delivered - line.delivered) / elapsed
+        line.captured, line.delivered = captured, delivered
+        published = self.board.latest()
+        if published.generation == 0:
+            params = "params: fallback (optimising)" if self.optimiser else "params: fallback"
+        else:
+            params = (f"params #{published.generation} "
+                      f"age {time.perf_counter() - published.published_at:.1f} s")
+        text = (f"capture {capture_fps:4.1f} fps | out {output_fps:4.1f} fps | "
+                f"dropped {self.capture.dropped} | latency p50 "
+                f"{_percentile(line.window, 0.5) * 1000:3.0f} ms p95 "
+                f"{_percentile(line.window, 0.95) * 1000:3.0f} ms | {params}")
+        if self.optimiser is not None:
+            text += f" | reuse {self.optimiser.reuse_rate:.0%}"
+        gpu = line.nvml.read() if line.nvml is not None else None
+        if gpu is not None:
+            text += f" | GPU {gpu[0]}% {gpu[1]:.1f} GiB"
+        return text
+
+    def run(self) -> LiveStats:
+        """Protect until the capture ends, :meth:`stop`, ``max_seconds`` or Ctrl-C (which
+        is re-raised after every output was closed). Errors of the capture, optimiser or
+        outputs are raised after the same clean-up."""
+        from ..models.detection import FaceDetector
+
+        self.detector = FaceDetector(device=self.device)
+        failure: BaseException | None = None
+        started = time.perf_counter()
+        try:
+            if self.optimiser is not None:
+                self.optimiser.start()
+                self.optimiser.warm_up(self.capture.info.height, self.capture.info.width)
+            self._warm_up()
+            started = time.perf_counter()
+            if self.capture._thread is None:
+                self.capture.start()
+            self._loop(started)
+        except BaseException as error:
+            failure = error
+        finally:
+            self.stats.seconds = time.perf_counter() - started
+            self.capture.stop()
+            if self.optimiser is not None:
+                self.optimiser.stop()
+            for output in self.outputs:
+                try:
+                    output.close()
+                except BaseException as error:  # the first failure wins
+                    failure = failure or error
+            if self.status is not None:
+                self.status.finish()
+            self._collect()
+        if failure is not None:
+            raise failure
+        for error in (self.capture.error, self.optimiser.error if self.optimiser else None):
+            if error is not None:
+                raise error
+        return self.stats
+
+    def _warm_up(self) -> None:
+        """One pass of the apply path on a test pattern before the capture starts, so that
+        the first frames do not pay for lazy initialisation (kernels, allocator)."""
+        import torch
+
+        from ..models.mesh import choose_regions
+        from ..protection.perturb import perturb
+
+        info = self.capture.info
+        pattern = torch.from_numpy(pattern_frame(info.width, info.height, 0)).to(self.device)
+        clean = pattern.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+        with torch.no_grad():
+            for _ in range(2):
+                region, found = choose_regions(self.detector.detect(clean),
+                                               tuple(clean.shape[-2:]), device=self.device)
+                perturb(clean, self.board.latest().params, region, self.eps, face_present=found,
+                        **self.apply_options)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _collect(self) -> None:
+        stats = self.stats
+        stats.captured = self.capture.captured
+        stats.dropped = self.capture.dropped
+        stats.publications = self.board.publications
+        if self.optimiser is not None:
+            stats.optimiser_steps = self.optimiser.steps
+            stats.decisions = dict(self.optimiser.decisions)
+
+    def _loop(self, started: float) -> None:
+        import torch
+
+        from ..models.mesh import choose_regions
+        from ..protection.perturb import perturb
+
+        region = found = None
+        handled = 0
+        while not self._stop.is_set():
+            if self.max_seconds is not None and time.perf_counter() - started > self.max_seconds:
+                return
+            frame = self.capture.slot.get(timeout=0.5)
+            if frame is None:
+                if self.capture.slot.closed:
+                    if self.capture.error is not None:
+                        raise self.capture.error
+                    return
+                continue
+            if self.optimiser is not None and self.optimiser.error is not None:
+                raise self.optimiser.error
+            pixels = torch.from_numpy(frame.pixels).to(self.device, non_blocking=True)
+            clean = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+            with torch.no_grad():
+                moment = time.perf_counter()
+                if region is None or handled % self.options.detect_every == 0:
+                    detections = self.detector.detect(clean)
+                    region, found = choose_regions(detections, tuple(clean.shape[-2:]),
+                                                   device=self.device)
+                handled += 1
+                moment_applied = time.perf_counter()
+                self.stats.detect_seconds += moment_applied - moment
+                published = self.board.latest()
+                if published.generation == 0 and self.options.fallback == "hold":
+                    self.stats.held += 1
+                    self._offer(clean, region, found, frame)
+                    continue
+                protected = perturb(clean, published.params, region, self.eps,
+                                    face_present=found,
+                                    gain=None if published.gain == 1.0 else published.gain,
+                                    **self.apply_options)
+                out = protected[0].mul(255).round_().clamp_(0, 255).to(torch.uint8)
+                out = out.permute(1, 2, 0).contiguous().cpu().numpy()
+                self.stats.apply_seconds += time.perf_counter() - moment_applied
+            self._offer(clean, region, found, frame)
+            if self.slow_down:
+                time.sleep(self.slow_down)
+            for output in self.outputs:
+                output.write(out, frame)
+            latency = time.perf_counter() - frame.captured_at
+            self.stats.delivered += 1
+            self.stats.latencies.append(latency)
+            self.stats.delivered_indices.append(frame.index)
+            if published.generation == 0:
+                self.stats.fallback_frames += 1
+            elif self.stats.first_parameters_seconds is None:
+                self.stats.first_parameters_seconds = time.perf_counter() - started
+            if self.status is not None:
+                self.status.update(self, latency)
+
+    def _offer(self, clean, region, found, frame) -> None:
+        if self.optimiser is not None and bool(found[0]):
+            ready = None
+            if self.device.type == "cuda":
+                import torch
+
+                ready = torch.cuda.Event()
+                ready.record()
+            self.optimiser.offer(Keyframe(clean, region, frame.index, ready))
