@@ -286,3 +286,24 @@ def test_real_v4l2loopback_device():
     assert stats.delivered > 0 and camera.camera.frames_sent == stats.delivered
     frames = [item for item in received if isinstance(item, np.ndarray)]
     assert frames and frames[0].shape == (180, 320, 3), received[:1]
+
+
+def test_a_file_played_live_starts_its_clock_when_the_protector_is_ready(clip):
+    """A file as input (``--realtime``) waits for the protector's first frame before its
+    clock starts: a start-up slower than the clip drops nothing (it dropped all but 2 of 72
+    frames on a loaded machine)."""
+    capture = live.RealtimeCapture(str(clip("single_face.mp4")))
+    capture.start()
+    try:
+        time.sleep(1.0)  # start-up: 30 frames of the clip
+        first = capture.slot.get(timeout=5)
+        assert first is not None and first.index == 0 and capture.dropped == 0
+        capture.consumer_ready.set()
+        seen = [first.index]
+        while len(seen) < 10:
+            frame = capture.slot.get(timeout=5)
+            assert frame is not None
+            seen.append(frame.index)
+        assert capture.dropped == 0 and seen == list(range(10))
+    finally:
+        capture.stop()

@@ -169,6 +169,7 @@ class LiveProtector:
             failure = error
         finally:
             self.stats.seconds = time.perf_counter() - started
+            self.capture.consumer_ready.set()
             self.capture.stop()
             if self.optimiser is not None:
                 self.optimiser.stop()
@@ -251,6 +252,7 @@ class LiveProtector:
                 if published.generation == 0 and self.options.fallback == "hold":
                     self.stats.held += 1
                     self._offer(clean, region, found, frame)
+                    self.capture.consumer_ready.set()
                     continue
                 protected = perturb(clean, published.params, region, self.eps,
                                     face_present=found,
@@ -266,6 +268,7 @@ class LiveProtector:
                 output.write(out, frame)
             latency = time.perf_counter() - frame.captured_at
             self.stats.delivered += 1
+            self.capture.consumer_ready.set()
             self.stats.latencies.append(latency)
             self.stats.delivered_indices.append(frame.index)
             if published.generation == 0:

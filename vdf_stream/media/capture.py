@@ -109,6 +109,10 @@ class Capture:
         self._thread: threading.Thread | None = None
         self.started_at: float | None = None  # perf_counter of the first frame
         self.last_frame_at: float | None = None  # and of the latest
+        # Set by the consumer once it delivered its first frame. A file played at its pace
+        # starts its clock then, so that start-up (the first frame's detection and
+        # optimisation) does not eat the clip; a camera does not wait (it drops at capture).
+        self.consumer_ready = threading.Event()
 
     def _frames(self):
         raise NotImplementedError
@@ -347,7 +351,7 @@ class RealtimeCapture(Capture):
 
         period = float(1 / self.info.frame_rate) if self.info.frame_rate else 1 / 30
         offset = 0.0
-        started = time.perf_counter()
+        started = None  # the clock starts when the consumer took the first frame
         for loop in range(self.loops):
             source = self.source if loop == 0 else open_source(self.spec)
             try:
@@ -355,9 +359,14 @@ class RealtimeCapture(Capture):
                 for decoded in source.frames("rgb24"):
                     seconds = offset + float(decoded.pts * source.info.time_base)
                     last = seconds
-                    wait = started + seconds / self.speed - time.perf_counter()
-                    if wait > 0:
-                        time.sleep(wait)
+                    if started is None and self.captured:
+                        while not (self.consumer_ready.wait(0.1) or self._stop.is_set()):
+                            pass
+                        started = time.perf_counter() - seconds / self.speed
+                    if started is not None:
+                        wait = started + seconds / self.speed - time.perf_counter()
+                        if wait > 0:
+                            time.sleep(wait)
                     if self._stop.is_set():
                         return
                     pixels = decoded.pixels
