@@ -76,7 +76,8 @@ def bounded_noise(frames: torch.Tensor, indices: list[int], eps: float,
 @dataclass
 class NoiseOptions:
     eps: float = field(default=8 / 255, metadata={
-        "help": "L-inf budget as a fraction of the full range, e.g. 8/255"})
+        "help": "the most any pixel may change, as a fraction of the full range, e.g. 8/255",
+        "shown": "8/255"})
     kind: NoiseKind = field(default="sign", metadata={
         "help": "sign (+-eps, the most energy the budget allows) or uniform in [-eps, eps]"})
     seed: int = field(default=0, metadata={

@@ -38,8 +38,7 @@ APPLY_LAG = 2
 
 class VdfFilter(Filter):
     name = "vdf"
-    description = ("protect faces against talking-face deepfakes: a bounded change that face "
-                   "models misread, shared between similar frames")
+    description = "protect faces against talking-face deepfakes (face models misread them)"
     Options = ProtectionOptions
     formats = ("rgbf32",)
     protects = True

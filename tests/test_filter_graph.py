@@ -100,7 +100,11 @@ def test_filters_command_lists_every_filter_with_options():
     text = result.stdout.decode()
     for name in ("null", "scale", "jpeg", "gaussian_blur", "median"):
         assert f"\n{name}: " in "\n" + text
-    assert "quality: int (default 75)" in text
+    assert "quality=75  (int) JPEG quality" in text
+    # defaults as a user would type them, and every line fits in 100 columns
+    assert "eps=8/255  (float)" in text and "share=on  (bool)" in text
+    assert "0.0313" not in text
+    assert max(len(line) for line in text.splitlines()) <= 100
 
 
 def test_help_and_version_are_for_newcomers():

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,23 +237,42 @@ def _bisenet_entry(check: bool) -> tuple[Entry, str | None]:
     return Entry(name, "model", "checked", size, path, BISENET_DESCRIPTION), None
 
 
-def _table(entries: list[Entry], columns: tuple[str, ...]) -> str:
-    """Entries as aligned text columns (the last column is not padded)."""
+def _table(entries: list[Entry], columns: tuple[str, ...], width: int = 100) -> str:
+    """Entries as aligned text columns, at most ``width`` wide: paths are shown relative to
+    the cache folder (printed above the table), and the last column is cut with an ellipsis
+    where it would run past ``width``."""
+    from .. import assets
+
+    cache = assets.cache_dir()
     titles = {"name": "NAME", "kind": "KIND", "state": "STATE", "size": "SIZE",
               "path": "PATH", "description": "DESCRIPTION"}
     rows = [[titles[column] for column in columns]]
     for entry in entries:
+        path = Path(entry.path)
+        if path.is_relative_to(cache):
+            path = path.relative_to(cache)
         values = {"name": entry.name, "kind": entry.kind, "state": entry.state,
-                  "size": _size_text(entry.size), "path": str(entry.path),
+                  "size": _size_text(entry.size), "path": str(path),
                   "description": entry.description}
         rows.append([values[column] for column in columns])
+    below = columns[-1] == "description"  # on its own line under each entry, wrapped
+    if below:
+        notes = [row.pop() for row in rows]
+        columns = columns[:-1]
     widths = [max(len(row[index]) for row in rows) for index in range(len(columns))]
     lines = []
-    for row in rows:
-        cells = [cell.rjust(width) if columns[index] == "size" else cell.ljust(width)
-                 for index, (cell, width) in enumerate(zip(row, widths))]
-        cells[-1] = row[-1]
-        lines.append("  ".join(cells).rstrip())
+    for number, row in enumerate(rows):
+        cells = [cell.rjust(size) if columns[index] == "size" else cell.ljust(size)
+                 for index, (cell, size) in enumerate(zip(row, widths))]
+        if columns[-1] != "size":
+            cells[-1] = row[-1]
+        line = "  ".join(cells).rstrip()
+        if len(line) > width:
+            line = line[:width - 1] + "\u2026"
+        lines.append(line)
+        if below and number:
+            lines.extend(textwrap.wrap(notes[number], width, initial_indent="    ",
+                                       subsequent_indent="    "))
     return "\n".join(lines)
 
 
@@ -296,8 +316,8 @@ def run_list(args) -> int:
 
     entries = [_asset_entry(asset) for asset in assets.ASSETS.values()]
     entries.insert(sum(1 for e in entries if e.kind == "model"), _bisenet_entry(check=False)[0])
-    print(f"cache: {assets.cache_dir()}")
-    print(_table(entries, ("name", "kind", "state", "size", "path", "description")))
+    print(f"cache: {assets.cache_dir()} (models/ and clips/ in it)")
+    print(_table(entries, ("name", "kind", "state", "size", "description")))
     return EXIT_OK
 
 

@@ -146,17 +146,37 @@ def option_fields(options_class: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(options_class) if f.init]
 
 
-def describe_option(option: dataclasses.Field, options_class: type) -> str:
-    """A line for ``vdf-stream filters``: name, type, default and help."""
+def describe_option(option: dataclasses.Field, options_class: type, width: int = 100) -> str:
+    """The entry of ``vdf-stream filters`` for one option: ``name=default (type)`` and its
+    help, wrapped to ``width`` columns (continuation lines indented by 8, the caller indents
+    the first by 4). The default is shown as a user would type it: the field's ``shown``
+    metadata when it has one (``8/255``, ``the preset's``), else ``on``/``off``, ``none``."""
+    import textwrap
+
     hints = typing.get_type_hints(options_class)
     kind = _type_name(hints[option.name])
-    if option.default is not dataclasses.MISSING:
-        default = f" (default {option.default})"
+    if "shown" in option.metadata:
+        default = option.metadata["shown"]
+    elif option.default is not dataclasses.MISSING:
+        default = _shown(option.default)
     elif option.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        default = f" (default {option.default_factory()})"  # type: ignore[misc]
+        default = _shown(option.default_factory())  # type: ignore[misc]
     else:
-        default = " (required)"
-    return f"{option.name}: {kind}{default}  {option.metadata.get('help', '')}".rstrip()
+        default = "(required)"
+    head = f"{option.name}={default}" if " " not in default else f"{option.name}: {default}"
+    text = f"{head}  ({kind}) {option.metadata.get('help', '')}".rstrip()
+    lines = textwrap.wrap(text, width=width, initial_indent=" " * 4, subsequent_indent=" " * 8)
+    return "\n".join(lines)[4:]
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def _type_name(hint: Any) -> str:
