@@ -11,7 +11,8 @@ torch.set_num_threads(2)
 from tradeoff import load_frames
 from vdf_stream import assets
 from vdf_stream.evaluation import evaluate
-from vdf_stream.protection.objective import h264_like, jpeg_like, gaussian_blur
+from vdf_stream.media.pixels import gaussian_blur2d as gaussian_blur
+from vdf_stream.protection.objective import h264_like, jpeg_like
 clip = str(assets.fetch("single_face.mp4", progress=False))
 frames, info = load_frames(clip, 4, 16)
 u8 = lambda t: torch.round(t.clamp(0,1)*255).to(torch.uint8)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vdf_stream.pipeline.filter import Filter
-from vdf_stream.filters.gaussian_blur import reflect_pad2d
+from vdf_stream.media.pixels import reflect_pad2d
 from vdf_stream.media.frames import Frames
 
 # Upper bound on the number of window samples gathered at once (the windows of a whole

@@ -18,13 +18,8 @@ from PIL import Image, JpegImagePlugin
 from vdf_stream.media.colour import to_float, to_uint8
 from vdf_stream.errors import UsageError
 from vdf_stream.pipeline.filter import build_filters
-from vdf_stream.filters.gaussian_blur import (
-    GaussianBlurFilter,
-    gaussian_blur2d,
-    gaussian_kernel1d,
-    reflect_indices,
-    reflect_pad2d,
-)
+from vdf_stream.filters.gaussian_blur import GaussianBlurFilter
+from vdf_stream.media.pixels import gaussian_blur2d, gaussian_kernel1d, reflect_indices, reflect_pad2d
 from vdf_stream.filters.jpeg import JpegFilter
 from vdf_stream.filters.median import MedianFilter, median_blur2d
 from vdf_stream.filters.scale import ScaleFilter, resize, scaled_size

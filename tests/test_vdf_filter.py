@@ -308,7 +308,7 @@ def test_auto_pushes_along_the_readers_own_consensus(clip):
 def test_highpass_leaves_only_fine_texture_and_jod_is_checked(clip):
     """``highpass=S``: the change has no coarse part left (its blur is near zero); ``jod``
     and ``highpass`` out of range are refused."""
-    from vdf_stream.protection.objective import gaussian_blur
+    from vdf_stream.media.pixels import gaussian_blur2d as gaussian_blur
 
     cls = load_filter_class("vdf")
     for text in ("jod=10", "jod=0", "jod=12", "highpass=-1", "highpass=40"):

@@ -111,10 +111,10 @@ class Optimiser:
         first optimised parameters."""
         import torch
 
+        from ..media.pixels import image_to_batch
         from ..models.alignment import full_frame_roi
 
-        frame = torch.from_numpy(pattern_frame(width, height, 0)).to(self.device)
-        frame = frame.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+        frame = image_to_batch(pattern_frame(width, height, 0), self.device)
         region = full_frame_roi(1, (height, width), device=self.device)
         self.protector.optimise(frame, region, self.board.latest().params, 1,
                                 torch.Generator().manual_seed(0))

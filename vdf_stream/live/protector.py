@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 from ..media.capture import Capture, pattern_frame
 from ..media.outputs import Output
+from ..media.pixels import image_to_batch
 from ..protection.options import ProtectionOptions
 from .optimiser import Keyframe, Optimiser, ParameterBoard, Published, fallback_params
 from .status import LiveStats, StatusLine, _percentile
@@ -197,8 +198,7 @@ class LiveProtector:
         from ..protection.perturb import perturb
 
         info = self.capture.info
-        pattern = torch.from_numpy(pattern_frame(info.width, info.height, 0)).to(self.device)
-        clean = pattern.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+        clean = image_to_batch(pattern_frame(info.width, info.height, 0), self.device)
         with torch.no_grad():
             for _ in range(2):
                 region, found = choose_regions(self.detector.detect(clean),
@@ -237,8 +237,7 @@ class LiveProtector:
                 continue
             if self.optimiser is not None and self.optimiser.error is not None:
                 raise self.optimiser.error
-            pixels = torch.from_numpy(frame.pixels).to(self.device, non_blocking=True)
-            clean = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+            clean = image_to_batch(frame.pixels, self.device)
             with torch.no_grad():
                 moment = time.perf_counter()
                 if region is None or handled % self.options.detect_every == 0:

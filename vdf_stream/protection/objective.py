@@ -66,6 +66,7 @@ from ..models import pose
 from ..models.alignment import RegionOfInterest, antialias_factor, pooling_box
 from ..models.ghost import feature_noise
 from ..models.surrogate import mean_shift, point_error
+from ..media.pixels import LUMA_BT601, gaussian_blur2d
 from .perturb import PerturbParams, frame_term_outside, perturb, prepare
 
 # JPEG's luminance and chrominance quantisation tables (ITU-T T.81 Annex K), row major.
@@ -219,7 +220,7 @@ def jpeg_like(images: torch.Tensor, quality: int) -> torch.Tensor:
     pad_h, pad_w = (-height) % 8, (-width) % 8
     padded = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate") * 255
     r, g, b = padded.unbind(1)
-    y = 0.299 * r + 0.587 * g + 0.114 * b
+    y = LUMA_BT601[0] * r + LUMA_BT601[1] * g + LUMA_BT601[2] * b
     cb = -0.168736 * r - 0.331264 * g + 0.5 * b
     cr = 0.5 * r - 0.418688 * g - 0.081312 * b
     planes = torch.stack([y - 128, cb, cr], dim=1)
@@ -277,7 +278,7 @@ def h264_like(images: torch.Tensor, qp: float, deadzone: float = 1 / 6,
     pad_h, pad_w = (-height) % 8, (-width) % 8
     padded = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate") * 255
     r, g, b = padded.unbind(1)
-    y = 0.299 * r + 0.587 * g + 0.114 * b
+    y = LUMA_BT601[0] * r + LUMA_BT601[1] * g + LUMA_BT601[2] * b
     chroma = torch.stack([-0.168736 * r - 0.331264 * g + 0.5 * b,
                           0.5 * r - 0.418688 * g - 0.081312 * b], dim=1)
     chroma = F.avg_pool2d(chroma, 2)
@@ -298,17 +299,6 @@ def h264_like(images: torch.Tensor, qp: float, deadzone: float = 1 / 6,
     cb, cr = chroma.unbind(1)
     rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=1)
     return (rgb / 255).clamp(0, 1)[..., :height, :width]
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    taps = torch.exp(-offsets.square() / (2 * sigma * sigma))
-    taps = taps / taps.sum()
-    channels = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    horizontal = F.conv2d(padded, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(horizontal, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -394,7 +384,7 @@ class Objective:
         regions = RegionOfInterest(center * scale, size * scale, angle)
         if float(torch.rand((), generator=generator)) < t.blur_probability:
             sigma = _uniform(generator, 0.3, t.blur_sigma_max)
-            images, clean = gaussian_blur(images, sigma), gaussian_blur(clean, sigma)
+            images, clean = gaussian_blur2d(images, sigma), gaussian_blur2d(clean, sigma)
         if float(torch.rand((), generator=generator)) < t.h264_probability:
             if float(torch.rand((), generator=generator)) < t.h264_inter_probability:
                 # an inter frame predicted from the clean frame (the reference the encoder

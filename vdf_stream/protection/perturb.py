@@ -47,6 +47,7 @@ from torch import nn
 
 from ..models import alignment
 from ..models.alignment import RegionOfInterest
+from ..media.pixels import luma as _luma
 
 LEVELS = 255.0
 CROP_SIZE = 192  # the face mesh's own input size: the face term lives on its grid
@@ -199,10 +200,9 @@ def _box_mean(images: torch.Tensor, window: int) -> torch.Tensor:
 
 def texture_map(frames: torch.Tensor, reference: float, window: int = TEXTURE_WINDOW) -> torch.Tensor:
     """``(B, 1, H, W)`` in [0, 1]: local standard deviation of luma over reference."""
-    weights = frames.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    luma = (frames * weights).sum(dim=1, keepdim=True)
-    mean = _box_mean(luma, window)
-    square = _box_mean(luma * luma, window)
+    brightness = _luma(frames)
+    mean = _box_mean(brightness, window)
+    square = _box_mean(brightness * brightness, window)
     deviation = (square - mean * mean).clamp_min(0).sqrt()
     return (deviation / reference).clamp(0, 1)
 
@@ -223,11 +223,6 @@ def attention(frames: torch.Tensor, face_region: torch.Tensor, region_floor: flo
         texture = texture_map(frames, texture_reference)
     where = region_floor + (1 - region_floor) * face_region
     return (where * (texture_floor + (1 - texture_floor) * texture)).clamp(0, 1)
-
-
-def _luma(change: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, H, W)``: the luma of a change ``(B, 3, H, W)`` (BT.601 weights)."""
-    return (change * change.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
 
 
 @dataclass
@@ -419,9 +414,6 @@ def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInt
     return change
 
 
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, the weights of luma in R, G, B
-
-
 def limit_chroma(change: torch.Tensor, chroma: float) -> torch.Tensor:
     """Keep the luma of a change ``(B, 3, H, W)`` and ``chroma`` of the rest.
 
@@ -540,9 +532,9 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
 
 def high_pass(change: torch.Tensor, sigma: float) -> torch.Tensor:
     """``change`` less its Gaussian blur of ``sigma`` pixels: its fine part only."""
-    from .objective import gaussian_blur
+    from ..media.pixels import gaussian_blur2d
 
-    return change - gaussian_blur(change, sigma)
+    return change - gaussian_blur2d(change, sigma)
 
 
 SATURATION_LIMIT = 3.0  # |raw change| / eps past which tanh is flat (tanh(3) = 0.995)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import alignment
+from ..media.pixels import luma as _luma
 from ..models.alignment import RegionOfInterest
 from .perturb import PerturbParams
 
@@ -60,11 +61,6 @@ def _normalise(values: torch.Tensor) -> torch.Tensor:
     values = values.flatten().float()
     values = values - values.mean()
     return values / values.norm().clamp_min(1e-6)
-
-
-def _luma(frames: torch.Tensor) -> torch.Tensor:
-    weights = frames.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    return (frames * weights).sum(dim=1, keepdim=True)
 
 
 @torch.no_grad()
