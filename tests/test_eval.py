@@ -25,9 +25,9 @@ from vdf_stream.evaluation.evaluate import (
     degradations,
     evaluate,
     h264_roundtrip,
-    polygon_mask,
 )
 from vdf_stream.media.frames import VideoInfo
+from vdf_stream.models.mesh import polygon_mask
 
 # frames 0, 9, ..., 63 of single_face.mp4; visibility has tests of its own (test_visibility)
 FEW = EvalOptions(frames=8, stride=9, visibility=False)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..models.mesh import OUTER_EYE_CORNERS  # normalises the landmark error
+
 LEVELS = 255.0
 
 # SSIM as defined by Wang, Bovik, Sheikh and Simoncelli (2004) and their reference code.
@@ -41,10 +43,6 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 # BT.601 luma weights (MATLAB's rgb2gray), the grey image SSIM is usually computed on.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-
-# Outer eye corners of MediaPipe's 468-point face mesh: the person's right eye (image left)
-# and left eye (image right). Their distance normalises the landmark error.
-OUTER_EYE_CORNERS = (33, 263)
 
 # A frame whose content barely moves would make the flicker ratio explode: its denominator
 # is never taken below half a level.
