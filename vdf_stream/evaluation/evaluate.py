@@ -18,8 +18,8 @@ preprocessing of talking-face generators, as a library.
   noise floor beside it;
 * **transfer** (optional): what face readers of other families read on their own (own
   detection): MTCNN's 5 points and faces lost, face-api's 68 points on MTCNN's box
-  (:class:`~vdf_stream.evaluation.readers.TransferReader`), protected against original, beside the floor of H.264 CRF 23
-  applied to the original alone.
+  (:class:`~vdf_stream.evaluation.readers.TransferReader`), protected against original,
+  beside the floor of H.264 CRF 23 applied to the original alone.
 
 Every metric is defined once, in :mod:`vdf_stream.evaluation.metrics`. What is compared with what:
 
@@ -100,7 +100,7 @@ REFERENCES = {
 
 
 # ---------------------------------------------------------------------------------------
-# Options and results
+# Options
 
 
 @dataclass
@@ -120,7 +120,8 @@ class EvalOptions:
             sequences of the robustness test).
         batch_size: frames the face pipeline reads at once.
         only: names of the degradations to run (``None``: all), e.g. ``("h264",)``.
-        transfer: also read with MTCNN and face-api's 68-point network (:class:`~vdf_stream.evaluation.readers.TransferReader`).
+        transfer: also read with MTCNN and face-api's 68-point network
+            (:class:`~vdf_stream.evaluation.readers.TransferReader`).
         visibility: measure ColorVideoVDP's JOD (:mod:`vdf_stream.visibility`).
         visibility_stride: 1: the video metric reads every frame; ``S``: one segment of
             consecutive frames every ``S`` segments.

@@ -55,6 +55,8 @@ class MetricInfo:
 
     ``below`` true means a frame counts when its value is *below* a threshold (PSNR, SSIM,
     presence: lower is worse for fidelity or better for the defense); otherwise above.
+    These thresholds only count frames for the summaries; when a face reading counts as
+    broken is decided in :mod:`vdf_stream.evaluation.criteria`.
     """
 
     name: str

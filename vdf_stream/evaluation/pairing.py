@@ -57,6 +57,8 @@ def describe_input(path: str, source, packets: int | None) -> dict:
 
 
 def check_path(path: str, role: str) -> None:
+    """Refuse stdin: eval opens each file more than once (its packets are counted before it
+    is decoded; visibility and the frames of a report decode it again)."""
     if path == "-":
         raise UsageError(f"eval reads two files; {role} cannot be stdin (-)")
 

@@ -18,17 +18,29 @@ from .readers import FaceReader
 
 @dataclass
 class FrameView:
-    """One frame of each video, what the face readers read on it and its metrics."""
+    """One frame of each video, what the face readers read on it and its metrics.
+
+    Attributes:
+        index: the frame's index in the videos.
+        original, protected: ``(H, W, 3)`` uint8 RGB.
+        original_reading, protected_reading: ``{"landmarks": (468, 2) float32 pixels or
+            None, "box": (4,) x0, y0, x1, y1 or None, "mask": (H, W) float32 in [0, 1] or
+            None}``.
+        metrics: metric name -> this frame's value.
+        why: why this frame was chosen: "lowest NME", "median NME"...
+        visibility_map: ``(H, W, 3)`` uint8: where a viewer would see the change.
+        jod: the frame's JOD as a still image at its native size.
+    """
 
     index: int
-    original: np.ndarray   # (H, W, 3) uint8 RGB
-    protected: np.ndarray  # (H, W, 3) uint8 RGB
-    original_reading: dict   # {"landmarks": (468, 2) float32 px or None, "box": (4,) x0,y0,x1,y1 or None, "mask": (H, W) float32 in [0,1] or None}
-    protected_reading: dict  # same keys
-    metrics: dict            # metric name -> float for this frame
-    why: str = ""            # why this frame was chosen: "lowest NME", "median NME"...
-    visibility_map: np.ndarray | None = None  # (H, W, 3) uint8: where a viewer sees the change
-    jod: float | None = None  # the frame's JOD as a still image at its native size
+    original: np.ndarray
+    protected: np.ndarray
+    original_reading: dict
+    protected_reading: dict
+    metrics: dict
+    why: str = ""
+    visibility_map: np.ndarray | None = None
+    jod: float | None = None
 
 
 def choose_view_indices(evaluated: list[int], nme: torch.Tensor) -> list[tuple[str, int]]:
