@@ -10,8 +10,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 torch.set_num_threads(2)
 from tradeoff import load_frames
 from vdf_stream import assets
-from vdf_stream.evaluation import evaluate
-from vdf_stream.media.pixels import gaussian_blur2d as gaussian_blur
+from vdf_stream.evaluation import degradations
 from vdf_stream.protection.objective import h264_like, jpeg_like
 clip = str(assets.fetch("single_face.mp4", progress=False))
 frames, info = load_frames(clip, 4, 16)
@@ -25,8 +24,8 @@ for name, delta in [("mid-freq luma", noise.expand(-1,3,-1,-1)),
                     ("pixel luma", torch.sign(torch.randn(4,1,360,640,generator=g)).expand(-1,3,-1,-1)*4/255),
                     ("pixel rgb", torch.sign(torch.randn(4,3,360,640,generator=g))*4/255)]:
     p = (frames + delta).clamp(0,1)
-    real = evaluate.h264_roundtrip(u8(p), 23, info).float()/255
-    clean_real = evaluate.h264_roundtrip(u8(frames), 23, info).float()/255
+    real = degradations.h264_roundtrip(u8(p), 23, info).float()/255
+    clean_real = degradations.h264_roundtrip(u8(frames), 23, info).float()/255
     surv_real = ((real-clean_real)*delta).sum()/(delta*delta).sum()
     out = [f"{name}: real crf23 survive {surv_real:.2f}"]
     for qp in (22, 26, 30):
@@ -36,7 +35,7 @@ for name, delta in [("mid-freq luma", noise.expand(-1,3,-1,-1)),
         sim = jpeg_like(p, q); simc = jpeg_like(frames, q)
         out.append(f"jpeg{q} {((sim-simc)*delta).sum()/(delta*delta).sum():.2f}")
     print(" ".join(out), flush=True)
-fr = evaluate.h264_roundtrip(u8(frames),23,info).float()/255
+fr = degradations.h264_roundtrip(u8(frames),23,info).float()/255
 print("psnr real", -10*torch.log10(((fr-frames)**2).mean()).item(), "sim26", -10*torch.log10(((h264_like(frames,26)-frames)**2).mean()).item(), "sim30", -10*torch.log10(((h264_like(frames,30)-frames)**2).mean()).item())
 for name, delta in [("mid-freq luma", noise.expand(-1,3,-1,-1)),
                     ("pixel luma", torch.sign(torch.randn(4,1,360,640,generator=g)).expand(-1,3,-1,-1)*4/255)]:

@@ -148,8 +148,8 @@ def main(argv=None) -> int:
 
     from vdf_stream import assets
     from vdf_stream.pipeline.engine import resolve_device
-    from vdf_stream.evaluation.evaluate import (EvalOptions, evaluate, library_versions,
-                                     machine_description, resolve_parser)
+    from vdf_stream.environment import library_versions, machine_description
+    from vdf_stream.evaluation.evaluate import EvalOptions, evaluate, resolve_parser
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -43,13 +43,9 @@ SIZES = ((640, 360), (1280, 720))
 
 
 def _environment():
-    try:  # newer trees keep these in vdf_stream.environment
-        from vdf_stream import environment
+    from vdf_stream import environment
 
-        return environment.library_versions, environment.machine_description, environment.machine_tag
-    except ImportError:
-        from vdf_stream.evaluation import evaluate
-        return evaluate.library_versions, evaluate.machine_description, evaluate.machine_tag
+    return environment.library_versions, environment.machine_description, environment.machine_tag
 
 
 def _load() -> float | None:

@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(torch_threads(args.torch_threads))
 
     from vdf_stream import assets
-    from vdf_stream.evaluation import evaluate
+    from vdf_stream import environment
 
     sizes = [tuple(int(v) for v in text.split("x")) for text in args.sizes] if args.sizes else SIZES
     frames, steps = args.frames, args.steps
@@ -176,11 +176,11 @@ def main(argv=None) -> int:
                           "source": "single_face.mp4 upscaled (bicubic, CRF 12)",
                           "encoder": "libx264 CRF 18 medium"},
         "cases": cases,
-        "versions": evaluate.library_versions(),
-        "machine": evaluate.machine_description(),
+        "versions": environment.library_versions(),
+        "machine": environment.machine_description(),
     }
     path = Path(args.output) if args.output else (
-        Path(__file__).parent / "results" / f"protect_{evaluate.machine_tag()}.json")
+        Path(__file__).parent / "results" / f"protect_{environment.machine_tag()}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
     print(f"wrote {path}")

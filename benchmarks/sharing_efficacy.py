@@ -51,12 +51,13 @@ def main(argv=None) -> int:
 
     from tradeoff import load_frames, measure
     from vdf_stream import assets
-    from vdf_stream.evaluation import evaluate
+    from vdf_stream import environment
+    from vdf_stream.evaluation import readers
 
     clip = str(assets.fetch(args.clip, progress=False)) if "/" not in args.clip else args.clip
     frames, info = load_frames(clip, args.frames, 1)
     original_u8 = torch.round(frames * 255).to(torch.uint8)
-    reader = evaluate.FaceReader(torch.device("cpu"), "selfie+mesh")
+    reader = readers.FaceReader(torch.device("cpu"), "selfie+mesh")
     rows = []
     for share in ("on", "off"):
         options = ":".join(filter(None, [args.options, f"share={1 if share == 'on' else 0}",
@@ -69,9 +70,9 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     result = {"clip": args.clip, "frames": args.frames, "crf": args.crf, "rows": rows,
-              "versions": evaluate.library_versions(), "machine": evaluate.machine_description()}
+              "versions": environment.library_versions(), "machine": environment.machine_description()}
     path = Path(args.json) if args.json else (
-        Path(__file__).parent / "results" / f"sharing_{evaluate.machine_tag()}.json")
+        Path(__file__).parent / "results" / f"sharing_{environment.machine_tag()}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")

@@ -4,9 +4,9 @@ measured after a real libx264 round trip, with the project's own metric definiti
 For a few frames of a real clip: optimise each frame's parameters (the frames of one eps
 are optimised together as a batch; every frame has its own parameters and its own loss),
 apply them, encode the protected frames with libx264 at ``--crf`` and decode them
-(``vdf_stream.evaluation.evaluate.h264_roundtrip``), then read original and protected frames with
+(``vdf_stream.evaluation.degradations.h264_roundtrip``), then read original and protected frames with
 ``vdf-stream eval``'s face reader (``FaceReader``, selfie+mesh parser, own detection on
-the protected frame) and compare them with ``evaluate.compare`` / ``evaluate.fidelity``.
+the protected frame) and compare them with ``readers.compare`` / ``evaluate.fidelity``.
 The sign-noise baseline of the same eps goes through the same path.
 
     python benchmarks/tradeoff.py --frames 4 --stride 16 --eps 4/255 8/255 12/255 --steps 20
@@ -80,14 +80,14 @@ def save_pictures(folder: Path, name: str, original_u8: torch.Tensor, published:
 
 def measure(original_u8: torch.Tensor, protected: torch.Tensor, reader, info, crf: float,
             pictures: tuple[Path, str, object] | None = None) -> dict:
-    from vdf_stream.evaluation import evaluate
+    from vdf_stream.evaluation import degradations, evaluate, readers
     protected_u8 = torch.round(protected.clamp(0, 1) * 255).to(torch.uint8)
-    published = evaluate.h264_roundtrip(protected_u8, crf, info)
+    published = degradations.h264_roundtrip(protected_u8, crf, info)
     if pictures is not None:
         save_pictures(pictures[0], pictures[1], original_u8, published, pictures[2])
     reference = reader.read(original_u8)
     reading = reader.read(published, reference=reference)
-    efficacy = evaluate.compare(reading, reference)
+    efficacy = readers.compare(reading, reference)
     count = original_u8.shape[0]
     fidelity = evaluate.fidelity(original_u8, published, None, None, torch.zeros(count, dtype=torch.bool))
     before = evaluate.fidelity(original_u8, protected_u8, None, None, torch.zeros(count, dtype=torch.bool))
@@ -139,8 +139,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
-    from vdf_stream import assets
-    from vdf_stream.evaluation import evaluate
+    from vdf_stream import assets, environment
+    from vdf_stream.evaluation import readers
     from vdf_stream.filters.noise import bounded_noise
     from vdf_stream.models.mesh import FacePipeline
     from vdf_stream.protection.objective import Objective, ObjectiveWeights, Transformations, optimise
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     clip = str(assets.fetch(args.clip, progress=False)) if "/" not in args.clip else args.clip
     frames, info = load_frames(clip, args.frames, args.stride)
     original_u8 = torch.round(frames * 255).to(torch.uint8)
-    reader = evaluate.FaceReader(torch.device("cpu"), "selfie+mesh")
+    reader = readers.FaceReader(torch.device("cpu"), "selfie+mesh")
     pipeline = FacePipeline(segmentation=True)
     weights = ObjectiveWeights()
     if args.fidelity_weight is not None:
@@ -212,9 +212,9 @@ def main(argv=None) -> int:
               "crf": args.crf, "steps": args.steps, "learning_rate": args.learning_rate,
               "weights": vars(weights), "seed": args.seed, "rows": rows,
               "perturb_options": perturb_options, "transformations": vars(transformations),
-              "versions": evaluate.library_versions(), "machine": evaluate.machine_description()}
+              "versions": environment.library_versions(), "machine": environment.machine_description()}
     path = Path(args.json) if args.json else (
-        Path(__file__).parent / "results" / f"tradeoff_{evaluate.machine_tag()}.json")
+        Path(__file__).parent / "results" / f"tradeoff_{environment.machine_tag()}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")

@@ -14,13 +14,13 @@ For every configuration, a few frames of each clip are optimised one by one (as
 with :func:`vdf_stream.protection.objective.optimise` at the filter's default look (eps 8/255, luma
 only, ``texture_floor`` 0.15, ``region_floor`` 0.5, 40 steps, learning rate 3, no
 transformations, balanced gradients), applied, encoded as one sequence with libx264 at
-``--crf`` and decoded (:func:`vdf_stream.evaluation.evaluate.h264_roundtrip`), then every model reads
+``--crf`` and decoded (:func:`vdf_stream.evaluation.degradations.h264_roundtrip`), then every model reads
 the original and the published frames **on its own**, with its own detection:
 
-* mesh: ``vdf-stream eval``'s :class:`~vdf_stream.evaluation.evaluate.FaceReader` and
-  :func:`~vdf_stream.evaluation.evaluate.compare` (landmark NME, pose error in degrees);
-* MTCNN and face-api: ``eval --transfer``'s :class:`~vdf_stream.evaluation.evaluate.TransferReader`
-  and :func:`~vdf_stream.evaluation.evaluate.compare_transfer` (MTCNN 5-point NME, faces MTCNN loses,
+* mesh: ``vdf-stream eval``'s :class:`~vdf_stream.evaluation.readers.FaceReader` and
+  :func:`~vdf_stream.evaluation.readers.compare` (landmark NME, pose error in degrees);
+* MTCNN and face-api: ``eval --transfer``'s :class:`~vdf_stream.evaluation.readers.TransferReader`
+  and :func:`~vdf_stream.evaluation.readers.compare_transfer` (MTCNN 5-point NME, faces MTCNN loses,
   face-api 68-point NME).
 
 Beside them: each reading's floor (the original after the same round trip, nothing added)
@@ -431,12 +431,12 @@ class Readers:
 
     def measure(self, protected_u8: torch.Tensor, encode: bool = True) -> dict:
         """Per-frame readings of ``protected_u8`` (after the round trip when ``encode``)."""
-        from vdf_stream.evaluation import evaluate
-        published = (evaluate.h264_roundtrip(protected_u8, self.crf, self.info) if encode
+        from vdf_stream.evaluation import degradations, evaluate, readers
+        published = (degradations.h264_roundtrip(protected_u8, self.crf, self.info) if encode
                      else protected_u8)
-        values = evaluate.compare(self.face_reader.read(published, reference=self.clean),
+        values = readers.compare(self.face_reader.read(published, reference=self.clean),
                                   self.clean)
-        values.update(evaluate.compare_transfer(
+        values.update(readers.compare_transfer(
             self.transfer_reader.read(published, reference=self.clean_transfer),
             self.clean_transfer))
         none = torch.zeros(self.original.shape[0], dtype=torch.bool)
@@ -682,9 +682,9 @@ def main(argv=None) -> int:
 
     from tradeoff import load_frames
 
-    from vdf_stream import assets
-    from vdf_stream.evaluation import evaluate
+    from vdf_stream import assets, environment
     from vdf_stream.environment import cpu_idle_fraction
+    from vdf_stream.evaluation.readers import FaceReader, TransferReader
     from vdf_stream.filters.noise import bounded_noise
     from vdf_stream.models.mesh import FacePipeline
     from vdf_stream.models.surrogate import (FaceApi68Surrogate, FaceApi68TinySurrogate,
@@ -697,8 +697,8 @@ def main(argv=None) -> int:
     started_all = time.perf_counter()
     device = torch.device("cpu")
     pipeline = FacePipeline(segmentation=True)
-    face_reader = evaluate.FaceReader(device, "selfie+mesh")
-    transfer_reader = evaluate.TransferReader(device)
+    face_reader = FaceReader(device, "selfie+mesh")
+    transfer_reader = TransferReader(device)
 
     def surrogates_towards(nme_target: float, direction: str | None = None) -> dict:
         """Every surrogate, optimised towards ``nme_target`` (along ``direction`` when
@@ -791,7 +791,7 @@ def main(argv=None) -> int:
             "targets": {"landmark_nme": NME_TARGET, "mtcnn_faces_lost": LOST_TARGET},
             "references": {
                 "reading": "every model reads the original and the published frames on its "
-                           "own (own detection); mesh: vdf_stream.evaluation.evaluate.FaceReader/compare; "
+                           "own (own detection); mesh: vdf_stream.evaluation.readers.FaceReader/compare; "
                            "MTCNN, face-api: TransferReader/compare_transfer (eval --transfer)",
                 "published": f"protected frames after libx264 CRF {args.crf:g} (one sequence "
                              "per clip and configuration)",
@@ -813,11 +813,11 @@ def main(argv=None) -> int:
                         "pooled": pooled(references["noise_sign"])}
                        if references["noise_sign"] else None),
         "conditions": conditions,
-        "versions": evaluate.library_versions(),
-        "machine": evaluate.machine_description(),
+        "versions": environment.library_versions(),
+        "machine": environment.machine_description(),
     }
     path = Path(args.json) if args.json else (
-        Path(__file__).parent / "results" / f"transfer_{evaluate.machine_tag()}.json")
+        Path(__file__).parent / "results" / f"transfer_{environment.machine_tag()}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     show(result, args.svg)

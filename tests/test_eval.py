@@ -15,19 +15,12 @@ import torch
 from helpers import make_clip, run_cli
 from vdf_stream.evaluation import metrics
 from vdf_stream.errors import InputError, UsageError
-from vdf_stream.evaluation.evaluate import (
-    EvalOptions,
-    FaceReader,
-    FrameView,
-    bilateral_denoise,
-    choose_view_indices,
-    compare,
-    degradations,
-    evaluate,
-    h264_roundtrip,
-    polygon_mask,
-)
+from vdf_stream.evaluation.degradations import bilateral_denoise, degradations, h264_roundtrip
+from vdf_stream.evaluation.evaluate import EvalOptions, evaluate
+from vdf_stream.evaluation.readers import FaceReader, compare
+from vdf_stream.evaluation.views import FrameView, choose_view_indices
 from vdf_stream.media.frames import VideoInfo
+from vdf_stream.models.mesh import polygon_mask
 
 # frames 0, 9, ..., 63 of single_face.mp4; visibility has tests of its own (test_visibility)
 FEW = EvalOptions(frames=8, stride=9, visibility=False)

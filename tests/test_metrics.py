@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vdf_stream.evaluation import metrics
+from vdf_stream.media.pixels import LUMA_BT601
 from vdf_stream.models.pose import euler_degrees_to_rotation
 
 
@@ -61,7 +62,7 @@ def test_ssim_matches_a_float64_reference():
     """A direct NumPy computation of the same definition (valid Gaussian window, luma)."""
     first, second = random_frames(1, 24, 30, seed=1), random_frames(1, 24, 30, seed=2)
     second = (0.7 * first + 0.3 * second)
-    weights = np.array(metrics.LUMA_WEIGHTS)
+    weights = np.array(LUMA_BT601)
     a = np.tensordot(weights, first[0].double().numpy() * 255, axes=1)
     b = np.tensordot(weights, second[0].double().numpy() * 255, axes=1)
     line = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))

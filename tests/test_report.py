@@ -18,7 +18,12 @@ import pytest
 from PIL import Image
 
 from vdf_stream.errors import OutputError
-from vdf_stream.evaluation.report import PICTURE_SIDE, write_report
+from vdf_stream.evaluation import criteria, metrics
+from vdf_stream.evaluation.pictures import PICTURE_SIDE
+from vdf_stream.evaluation.presentation import METRICS, format_threshold, report_name
+from vdf_stream.evaluation.report import write_report
+from vdf_stream.evaluation.table import format_table
+from vdf_stream.evaluation.verdicts import efficacy_verdict
 
 NAN = float("nan")
 # original / protected pair, the face close-up pair, difference, two readings
@@ -226,11 +231,26 @@ def test_missing_values_and_unknown_metrics(report):
 
 def test_verdicts(report):
     page = report.read_text(encoding="utf-8")
-    # PSNR 41.2 dB and SSIM 0.987: invisible; NME, pose and parse flip over their thresholds.
+    # PSNR 41.2 dB and SSIM 0.987: invisible.
     assert 'class="verdict good"><div class="question">Does it still look the same?' in page
-    assert 'class="verdict good"><div class="question">Is my video protected?' in page
+    # NME, pose and parse flip over their thresholds, detection loss (mean 5 %) under its
+    # own: partly, in amber, never a green "Yes" beside a failed criterion.
+    assert ('class="verdict fair"><div class="question">Is my video protected?</div>'
+            '<div class="answer">Partly \u2014 3 of 4 face readings broken</div>') in page
     # h264 holds, scale and jpeg do not: partly.
     assert 'class="verdict fair"><div class="question">Does the protection survive' in page
+
+
+def test_style_sheet_and_script_come_from_the_package(report):
+    """report.css and report.js, package data beside the module, are inlined whole; no NUL
+    (a Python string once turned the CSS escape of the middle dot into one)."""
+    from importlib import resources
+
+    page = report.read_text(encoding="utf-8")
+    folder = resources.files("vdf_stream.evaluation")
+    for name in ("report.css", "report.js"):
+        assert folder.joinpath(name).read_text(encoding="utf-8") in page, name
+    assert "\x00" not in page and '" \\00b7  pinned"' in page
 
 
 def test_empty_result_renders(tmp_path):
@@ -357,3 +377,101 @@ def test_renders_in_headless_chromium(report, tmp_path):
     assert green > 500
     if os.environ.get("VDF_KEEP_SCREENSHOT"):
         Image.fromarray(pixels).save(os.environ["VDF_KEEP_SCREENSHOT"])
+
+
+# -- one set of thresholds (vdf_stream.evaluation.criteria) for the report and the table --
+
+
+def efficacy_at(factors: dict[str, float]) -> dict:
+    """Efficacy summaries as the evaluator writes them: each criterion's value is its
+    threshold times its factor (0 when not given)."""
+    summaries = {}
+    for criterion in criteria.CRITERIA:
+        value = criterion.threshold * factors.get(criterion.name, 0.0)
+        summaries[criterion.name] = {"median": value, "mean": value, "min": value,
+                                     "max": value, "count": 10}
+    return summaries
+
+
+def evaluated(efficacy: dict, robustness: list | None = None) -> dict:
+    """A result as vdf_stream.evaluation.evaluate writes it, enough for the page and the table."""
+    return {"inputs": {"original": {"path": "talk.mp4", "width": 640, "height": 360,
+                                    "frames": 10, "fps": 25.0},
+                       "protected": {"path": "talk_protected.mp4"}},
+            "frames": list(range(10)), "timing": {"seconds": 1.0, "seconds_per_frame": 0.1},
+            "config": {"device": "cpu"}, "parser": "selfie+mesh", "parser_note": "stand-in",
+            "metrics": {name: {"unit": info.unit, "description": info.description}
+                        for name, info in metrics.METRICS.items()},
+            "fidelity": {}, "efficacy": efficacy, "robustness": robustness or [], "notes": []}
+
+
+def efficacy_verdict_html(page: str) -> str:
+    start = page.index('<div class="question">Is my video protected?')
+    return page[page.rindex("<div", 0, start):page.index("</ul>", start)]
+
+
+PAIRS = [(first, second) for index, first in enumerate(criteria.CRITERIA)
+         for second in criteria.CRITERIA[index + 1:]]
+
+
+@pytest.mark.parametrize("failed", PAIRS, ids=lambda pair: "+".join(c.name for c in pair))
+def test_two_failed_criteria_are_never_yes(failed, tmp_path):
+    """Two criteria of four failed: the answer is "Partly", amber, in the page and the table."""
+    factors = {criterion.name: 1.5 for criterion in criteria.CRITERIA if criterion not in failed}
+    result = evaluated(efficacy_at(factors))
+    verdict = efficacy_verdict_html(write_report(result, [], tmp_path).read_text("utf-8"))
+    assert verdict.startswith('<div class="verdict fair">'), verdict
+    assert "Partly \u2014 2 of 4 face readings broken" in verdict and "Yes" not in verdict
+    assert verdict.count("\u2713") == 2 and verdict.count("\u2717") == 2
+    table = format_table(result)
+    assert "protected? Partly: 2 of 4 face readings broken" in table
+    for criterion in failed:
+        assert f"intact  {criterion.reading}: {criterion.name}" in table
+
+
+@pytest.mark.parametrize("broken", range(16))
+def test_answer_never_contradicts_its_lines(broken):
+    """Every combination of broken criteria: "Yes" only when every line is ticked, "No" only
+    when none is, "Partly" with the count otherwise."""
+    names = [criterion.name for position, criterion in enumerate(criteria.CRITERIA)
+             if broken >> position & 1]
+    efficacy = {report_name(name): summary
+                for name, summary in efficacy_at(dict.fromkeys(names, 1.5)).items()}
+    verdict = efficacy_verdict(efficacy)
+    ticked = sum(line.startswith("\u2713") for line in verdict.lines)
+    assert ticked == len(names) and len(verdict.lines) == 4
+    expected = {4: ("good", "Yes"), 0: ("poor", "No")}.get(ticked, ("fair", "Partly"))
+    assert (verdict.level, verdict.answer.split(" ")[0]) == expected
+    assert verdict.answer.endswith(f"{ticked} of 4 face readings broken")
+
+
+def test_report_and_table_judge_by_the_same_thresholds(tmp_path):
+    """Each criterion at exactly its threshold in criteria.py counts as broken, a hair below
+    it does not, in the page and in the table alike; both print criteria.py's threshold."""
+    for criterion in criteria.CRITERIA:
+        metric = METRICS[report_name(criterion.name)]
+        assert (metric.threshold, metric.statistic) == (criterion.threshold,
+                                                        criterion.statistic)
+        for factor, count in ((1.0, 1), (0.999, 0)):
+            result = evaluated(efficacy_at({criterion.name: factor}))
+            page = write_report(result, [], tmp_path / criterion.name).read_text("utf-8")
+            verdict = efficacy_verdict_html(page)
+            assert f"{count} of 4 face readings broken" in verdict, (criterion, factor)
+            assert f"(broken from {format_threshold(criterion.threshold, metric)})" in verdict
+            table = format_table(result)
+            assert f"protected? {'Partly' if count else 'No'}: {count} of 4" in table
+            assert f"{'>=' if count else '<'} {criterion.threshold:g}" in table
+    # under a degradation, 1.5 times the threshold is broken only at 2 times the floor or more
+    robustness = [{"degradation": "h264", "label": label, "params": {},
+                   "efficacy": efficacy_at(dict.fromkeys(criteria.BY_NAME, 1.5)),
+                   "floor": efficacy_at(dict.fromkeys(criteria.BY_NAME, floor)),
+                   "versus_clean": {}}
+                  for label, floor in (("beside a low floor", 1.5 / criteria.FLOOR_FACTOR),
+                                       ("beside a high floor", 1.0))]
+    result = evaluated(efficacy_at(dict.fromkeys(criteria.BY_NAME, 1.5)), robustness)
+    page = write_report(result, [], tmp_path / "robustness").read_text("utf-8")
+    assert "<li>beside a low floor: holds</li>" in page
+    assert "<li>beside a high floor: fails</li>" in page
+    rows = {line.split("   ")[0].strip(): line.split()[-1]
+            for line in format_table(result).splitlines() if "beside a" in line}
+    assert rows == {"beside a low floor": "holds", "beside a high floor": "fails"}

@@ -20,7 +20,8 @@ from PIL import Image
 
 from test_report import FakeView, fake_result, fake_views, find_chromium, portrait, reading, \
     screenshot
-from vdf_stream.evaluation.report import _fidelity_verdict, write_report
+from vdf_stream.evaluation.report import write_report
+from vdf_stream.evaluation.verdicts import fidelity_verdict
 
 NAN = float("nan")
 FIDELITY = {"psnr": {"median": 41.2, "mean": 41.0}, "ssim": {"median": 0.987, "mean": 0.985}}
@@ -115,7 +116,7 @@ def section(page: str, name: str) -> str:
     ({"native": 9.62, "native_floor": 9.4}, "good"),   # above its floor
 ])
 def test_verdict_follows_the_rule(changes, level):
-    verdict = _fidelity_verdict(FIDELITY, visibility(**changes))
+    verdict = fidelity_verdict(FIDELITY, visibility(**changes))
     assert verdict.level == level, verdict
     answer = {"good": "Yes", "fair": "Almost \u2014 some viewers may see it",
               "poor": "No \u2014 the change is visible"}[level]
@@ -123,7 +124,7 @@ def test_verdict_follows_the_rule(changes, level):
 
 
 def test_verdict_lines_show_the_floor():
-    verdict = _fidelity_verdict(FIDELITY, visibility())
+    verdict = fidelity_verdict(FIDELITY, visibility())
     assert ("\u2713 video JOD 9.62 at native size (codec floor 9.87; \u2265 9.5 and within 0.3 "
             "of the floor looks the same)") in verdict.lines
     assert ("\u2713 video JOD 9.45 at full screen (1920\u00d71080) (codec floor 9.60; \u2265 9.3 "
@@ -131,32 +132,32 @@ def test_verdict_lines_show_the_floor():
     assert any(line.startswith("secondary: median PSNR 41.2 dB") for line in verdict.lines)
     assert not any("reads differently" in line for line in verdict.lines)
     # full screen not measured: said so
-    verdict = _fidelity_verdict(FIDELITY, visibility(full=None))
+    verdict = fidelity_verdict(FIDELITY, visibility(full=None))
     assert "full screen: not measured" in verdict.lines
 
 
 def test_rule_numbers_come_from_the_result():
     strict = visibility()
     strict["rule"] = {"native_jod": 9.7, "full_screen_jod": 9.3, "floor_margin": 0.3}
-    verdict = _fidelity_verdict(FIDELITY, strict)
+    verdict = fidelity_verdict(FIDELITY, strict)
     assert verdict.level == "fair"
     assert any("\u2265 9.7 and within 0.3" in line for line in verdict.lines)
     # the measurement's own verdict (good) disagrees: said, but the numbers decide
     assert any("reads differently (good)" in line for line in verdict.lines)
     loose = visibility(native=9.4, native_floor=9.6)
     loose["rule"] = {"native_jod": 9.3, "full_screen_jod": None, "floor_margin": "x"}
-    assert _fidelity_verdict(FIDELITY, loose).level == "good"  # the usual 9.3 and 0.3 fill in
+    assert fidelity_verdict(FIDELITY, loose).level == "good"  # the usual 9.3 and 0.3 fill in
 
 
 def test_without_visibility_psnr_and_ssim_decide():
     for vis in (None, {}, {"native": None}, {"native": {"jod": None}}, {"native": {"jod": NAN}}):
-        verdict = _fidelity_verdict(FIDELITY, vis)
+        verdict = fidelity_verdict(FIDELITY, vis)
         assert verdict.level == "good"
         assert verdict.lines[0] == ("visibility not measured; PSNR and SSIM do not see "
                                     "low-frequency changes on skin or flicker")
-    verdict = _fidelity_verdict({"psnr": {"median": 36.0}}, None)
+    verdict = fidelity_verdict({"psnr": {"median": 36.0}}, None)
     assert verdict.level == "fair"
-    verdict = _fidelity_verdict({}, None)
+    verdict = fidelity_verdict({}, None)
     assert verdict.level == "unknown" and "visibility not measured" in verdict.lines[0]
 
 

@@ -185,7 +185,8 @@ def test_cuda_matches_cpu(frames, regions):
 def test_eval_transfer_reading(clip):
     """``vdf-stream eval --transfer`` on a clip against itself: nothing moves, while H.264
     CRF 23 alone (the floor) moves both readers a little."""
-    from vdf_stream.evaluation.evaluate import EvalOptions, evaluate, format_table
+    from vdf_stream.evaluation.evaluate import EvalOptions, evaluate
+    from vdf_stream.evaluation.table import format_table
 
     path = str(clip("single_face.mp4"))
     result, _ = evaluate(path, path, EvalOptions(frames=3, stride=30, transfer=True, visibility=False,
@@ -208,7 +209,7 @@ def test_eval_transfer_reading(clip):
 
 
 def test_transfer_reads_a_lost_face_in_the_original_box(frames):
-    from vdf_stream.evaluation.evaluate import TransferReader, compare_transfer
+    from vdf_stream.evaluation.readers import TransferReader, compare_transfer
 
     reader = TransferReader(torch.device("cpu"))
     originals = (frames[:2] * 255).round().to(torch.uint8)

@@ -72,7 +72,7 @@ def test_bound_order_count_and_determinism(clip):
 
 
 def test_efficacy_clearly_above_noise(clip):
-    from vdf_stream.evaluation import evaluate
+    from vdf_stream.evaluation import readers
     from vdf_stream.filters.noise import bounded_noise
 
     data = _frames(clip, "single_face.mp4", [30])
@@ -80,14 +80,14 @@ def test_efficacy_clearly_above_noise(clip):
     # skin moves the mesh more slowly (NME 0.042 after 12 steps, was > 0.05)
     _, protected = _run("eps=8/255:steps=20:robust=0:early_stop=0:quiet=1", data)
     noisy = bounded_noise(data, [30], 8 / 255, "sign")
-    reader = evaluate.FaceReader(torch.device("cpu"), "selfie+mesh")
+    reader = readers.FaceReader(torch.device("cpu"), "selfie+mesh")
 
     def as_u8(images):
         return torch.round(images * 255).to(torch.uint8)
 
     reference = reader.read(as_u8(data))
-    ours = evaluate.compare(reader.read(as_u8(protected), reference), reference)
-    baseline = evaluate.compare(reader.read(as_u8(noisy), reference), reference)
+    ours = readers.compare(reader.read(as_u8(protected), reference), reference)
+    baseline = readers.compare(reader.read(as_u8(noisy), reference), reference)
     assert float(ours["landmark_nme"][0]) > 0.05
     assert float(ours["landmark_nme"][0]) > 4 * float(baseline["landmark_nme"][0])
 

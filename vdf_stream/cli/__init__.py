@@ -256,7 +256,8 @@ def default_eval_json(protected: str) -> str:
 def run_eval(args) -> int:
     from pathlib import Path
 
-    from ..evaluation.evaluate import EvalOptions, evaluate, format_table, write_json
+    from ..evaluation.evaluate import EvalOptions, evaluate, write_json
+    from ..evaluation.table import format_table
 
     options = EvalOptions(frames=args.frames, stride=args.stride, robustness=args.robustness,
                           device=args.device, parser=args.parser,

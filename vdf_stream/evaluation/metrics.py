@@ -32,6 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..media import pixels
+from ..models.mesh import OUTER_EYE_CORNERS  # normalises the landmark error
+
 LEVELS = 255.0
 
 # SSIM as defined by Wang, Bovik, Sheikh and Simoncelli (2004) and their reference code.
@@ -39,12 +42,6 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
-# BT.601 luma weights (MATLAB's rgb2gray), the grey image SSIM is usually computed on.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-
-# Outer eye corners of MediaPipe's 468-point face mesh: the person's right eye (image left)
-# and left eye (image right). Their distance normalises the landmark error.
-OUTER_EYE_CORNERS = (33, 263)
 
 # A frame whose content barely moves would make the flicker ratio explode: its denominator
 # is never taken below half a level.
@@ -57,6 +54,8 @@ class MetricInfo:
 
     ``below`` true means a frame counts when its value is *below* a threshold (PSNR, SSIM,
     presence: lower is worse for fidelity or better for the defense); otherwise above.
+    These thresholds only count frames for the summaries; when a face reading counts as
+    broken is decided in :mod:`vdf_stream.evaluation.criteria`.
     """
 
     name: str
@@ -137,9 +136,9 @@ def psnr(original: torch.Tensor, protected: torch.Tensor) -> torch.Tensor:
 
 
 def luma(frames: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` in levels, ``(B, 3, H, W) -> (B, 1, H, W)``."""
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=torch.float32, device=frames.device)
-    return (to_levels(frames) * weights.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    """BT.601 luma (:func:`vdf_stream.media.pixels.luma`, the grey image SSIM is usually
+    computed on) in levels, ``(B, 3, H, W) -> (B, 1, H, W)``."""
+    return pixels.luma(to_levels(frames))
 
 
 def _gaussian_taps() -> list[float]:

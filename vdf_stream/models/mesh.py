@@ -42,6 +42,14 @@ IRIS_ROI_SCALE = 2.3
 # x axis, both pointing to the image right for an upright face.
 RIGHT_EYE_CORNERS = (33, 133)  # the person's right eye (image left): outer, inner
 LEFT_EYE_CORNERS = (362, 263)  # the person's left eye (image right): inner, outer
+# Outer eye corners: the person's right eye (image left) and left eye (image right). Their
+# distance normalises the landmark error (metrics.landmark_nme).
+OUTER_EYE_CORNERS = (RIGHT_EYE_CORNERS[0], LEFT_EYE_CORNERS[1])
+# MediaPipe's FACEMESH_FACE_OVAL, in order around the face (forehead, the image-right side,
+# chin, the image-left side).
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378,
+             400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54,
+             103, 67, 109)
 
 
 @dataclass
@@ -120,6 +128,44 @@ def eye_regions(landmarks: torch.Tensor, scale: float = IRIS_ROI_SCALE) -> Regio
         boxes = torch.cat([torch.minimum(first, second), torch.maximum(first, second)], dim=-1)
         regions.append(alignment.roi_from_detection(boxes, first, second, scale))
     return RegionOfInterest.cat(regions)
+
+
+def polygon_mask(polygons: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pixels whose centre lies inside each polygon (even-odd rule).
+
+    Only the pixels of each polygon's bounding box are tested. With the mesh points of
+    :data:`FACE_OVAL` as the polygon, this is the face region of each frame.
+
+    Args:
+        polygons: ``(B, K, 2)`` vertices ``(x, y)`` in pixels, in order.
+        height, width: size of the masks.
+
+    Returns:
+        ``(B, H, W)`` bool.
+    """
+    device = polygons.device
+    mask = torch.zeros(polygons.shape[0], height, width, dtype=torch.bool, device=device)
+    for position, vertices in enumerate(polygons.detach().float()):
+        if not bool(torch.isfinite(vertices).all()):
+            continue
+        low = vertices.amin(dim=0).floor().clamp_min(0)
+        high = vertices.amax(dim=0).ceil()
+        left, top = int(low[0]), int(low[1])
+        right, bottom = min(int(high[0]), width), min(int(high[1]), height)
+        if right <= left or bottom <= top:
+            continue
+        y = torch.arange(top, bottom, device=device, dtype=torch.float32).view(-1, 1) + 0.5
+        x = torch.arange(left, right, device=device, dtype=torch.float32).view(1, -1) + 0.5
+        inside = torch.zeros(bottom - top, right - left, dtype=torch.bool, device=device)
+        following = vertices.roll(-1, dims=0)
+        for (x0, y0), (x1, y1) in zip(vertices.tolist(), following.tolist()):
+            if y0 == y1:
+                continue  # a horizontal edge crosses no row
+            straddles = (y0 > y) != (y1 > y)
+            crossing = x0 + (y - y0) * ((x1 - x0) / (y1 - y0))
+            inside ^= straddles & (x < crossing)
+        mask[position, top:bottom, left:right] = inside
+    return mask
 
 
 class FacePipeline(nn.Module):

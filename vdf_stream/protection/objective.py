@@ -61,10 +61,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..evaluation import metrics
 from ..models import pose
 from ..models.alignment import RegionOfInterest, antialias_factor, pooling_box
 from ..models.ghost import feature_noise
+from ..models.mesh import FACE_OVAL, OUTER_EYE_CORNERS, polygon_mask
 from ..models.surrogate import mean_shift, point_error
 from ..media.pixels import LUMA_BT601, gaussian_blur2d
 from .perturb import PerturbParams, frame_term_outside, perturb, prepare
@@ -332,8 +332,6 @@ class Objective:
                   found: torch.Tensor | None = None) -> Reference:
         """Read clean frames ``(B, 3, H, W)`` in [0, 1] (regions from the detector unless
         given)."""
-        from ..evaluation.evaluate import FACE_OVAL, polygon_mask
-
         if regions is None:
             regions, found, _ = self.pipeline.regions(frames)
         if found is None:
@@ -346,7 +344,7 @@ class Objective:
             person = self.pipeline.segment(frames)[:, 0] > 0
             oval = polygon_mask(landmarks[:, list(FACE_OVAL), :2], height, width)
             mask = (person & oval & found.view(-1, 1, 1)).unsqueeze(1).to(frames.dtype)
-        corners = metrics.OUTER_EYE_CORNERS
+        corners = OUTER_EYE_CORNERS
         eye = (landmarks[:, corners[0], :2] - landmarks[:, corners[1], :2]).norm(dim=-1)
         readings = {name: model.reference(frames, regions, found)
                     for name, model in self.surrogates.items()
