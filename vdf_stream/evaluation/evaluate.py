@@ -1291,6 +1291,12 @@ def collect_views(original: str, protected: str, evaluated: list[int], main: _Se
     return views
 
 
+def default_json_path(protected: str) -> str:
+    """Where an evaluation's JSON goes unless told: beside PROTECTED, ``NAME.eval.json``."""
+    root, _ = os.path.splitext(protected)
+    return f"{root}.eval.json"
+
+
 def write_json(result: dict, path: str | os.PathLike) -> Path:
     """Write ``result`` as indented JSON (``NaN`` never appears; an infinite PSNR is written
     as ``Infinity``, which Python's json reads back)."""
