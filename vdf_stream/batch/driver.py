@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_OK, OutputError, UsageError
+from ..pipeline.session import build_graph
 from .cluster import Resources, import_ray, remote_tasks, shutdown_ray, start_ray
 from .manifest import Manifest
 from .options import BatchOptions
@@ -355,7 +356,6 @@ class _Driver:
             self.bar = None
 
 
-
 def run_batch(input_spec: str, options: BatchOptions, log: Callable[[str], None] | None = None,
               show_progress: bool = False, ray_messages: bool = False) -> BatchResult:
     """Protect every video of ``input_spec`` into ``options.output``; see the module.
@@ -372,8 +372,6 @@ def run_batch(input_spec: str, options: BatchOptions, log: Callable[[str], None]
     options.validate()
     output = options.output.resolve()
     options = replace(options, output=output)
-    from ..pipeline.session import build_graph
-
     protection = options.protection  # a bad graph fails before any work
     build_graph(protection.vf, protection.strength, protection.seed)
     discovery = discover(input_spec, output)
@@ -419,15 +417,6 @@ def run_batch(input_spec: str, options: BatchOptions, log: Callable[[str], None]
         manifest.close()
     return BatchResult(discovery.items, discovery.ignored, manifest.path, seconds, frames,
                        resources.workers if resources else 0, interrupted, resources)
-
-
-def shutdown_ray() -> None:
-    import ray
-
-    try:
-        ray.shutdown()
-    except Exception:
-        pass
 
 
 def _clean_work_root(root: Path, items: list[Item]) -> None:
