@@ -17,7 +17,7 @@ Cases, each on a library prepared in a temporary folder from the pinned real cli
     speed-up over one worker and scaling efficiency (speed-up / workers).
 ``plain_loop``
     the units of the one-worker batch run one after another in this process, without Ray
-    (the same function, :func:`vdf_stream.batch.execute_unit`, with the same threads):
+    (the same function, :func:`vdf_stream.batch.tasks.execute_unit`, with the same threads):
     ``ray_overhead`` is how much slower the one-worker batch is.
 ``split``
     ``single_face.mp4`` re-encoded with a keyframe every 24 frames (CRF 16), protected with
@@ -158,17 +158,18 @@ def run_batch_case(library: Path, output: Path, protection, workers: int,
     """One batch on a fresh local Ray; its start-up is timed apart."""
     import ray
 
-    from vdf_stream import batch
+    from vdf_stream.batch import BatchOptions, run_batch
+    from vdf_stream.batch.cluster import start_ray
 
-    options = batch.BatchOptions(output, protection, split_seconds=split_seconds,
-                                 workers=workers, device=settings.device,
-                                 gpus_per_task=settings.gpus_per_task)
+    options = BatchOptions(output, protection, split_seconds=split_seconds,
+                           workers=workers, device=settings.device,
+                           gpus_per_task=settings.gpus_per_task)
     cpu_before = busy_cpu_seconds()
     started = time.perf_counter()
-    resources = batch.start_ray(options)
+    resources = start_ray(options)
     ray_start = time.perf_counter() - started
     try:
-        result = batch.run_batch(str(library), options)
+        result = run_batch(str(library), options)
     finally:
         ray.shutdown()
     total = time.perf_counter() - started
@@ -201,10 +202,11 @@ def run_batch_case(library: Path, output: Path, protection, workers: int,
 
 def run_plain_loop(library: Path, output: Path, protection, settings: Settings) -> dict:
     """The units of a one-worker batch, one after another, in this process, no Ray."""
-    from vdf_stream import batch
+    from vdf_stream.batch.plan import WORK_FOLDER_NAME, discover
+    from vdf_stream.batch.tasks import UnitSpec, execute_unit
     from vdf_stream.pipeline.engine import resolve_device
 
-    discovery = batch.discover(str(library), output)
+    discovery = discover(str(library), output)
     threads = environment.usable_cores()
     device = "cuda" if settings.device in ("auto", "cuda") and resolve_device(
         settings.device).type == "cuda" else "cpu"
@@ -213,17 +215,17 @@ def run_plain_loop(library: Path, output: Path, protection, settings: Settings) 
     cpu_seconds = 0.0
     for item in discovery.items:
         item.output.parent.mkdir(parents=True, exist_ok=True)
-        spec = batch.UnitSpec(key=item.key, unit=item.key, source=str(item.source),
-                              target=str(item.output), segment=None, protection=protection,
-                              device=device, batch_size=1, threads=threads,
-                              work=str(output / batch.WORK_FOLDER_NAME / "plain"))
-        result = batch.execute_unit(spec)
+        spec = UnitSpec(key=item.key, unit=item.key, source=str(item.source),
+                        target=str(item.output), segment=None, protection=protection,
+                        device=device, batch_size=1, threads=threads,
+                        work=str(output / WORK_FOLDER_NAME / "plain"))
+        result = execute_unit(spec)
         if not result.ok:
             raise RuntimeError(f"{item.key}: {result.message}")
         frames += result.frames
         cpu_seconds += result.cpu_seconds
     seconds = time.perf_counter() - started
-    shutil.rmtree(output / batch.WORK_FOLDER_NAME, ignore_errors=True)
+    shutil.rmtree(output / WORK_FOLDER_NAME, ignore_errors=True)
     return {"items": len(discovery.items), "frames": frames, "seconds": round(seconds, 3),
             "fps": round(frames / seconds, 3), "threads": threads, "device": device,
             "unit_cpu_seconds": round(cpu_seconds, 2),
@@ -458,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                         quick=quick, repeat=max(1, arguments.repeat))
     cases = set(arguments.cases.split(","))
 
-    from vdf_stream import batch
     from vdf_stream.batch import Protection
+    from vdf_stream.batch.options import DEFAULT_RETRIES
     from vdf_stream.media.sinks import EncodeOptions
 
     null = Protection(vf="null", encode=EncodeOptions())
@@ -531,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python benchmarks/batch.py " + shlex.join(
                 sys.argv[1:] if argv is None else argv),
             "split_seconds_constant": SPLIT_SECONDS,
-            "retries": batch.DEFAULT_RETRIES,
+            "retries": DEFAULT_RETRIES,
         },
         "versions": {**environment.library_versions(), "ray": ray.__version__},
         "machine": machine,

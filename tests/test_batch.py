@@ -19,8 +19,11 @@ import pytest
 import ray  # the test extra installs it: these tests are never skipped
 
 from helpers import decode_all, make_clip, read_index, run_cli
-from vdf_stream import batch
 from vdf_stream.batch import BatchOptions, Protection, run_batch
+from vdf_stream.batch.driver import FAULT_VARIABLE
+from vdf_stream.batch.manifest import MANIFEST_NAME
+from vdf_stream.batch.plan import WORK_FOLDER_NAME
+from vdf_stream.media.segments import plan_segments
 from vdf_stream.media.sinks import EncodeOptions
 
 FAST = Protection(vf="null", encode=EncodeOptions(preset="ultrafast"))
@@ -44,7 +47,7 @@ def local_ray():
 
 
 def _records(output: Path) -> list[dict]:
-    return [json.loads(line) for line in (output / batch.MANIFEST_NAME).read_text().splitlines()]
+    return [json.loads(line) for line in (output / MANIFEST_NAME).read_text().splitlines()]
 
 
 def _last_states(output: Path) -> dict[str, dict]:
@@ -90,7 +93,7 @@ def _ffmpeg_errors(path: Path) -> str:
 def _leftovers(folder: Path) -> list[Path]:
     """Anything that a finished batch should not leave: partial files, work folders."""
     return [path for path in folder.rglob("*")
-            if ".partial" in path.name or path.name == batch.WORK_FOLDER_NAME]
+            if ".partial" in path.name or path.name == WORK_FOLDER_NAME]
 
 
 # -- the library -----------------------------------------------------------------------
@@ -192,7 +195,7 @@ def test_split_and_join_equals_one_pass(tmp_path, clip, local_ray):
     # every segment starts with a keyframe of the output, at the source's cut
     import av
 
-    plan = batch.plan_segments(library / "talk.mp4", 2.5)
+    plan = plan_segments(library / "talk.mp4", 2.5)
     with av.open(str(tmp_path / "split" / "talk.mp4")) as container:
         stream = container.streams.video[0]
         keyframes = {packet.pts * stream.time_base for packet in container.demux(stream)
@@ -212,7 +215,7 @@ def test_a_killed_worker_is_retried_and_leaves_no_partial_file(tmp_path, local_r
     library.mkdir()
     make_clip(library / "cut.mp4", frames=100, options=SPLITTABLE)  # 4 s: two segments
     make_clip(library / "whole.mp4", frames=30)
-    monkeypatch.setenv(batch.FAULT_VARIABLE, "kill-after-frames=5")
+    monkeypatch.setenv(FAULT_VARIABLE, "kill-after-frames=5")
 
     result = run_batch(str(library), BatchOptions(tmp_path / "out", FAST, split_seconds=2.0,
                                                   retries=1))
@@ -231,14 +234,14 @@ def test_a_worker_lost_more_often_than_retries_allow_fails_only_its_item(tmp_pat
     library = tmp_path / "in"
     library.mkdir()
     make_clip(library / "a.mp4", frames=20)
-    monkeypatch.setenv(batch.FAULT_VARIABLE, "kill-after-frames=3")
+    monkeypatch.setenv(FAULT_VARIABLE, "kill-after-frames=3")
     result = run_batch(str(library), BatchOptions(tmp_path / "out", FAST, retries=0))
     assert result.exit_code == 5
     (item,) = result.items
     assert item.state == "failed" and "worker was lost" in item.message
     assert not (tmp_path / "out" / "a.mp4").exists()
     assert _leftovers(tmp_path / "out") == []
-    monkeypatch.delenv(batch.FAULT_VARIABLE)
+    monkeypatch.delenv(FAULT_VARIABLE)
     assert run_batch(str(library), BatchOptions(tmp_path / "out", FAST)).exit_code == 0
     _assert_frame_exact(library / "a.mp4", tmp_path / "out" / "a.mp4", synthetic=True)
 
@@ -304,9 +307,9 @@ def test_the_default_protection_runs_in_a_batch(tmp_path, clip, local_ray):
 
 def _run(capsys, *args) -> tuple[int, str]:
     """``vdf-stream ARGS`` in this process (no start-up cost): exit code and its one line."""
-    from vdf_stream import cli
+    from vdf_stream.cli.main import main
 
-    code = cli.main([str(arg) for arg in args])
+    code = main([str(arg) for arg in args])
     text = capsys.readouterr().err
     assert "Traceback" not in text
     lines = [line for line in text.splitlines() if line.strip()]

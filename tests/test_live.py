@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vdf_stream import live
-from vdf_stream.cli import main
+from vdf_stream.cli.main import main
 from vdf_stream.errors import EXIT_INPUT, EXIT_OUTPUT, DamagedInputError
 
 EPS_LEVELS = 4  # medium: eps = 4/255

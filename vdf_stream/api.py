@@ -23,36 +23,40 @@ from typing import Iterator
 import torch
 
 from .media import colour
-from .pipeline.engine import Engine, Graph, RunStats, resolve_device
-from .pipeline.filter import build_filters
 from .media.frames import Frames
-from .media.sinks import EncodeOptions, open_sink
+from .media.sinks import EncodeOptions
 from .media.sources import RawFormat, open_source
+from .pipeline.engine import Graph, RunStats, resolve_device
+from .pipeline.filter import build_filters
+from .pipeline.session import Session, SessionSpec
 
 
 def protect(input: str, output: str, vf: str = "vdf", device: str = "auto",
             encode: EncodeOptions | None = None, stdout_format: str = "y4m",
-            raw: RawFormat | None = None, batch_size: int = 1, progress=None) -> RunStats:
+            raw: RawFormat | None = None, batch_size: int = 1, progress=None,
+            strength: str | None = None, seed: int | None = None,
+            torch_threads: int = 0) -> RunStats:
     """Run ``input`` through the filter graph ``vf`` into ``output`` (``-`` = stdout).
 
-    The default graph is the protection filter, as on the command line.
+    The default graph is the protection filter, as on the command line, and the run is the
+    same as ``vdf-stream protect``'s (:mod:`vdf_stream.pipeline.session`): the same
+    arguments and seed write the same frames.
+
+    Args:
+        strength, seed: as ``--strength`` and ``--seed``: set on every ``vdf`` filter of
+            the graph that does not set them itself.
+        torch_threads: threads of the filters' CPU computations during the run (0: half
+            the cores, at least 1, as on the command line); the caller's setting is put
+            back afterwards.
 
     Raises:
         vdf_stream.errors.VdfError: a subclass naming what went wrong (see errors.py).
     """
-    encode = encode or EncodeOptions()
-    engine_device = resolve_device(device)
-    filters = build_filters(vf)
-    with open_source(input, raw=raw) as source:
-        def sink_factory(info):
-            return open_sink(output, info, encode, stdout_format=stdout_format,
-                             copy_from=source.copy_streams() if encode.copy_audio else [],
-                             input_spec=input)
-
-        engine = Engine(source, filters, sink_factory, device=engine_device,
-                        batch_size=batch_size, progress=progress,
-                        copy_streams=encode.copy_audio)
-        return engine.run()
+    spec = SessionSpec(input=input, output=output, vf=vf, strength=strength, seed=seed,
+                       device=device, encode=encode or EncodeOptions(),
+                       stdout_format=stdout_format, raw=raw, torch_threads=torch_threads,
+                       batch_size=batch_size)
+    return Session(spec).run(progress)
 
 
 def iterate(input: str, vf: str | None = None, device: str = "auto", format: str = "rgbf32",

@@ -20,7 +20,7 @@ Sub-commands:
     detection boxes and keypoints, the 468-point mesh, the irises, the person mask, the
     head pose and the face-presence score.
 
-Every failure is raised as a :mod:`vdf_stream.errors` class; :func:`vdf_stream.cli.main`
+Every failure is raised as a :mod:`vdf_stream.errors` class; :func:`vdf_stream.cli.main.main`
 turns it into one line and its exit code.
 """
 

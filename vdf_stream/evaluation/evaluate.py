@@ -541,6 +541,12 @@ def _resolved_config(options: EvalOptions, device: torch.device, parser: str,
     return config
 
 
+def default_json_path(protected: str) -> str:
+    """Where an evaluation's JSON goes unless told: beside PROTECTED, ``NAME.eval.json``."""
+    root, _ = os.path.splitext(protected)
+    return f"{root}.eval.json"
+
+
 def write_json(result: dict, path: str | os.PathLike) -> Path:
     """Write ``result`` as indented JSON (``NaN`` never appears; an infinite PSNR is written
     as ``Infinity``, which Python's json reads back)."""

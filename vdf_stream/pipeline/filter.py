@@ -230,8 +230,10 @@ def _convert_value(filter_name: str, key: str, text: str, hint: Any) -> Any:
     raise UsageError(f"{filter_name}: option {key} has an unsupported type {hint!r}")
 
 
-def parse_options(cls: type[Filter], arguments: str | None) -> Any:
-    """Build ``cls.Options`` from ``opt=value:opt=value`` text (positional values allowed)."""
+def parse_options(cls: type[Filter], arguments: str | None,
+                  defaults: dict[str, Any] | None = None) -> Any:
+    """Build ``cls.Options`` from ``opt=value:opt=value`` text (positional values allowed);
+    ``defaults`` gives values to the options the text does not set."""
     fields = option_fields(cls.Options)
     hints = typing.get_type_hints(cls.Options)
     names = [f.name for f in fields]
@@ -257,7 +259,7 @@ def parse_options(cls: type[Filter], arguments: str | None) -> Any:
                 raise UsageError(f"{cls.name}: option {key!r} is given twice")
             values[key] = _convert_value(cls.name, key, _unescape(text), hints[key])
     try:
-        options = cls.Options(**values)
+        options = cls.Options(**{**(defaults or {}), **values})
     except TypeError as error:
         raise UsageError(f"{cls.name}: {error}") from None
     validate = getattr(options, "validate", None)
@@ -337,10 +339,11 @@ def parse_graph(text: str) -> list[FilterSpec]:
     return specs
 
 
-def build_filters(text: str) -> list[Filter]:
-    """Parse a graph and instantiate its filters with validated options."""
+def build_filters(text: str, defaults: dict[str, dict[str, Any]] | None = None) -> list[Filter]:
+    """Parse a graph and instantiate its filters with validated options. ``defaults``: per
+    filter name, values of the options its text does not set (``{"vdf": {"seed": 3}}``)."""
     filters = []
     for spec in parse_graph(text):
         cls = load_filter_class(spec.name)
-        filters.append(cls(parse_options(cls, spec.arguments)))
+        filters.append(cls(parse_options(cls, spec.arguments, (defaults or {}).get(spec.name))))
     return filters
