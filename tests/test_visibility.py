@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vdf_stream import visibility
+from vdf_stream.evaluation import visibility as published
 from vdf_stream.visibility import VideoJod, VisibilityBudget, image_jod
 
 from helpers import run_cli
@@ -126,15 +127,15 @@ def test_floor_settings_read_from_the_encoder(single_face, tmp_path):
     done = run_cli("protect", single_face, "-o", target, "--vf", "null", "--crf", "27", "-q",
                    "--preset", "veryfast")
     assert done.returncode == 0, done.stderr.decode()
-    settings = visibility.floor_settings(str(target))
+    settings = published.floor_settings(str(target))
     assert (settings.codec, settings.crf, settings.preset) == ("libx264", 27.0, "veryfast")
     assert "read from" in settings.source
-    assert visibility.floor_settings(str(target), crf=20).crf == 20.0
+    assert published.floor_settings(str(target), crf=20).crf == 20.0
     lossless = tmp_path / "lossless.nut"
     done = run_cli("protect", single_face, "-o", lossless, "--vf", "null", "-f", "nut", "-q",
                    "--codec", "ffv1")
     if done.returncode == 0:
-        assert visibility.floor_settings(str(lossless)).codec is None
+        assert published.floor_settings(str(lossless)).codec is None
 
 
 def test_measure_a_protected_clip_beside_its_floor(single_face, tmp_path):
@@ -144,7 +145,7 @@ def test_measure_a_protected_clip_beside_its_floor(single_face, tmp_path):
     done = run_cli("protect", single_face, "-o", target, "--vf", "noise=eps=6/255", "--crf",
                    "23", "-q")
     assert done.returncode == 0, done.stderr.decode()
-    result = visibility.measure(single_face, str(target), visibility.VisibilityOptions(
+    result = published.measure(single_face, str(target), published.VisibilityOptions(
         frames=10, full_screen_frames=2))
     native, full = result["native"], result["full_screen"]
     assert native["frames"] == list(range(10)) and len(native["per_frame"]) == 10
@@ -157,15 +158,15 @@ def test_measure_a_protected_clip_beside_its_floor(single_face, tmp_path):
 
 
 def test_verdict_rule():
-    base = {"rule": dict(visibility.RULE)}
+    base = {"rule": dict(published.RULE)}
     same = {**base, "native": {"jod": 9.6, "floor_jod": 9.8},
             "full_screen": {"jod": 9.35, "floor_jod": 9.5}}
-    assert visibility.verdict(same)["level"] == "good"
+    assert published.verdict(same)["level"] == "good"
     far = {**base, "native": {"jod": 9.6, "floor_jod": 9.95}, "full_screen": None}
-    assert visibility.verdict(far)["looks_the_same"] is False
-    assert visibility.verdict(far)["level"] == "fair"
-    assert visibility.verdict({**base, "native": {"jod": 8.7, "floor_jod": 9.7}})["level"] == "poor"
-    assert visibility.verdict({})["level"] == "unknown"
+    assert published.verdict(far)["looks_the_same"] is False
+    assert published.verdict(far)["level"] == "fair"
+    assert published.verdict({**base, "native": {"jod": 8.7, "floor_jod": 9.7}})["level"] == "poor"
+    assert published.verdict({})["level"] == "unknown"
 
 
 def test_budget_fit_finds_the_largest_gain(frames):

@@ -5,7 +5,7 @@ preprocessing of talking-face generators, as a library.
 
 * **visibility** (first, unless turned off): ColorVideoVDP's JOD of the whole video at its
   native size and of a run of frames at full screen, per frame, beside the codec floor (the
-  original re-encoded with the protected file's settings): :mod:`vdf_stream.visibility`;
+  original re-encoded with the protected file's settings): :mod:`.visibility`;
 * **fidelity**: PSNR, SSIM, max |delta| and temporal flicker between the two (secondary:
   they do not see structured low-frequency changes on skin, nor flicker);
 * **efficacy**: what the face pipeline of the model zoo (BlazeFace detection, 468-point
@@ -147,7 +147,7 @@ class EvalOptions:
     visibility_floor: bool = True
 
     def visibility_options(self, device, frames: int | None):
-        from ..visibility import VisibilityOptions
+        from .visibility import VisibilityOptions
 
         return VisibilityOptions(frames=frames, stride=self.visibility_stride,
                                  full_screen_frames=self.full_screen_frames,
@@ -462,7 +462,7 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
                                 measurements.face_note(original)) if note]
     visible = None
     if options.visibility:
-        from .. import visibility
+        from . import visibility
 
         clock = time.perf_counter()
         # the video metric covers the frames the face readings cover: up to the last one

@@ -145,8 +145,8 @@ CRITERIA = tuple(report_name(criterion.name) for criterion in criteria.CRITERIA)
 
 # Visibility (ColorVideoVDP, JOD: 10 = no visible difference). The rule the page applies is
 # the one the result carries; these are used only for numbers it lacks.
-VISIBILITY_RULE = {"native_jod": 9.5, "full_screen_jod": 9.3, "floor_margin": 0.3}
-FAIR_JOD = 9.0  # under the rule but at least this at native size: some viewers may see it
+# the rule is the measurement's (one home: evaluation/visibility.py)
+from .visibility import RULE as VISIBILITY_RULE  # noqa: E402
 JOD = Metric(
     "Video JOD", "ColorVideoVDP's prediction of how different the protected video looks "
     "from the original, in just-objectionable differences (JOD): 10 means no visible "

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import criteria
-from .presentation import (FAIR_JOD, METRICS, VISIBILITY_PARTS, VISIBILITY_RULE, as_dict,
+from .presentation import (METRICS, VISIBILITY_PARTS, VISIBILITY_RULE, as_dict,
                            as_list, as_number, degradation_label, format_threshold,
                            format_value, jod_text, pick, report_name, statistic_value)
+from .visibility import FAIR_JOD
 
 
 @dataclass
