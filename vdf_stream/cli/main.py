@@ -12,15 +12,16 @@ import traceback
 from .. import __version__
 from ..errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, Interrupted,
                       ReaderClosed, UsageError, VdfError)
-from . import batch, filters, models, protect
+from . import batch, filters, live, models, protect
 from . import eval as eval_command  # "eval" would hide the built-in
-from .common import EXAMPLES, Parser, add_common_options, parse_rate, parse_size
+from .common import EXAMPLES, Parser, add_common_options
 
 DESCRIPTION = """\
 vdf-stream protects portrait video against personalised 3-D talking-face deepfakes
-(ER-NeRF, GeneFace, SyncTalk, TalkingGaussian...). It adds a bounded, invisible
-perturbation that makes the face reading those generators depend on fail, as a
-streaming filter: files, ffmpeg pipes, and live video."""
+(ER-NeRF, GeneFace, SyncTalk, TalkingGaussian...). It adds a small, bounded
+change, made to look the same once the video is published, that makes the face
+readers those generators depend on read the face wrongly. It works as a streaming
+filter: files, ffmpeg pipes, and live video."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,10 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_parser(commands)
     eval_command.add_parser(commands)
     batch.add_parser(commands)
-
-    from .. import live
-
-    live.add_parser(commands, add_common_options, parse_size, parse_rate)
+    live.add_parser(commands)
     filters.add_parser(commands)
     models.add_parser(commands, add_common_options)
     return parser
@@ -55,8 +53,6 @@ def _run(args) -> int:
     if args.command == "batch":
         return batch.run_command(args)
     if args.command == "live":
-        from .. import live
-
         return live.run_command(args)
     if args.command == "models":
         return models.run(args)

@@ -7,10 +7,9 @@ to a virtual camera, a preview window and/or a recording, with bounded added lat
   :class:`~vdf_stream.protection.protector.Protector` as the ``vdf`` filter) and the
   double-buffered parameter board;
 - :mod:`.status`: the figures of a run and the status line;
-- :mod:`.command`: ``vdf-stream live``.
 
 Cameras and file playback are :mod:`vdf_stream.media.capture`; the virtual camera, preview
-and recording :mod:`vdf_stream.media.outputs`.
+and recording :mod:`vdf_stream.media.outputs`; the command :mod:`vdf_stream.cli.live`.
 """
 
 from ..media.capture import (Capture, CapturedFrame, DeviceCapture, LatestFrame,
@@ -18,7 +17,6 @@ from ..media.capture import (Capture, CapturedFrame, DeviceCapture, LatestFrame,
                              pattern_frame)
 from ..media.outputs import (CallbackOutput, OriginalOutput, Output, PreviewOutput,
                              RecordOutput, VirtualCameraOutput)
-from .command import add_parser, run_command
 from .optimiser import Optimiser, ParameterBoard, Published, fallback_params
 from .protector import FALLBACKS, LiveOptions, LiveProtector
 from .status import LiveStats, Nvml, StatusLine
@@ -26,6 +24,6 @@ from .status import LiveStats, Nvml, StatusLine
 __all__ = ["Capture", "CapturedFrame", "DeviceCapture", "LatestFrame", "PatternCapture",
            "RealtimeCapture", "default_camera", "list_cameras", "pattern_frame",
            "CallbackOutput", "OriginalOutput", "Output", "PreviewOutput", "RecordOutput",
-           "VirtualCameraOutput", "add_parser", "run_command", "Optimiser", "ParameterBoard",
+           "VirtualCameraOutput", "Optimiser", "ParameterBoard",
            "Published", "fallback_params", "FALLBACKS", "LiveOptions", "LiveProtector",
            "LiveStats", "Nvml", "StatusLine"]

@@ -1,4 +1,4 @@
-"""``vdf-stream live``: its options and the run."""
+"""``vdf-stream live``: its options, and the run (:mod:`vdf_stream.live` does the work)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,17 @@ import os
 import sys
 
 from ..errors import OutputError, UsageError
+from ..live.protector import LiveOptions, LiveProtector
+from ..live.status import Nvml, StatusLine
 from ..media.capture import (Capture, DeviceCapture, RealtimeCapture, default_camera,
                              list_cameras, list_cameras_hint)
 from ..media.outputs import (OriginalOutput, Output, PreviewOutput, RecordOutput,
                              VirtualCameraOutput, display_available, import_pyvirtualcam)
-from .protector import LiveOptions, LiveProtector
-from .status import Nvml, StatusLine
+from .common import add_common_options, parse_rate, parse_size
 
 
-def add_parser(commands, common, size_type, rate_type) -> None:
-    """``vdf-stream live`` (called by :func:`vdf_stream.cli.build_parser`)."""
+def add_parser(commands) -> None:
+    """``vdf-stream live`` (called by :func:`vdf_stream.cli.main.build_parser`)."""
     import argparse
 
     from ..errors import EXIT_CODES_HELP
@@ -49,9 +50,9 @@ eps, not optimised); --hold delivers nothing until then. See docs/live.md.
                              '"video=NAME" (Windows); default: the first camera found')
     source.add_argument("--list-cameras", action="store_true",
                         help="list the cameras and exit")
-    source.add_argument("--size", type=size_type, metavar="WxH",
+    source.add_argument("--size", type=parse_size, metavar="WxH",
                         help="capture size, e.g. 1280x720 (with --realtime: frames are scaled)")
-    source.add_argument("--fps", type=rate_type, metavar="N",
+    source.add_argument("--fps", type=parse_rate, metavar="N",
                         help="capture frame rate, e.g. 30 (default: the camera's)")
     source.add_argument("--input-format", default="mjpeg", metavar="FMT",
                         help="camera pixel format asked for first (default mjpeg; the "
@@ -87,7 +88,7 @@ eps, not optimised); --hold delivers nothing until then. See docs/live.md.
                             help="auto (a CUDA GPU when present), cpu, cuda")
     protection.add_argument("--seconds", type=float, metavar="S",
                             help="stop after S seconds (default: until Ctrl-C or the input ends)")
-    common(live)
+    add_common_options(live)
 
 
 def run_command(args) -> int:
