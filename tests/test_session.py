@@ -108,3 +108,23 @@ def test_api_cli_and_batch_write_the_same_frames_with_the_same_seed(tmp_path, cl
     assert all(a != b for a, b in zip(cli_frames, originals))  # protected, every frame
     assert _frame_hashes(by_api) == cli_frames
     assert _frame_hashes(by_batch) == cli_frames
+
+
+def test_a_chain_keeps_the_protection_and_a_graph_without_it_says_so(tmp_path, clip):
+    """``--vf`` replaces the default graph: ``vdf,scale=...`` protects then downscales (the
+    example the help shows); ``scale=...`` alone writes unprotected frames and says so."""
+    source = _cut(clip("single_face.mp4"), tmp_path / "cut.mp4", frames=2)
+    outputs = {}
+    for name, graph in (("chain", "vdf=steps=2,scale=w=320:h=-2"), ("plain", "scale=w=320:h=-2")):
+        outputs[name] = tmp_path / f"{name}.mkv"
+        result = run_cli("protect", source, "-o", outputs[name], "--vf", graph, "--codec",
+                         "ffv1", "--no-audio", "--device", "cpu")
+        assert result.returncode == 0, result.stderr.decode()
+        note = "contains no protection filter; frames are not protected"
+        assert (note in result.stderr.decode()) == (name == "plain")
+    import av
+
+    with av.open(str(outputs["chain"])) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (320, 180)
+    assert _frame_hashes(outputs["chain"]) != _frame_hashes(outputs["plain"])
