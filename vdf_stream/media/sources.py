@@ -106,6 +106,17 @@ class Source:
         """Streams (audio, subtitles) that can be copied to the output unchanged."""
         return []
 
+    def _decode(self, packet) -> list:
+        """The frames of a packet of a PyAV stream; a corrupt packet gives none and is
+        counted in :attr:`decode_errors`."""
+        import av
+
+        try:
+            return packet.decode()
+        except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
+            self.decode_errors += 1
+            return []
+
     def close(self) -> None:
         pass
 
@@ -215,15 +226,6 @@ class ContainerSource(Source):
             except (av.error.InvalidDataError, av.error.EOFError, OSError) as error:
                 self.damage = f"reading the file stopped part-way: {error}"
                 return
-
-    def _decode(self, packet) -> list:
-        import av
-
-        try:
-            return packet.decode()
-        except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
-            self.decode_errors += 1
-            return []
 
     def _preroll(self, limit: int = 2000) -> None:
         """Decode up to the first frame (to learn what only frames tell, e.g. rotation)."""
