@@ -430,6 +430,9 @@ def run_protect(args) -> int:
     filters = build_filters(args.vf)
     apply_protection_options(filters, args.vf, args.strength, args.seed)
     show = not args.quiet
+    for item in filters:  # -q also silences the filters' own closing lines (vdf's summary)
+        if args.quiet and hasattr(item.options, "quiet"):
+            item.options.quiet = True
     warn = (lambda message: print(message, file=sys.stderr)) if show else (lambda m: None)
     if show and not any(getattr(f, "protects", False) for f in filters):
         print(f"note: the filter graph {args.vf!r} contains no protection filter; "
