@@ -457,9 +457,12 @@ def run_protect(args) -> int:
             bar = tqdm(total=source.info.frame_count, unit="frame", file=sys.stderr,
                        desc="protect", dynamic_ncols=True)
             progress = bar.update
-        engine = Engine(source, filters, sink_factory, device=device,
-                        batch_size=args.batch_size, queue_size=args.queue_size,
-                        progress=progress, copy_streams=not args.no_audio)
+        try:
+            engine = Engine(source, filters, sink_factory, device=device,
+                            batch_size=args.batch_size, queue_size=args.queue_size,
+                            progress=progress, copy_streams=not args.no_audio)
+        except KeyboardInterrupt:  # while the filters load: the output is not opened yet
+            raise Interrupted("interrupted before the first frame; nothing was written") from None
         try:
             stats = engine.run()
         finally:
@@ -470,10 +473,9 @@ def run_protect(args) -> int:
     if stats.reader_closed:
         return EXIT_OK
     if show:
-        where = "stdout" if output == "-" else output
         errors = f", {stats.decode_errors} undecodable packets skipped" if stats.decode_errors else ""
-        print(f"wrote {stats.frames_out} frames to {where} in {stats.seconds:.1f} s "
-              f"({stats.fps:.1f} fps){errors}", file=sys.stderr)
+        print(f"{stats.output} in {stats.seconds:.1f} s ({stats.fps:.1f} fps){errors}",
+              file=sys.stderr)
     return EXIT_OK
 
 
