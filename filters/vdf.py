@@ -143,13 +143,24 @@ class VdfFilter(Filter):
             self._pending.clear()
             self._applier.shutdown(wait=True)
             self._applier = None
-        if self.stats is not None and self.stats.frames and not self.options.quiet:
+        # the engine sets frames_written: a run stopped early counts only the frames written
+        written = getattr(self, "frames_written", None)
+        if self.stats is not None and self.stats.frames and written != 0 \
+                and not self.options.quiet:
+            from vdf_stream.protection.sharing import NEW, REFINE
+
             s = self.stats
+            actions = s.actions[:written]
+            keyframes, refined = actions.count(NEW), actions.count(REFINE)
+            reuse = (len(actions) - keyframes - refined) / len(actions)
             budget = self.protector.budget
-            print(f"vdf: {s.frames} frames, {s.keyframes} keyframes, {s.refined} refined, "
-                  f"reuse rate {s.reuse_rate:.0%}, {s.steps_per_frame:.2f} optimiser steps per "
-                  f"frame ({s.steps} in all), eps {self.eps * 255:.3g}/255, share "
+            gains = self.gains[:len(actions)] if budget is not None else []
+            print(f"vdf: {len(actions)} frames, {keyframes} keyframes, {refined} refined, "
+                  f"reuse rate {reuse:.0%}, " + (
+                      f"{s.steps_per_frame:.2f} optimiser steps per frame ({s.steps} in all), "
+                      if len(actions) == s.frames else "") +
+                  f"eps {self.eps * 255:.3g}/255, share "
                   f"{'on' if self.options.share else 'off'}" + (
                       f", visibility budget JOD {budget.target:g} (change scaled to "
-                      f"{self._median_gain():.2f} of eps, median)"
-                      if self._median_gain() is not None else ""), file=sys.stderr)
+                      f"{float(torch.tensor(gains).median()):.2f} of eps, median)"
+                      if gains else ""), file=sys.stderr)

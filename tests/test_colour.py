@@ -99,3 +99,27 @@ def test_cuda_matches_cpu():
     back_cpu = colour.yuv420p_to_rgb(cpu, "bt709")
     back_gpu = colour.yuv420p_to_rgb(cpu.cuda(), "bt709").cpu()
     assert torch.allclose(back_cpu, back_gpu, atol=1e-5)
+
+
+def test_rgb48_carries_more_than_8_bits_and_converts_to_every_layout():
+    data = torch.linspace(0, 1, 3 * 8 * 10).reshape(1, 3, 8, 10)
+    frames = Frames(data, "rgbf32", [0], [0], 1)
+    deep = colour.convert(frames, "rgb48")
+    assert deep.data.dtype == torch.uint16 and deep.data.shape == (1, 3, 8, 10)
+    back = colour.convert(deep, "rgbf32").data
+    assert (back - data).abs().max() <= 0.5 / 65535 + 1e-7  # 16-bit steps, not 8-bit ones
+    assert (colour.convert(deep, "rgb24").data == colour.to_uint8(data)).all()
+    assert colour.convert(deep, "yuv420p").data.shape == (1, 1, 12, 10)
+    assert torch.equal(data, frames.data)  # the input is not modified
+
+
+@pytest.mark.cuda
+def test_rgb48_cuda_matches_cpu():
+    data = torch.rand(2, 3, 16, 16)
+    frames = Frames(data, "rgbf32", [0, 1], [0, 1], 1)
+    cpu = colour.convert(frames, "rgb48").data
+    gpu = colour.convert(Frames(data.cuda(), "rgbf32", [0, 1], [0, 1], 1), "rgb48").data
+    assert torch.equal(cpu, gpu.cpu())
+    assert torch.allclose(colour.convert(Frames(gpu, "rgb48", [0, 1], [0, 1], 1), "rgbf32")
+                          .data.cpu(), colour.convert(Frames(cpu, "rgb48", [0, 1], [0, 1], 1),
+                                                      "rgbf32").data)

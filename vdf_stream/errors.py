@@ -2,7 +2,9 @@
 
 Every failure a user can cause (a missing file, a malformed stream, an unwritable output)
 is raised as one of these, carrying a one-line message. The CLI prints that line on stderr
-and exits with the class's code; nothing else is printed unless ``--debug`` is given.
+and exits with the class's code; nothing else is printed unless ``--debug`` is given. A
+failure met once the output is open (during the run) ends its message with what is on
+disk: the output finalised with the frames written, or nothing written and no file left.
 
 Exit codes (also listed in ``vdf-stream --help``):
 
@@ -13,11 +15,14 @@ code meaning
 1    internal error (a bug: please report it with the output of ``--debug``)
 2    usage error: bad arguments, unknown filter or option
 3    input error: missing, unreadable, not a video, malformed header
-4    output error: unwritable path, output equal to input, encoder unavailable
+4    output error: unwritable path, output equal to input, encoder unavailable,
+     or a write that failed part-way
 5    damaged input: the stream was corrupt or truncated part-way; what could be
-     decoded was processed and the output is finalised and playable
+     decoded was written and the output finalised (no file is left when no frame
+     could be)
 6    asset error: a model or clip could not be fetched or failed its checksum
-130  interrupted (Ctrl-C); the output is finalised and playable up to that point
+130  interrupted (Ctrl-C); the frames written so far are finalised and playable,
+     copied audio cut where they end (no file is left when none were)
 ==== ============================================================================
 """
 
@@ -38,23 +43,31 @@ exit codes:
   1    internal error (please report it, with the output of --debug)
   2    usage error: bad arguments, unknown filter or option
   3    input error: missing, unreadable, not a video, malformed header
-  4    output error: unwritable path, output equal to input, encoder unavailable
-  5    damaged input: corrupt or truncated part-way; output finalised up to there
+  4    output error: unwritable path, output equal to input, encoder unavailable,
+       or a write that failed part-way
+  5    damaged input: corrupt or truncated part-way; what could be decoded is written
+       and finalised (no file is left when nothing could be)
   6    asset error: a model or clip could not be fetched or failed its checksum
-  130  interrupted (Ctrl-C); output finalised up to that point"""
+  130  interrupted (Ctrl-C); the frames written so far are finalised and playable
+       (no file is left when none were)"""
 
 
 class VdfError(Exception):
-    """Base class: a failure with a one-line message and an exit code."""
+    """Base class: a failure with a one-line message and an exit code.
+
+    ``on_disk``, set when the failure came during a run, says what the run left on disk
+    ("out.mp4 is finalised with 22 frames"); it is said after the message. A caller that
+    changes what is on disk afterwards (removes a partial file) sets it anew."""
 
     exit_code = EXIT_INTERNAL
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, on_disk: str | None = None):
         super().__init__(message)
         self.message = message
+        self.on_disk = on_disk
 
     def __str__(self) -> str:
-        return self.message
+        return f"{self.message}; {self.on_disk}" if self.on_disk else self.message
 
 
 class UsageError(VdfError):
@@ -85,6 +98,12 @@ class AssetError(VdfError):
     """A model or test clip could not be fetched, or did not match its checksum."""
 
     exit_code = EXIT_ASSET
+
+
+class InternalError(VdfError):
+    """A bug met during a run, caught so that the message can still say what is on disk."""
+
+    exit_code = EXIT_INTERNAL
 
 
 class FormatMismatchError(VdfError):

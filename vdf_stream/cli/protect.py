@@ -107,6 +107,10 @@ def run_protect(args) -> int:
         container_format=args.format, raw=raw, decoder_threads=args.threads,
         torch_threads=args.torch_threads, batch_size=args.batch_size,
         queue_size=args.queue_size), warn=warn)
+    if args.quiet:  # -q also silences the filters' own closing lines (vdf's summary)
+        for item in session.filters:
+            if hasattr(item.options, "quiet"):
+                item.options.quiet = True
     if show and not session.protects:
         print(f"note: the filter graph {args.vf!r} contains no protection filter; "
               "frames are not protected", file=sys.stderr)
@@ -128,8 +132,7 @@ def run_protect(args) -> int:
     if stats.reader_closed:
         return EXIT_OK
     if show:
-        where = "stdout" if output == "-" else output
         errors = f", {stats.decode_errors} undecodable packets skipped" if stats.decode_errors else ""
-        print(f"wrote {stats.frames_out} frames to {where} in {stats.seconds:.1f} s "
-              f"({stats.fps:.1f} fps){errors}", file=sys.stderr)
+        print(f"{stats.output} in {stats.seconds:.1f} s ({stats.fps:.1f} fps){errors}",
+              file=sys.stderr)
     return EXIT_OK

@@ -112,6 +112,15 @@ def to_uint8(rgbf32: torch.Tensor) -> torch.Tensor:
     return rgbf32.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def rgb48_to_float(rgb48: torch.Tensor) -> torch.Tensor:
+    return rgb48.float().div_(65535.0)
+
+
+def to_uint16(rgbf32: torch.Tensor) -> torch.Tensor:
+    """RGB float in [0, 1] -> ``rgb48`` (uint16, [0, 65535], rounded)."""
+    return rgbf32.mul(65535.0).round_().clamp_(0, 65535).to(torch.uint16)
+
+
 def convert(frames: Frames, format: str, colorspace: str = "bt601",
             color_range: str = "limited") -> Frames:
     """Return ``frames`` in layout ``format`` (the same object when it already is)."""
@@ -125,11 +134,16 @@ def convert(frames: Frames, format: str, colorspace: str = "bt601",
     elif source == "rgb24":
         data = to_float(data)
         source = "rgbf32"
+    elif source == "rgb48":
+        data = rgb48_to_float(data)
+        source = "rgbf32"
     # now rgbf32
     if format == "rgbf32":
         result = data
     elif format == "rgb24":
         result = to_uint8(data)
+    elif format == "rgb48":
+        result = to_uint16(data)
     elif format == "yuv420p":
         result = rgb_to_yuv420p(data, colorspace, color_range)
     else:

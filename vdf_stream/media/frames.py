@@ -1,12 +1,15 @@
 """What flows through the engine: a stream description and batches of frames.
 
 A batch (:class:`Frames`) is a tensor of shape ``(B, C, H, W)`` on the engine's device plus
-the presentation timestamps and indices of its frames. Three layouts exist:
+the presentation timestamps and indices of its frames. Four layouts exist:
 
 ``rgbf32``
     ``(B, 3, H, W)`` float32, RGB in ``[0, 1]``. What the protection filters work in.
 ``rgb24``
     ``(B, 3, H, W)`` uint8, RGB in ``[0, 255]``.
+``rgb48``
+    ``(B, 3, H, W)`` uint16, RGB in ``[0, 65535]``: how samples deeper than 8 bits (10-bit
+    HEVC, ProRes, HDR phone clips) travel, so that they are never rounded to 8 bits.
 ``yuv420p``
     ``(B, 1, H * 3 // 2, W)`` uint8: the I420 layout of FFmpeg's rawvideo, the Y plane
     followed by the U and V planes (each ``H/2 x W/2``, packed row after row). Lets a
@@ -17,10 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import lru_cache
 
 import torch
 
-FORMATS = ("rgbf32", "rgb24", "yuv420p")
+FORMATS = ("rgbf32", "rgb24", "rgb48", "yuv420p")
+# AVColorTransferCharacteristic of high dynamic range: SMPTE ST 2084 (PQ), ARIB STD-B67 (HLG)
+HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,57 @@ class VideoInfo:
     def size(self) -> tuple[int, int]:
         return self.width, self.height
 
+    @property
+    def bit_depth(self) -> int:
+        """Bits per sample of ``pix_fmt`` (8 for yuv420p, 10 for yuv422p10le...)."""
+        return pix_fmt_bits(self.pix_fmt)
+
+    @property
+    def hdr(self) -> str | None:
+        """"PQ" or "HLG" when the stream is tagged with a high-dynamic-range transfer."""
+        return HDR_TRANSFERS.get(self.tag_color_trc)
+
     def with_size(self, width: int, height: int) -> VideoInfo:
         return replace(self, width=width, height=height)
+
+
+@lru_cache(maxsize=None)
+def pix_fmt_bits(pix_fmt: str) -> int:
+    """Bits per sample of an FFmpeg pixel format (its deepest component); 8 when unknown."""
+    import av
+
+    try:
+        return max(component.bits for component in av.VideoFormat(pix_fmt).components)
+    except (ValueError, TypeError):
+        return 8
+
+
+def layout_for_depth(bits: int) -> str:
+    """The RGB layout that carries samples of ``bits`` without rounding them."""
+    return "rgb48" if bits > 8 else "rgb24"
+
+
+def to_tensor(pixels, layout: str) -> torch.Tensor:
+    """One decoded frame (a NumPy array from a source: ``(H, W, 3)`` RGB or ``(H*3/2, W)``
+    I420) as a batch of one, ``(1, C, H, W)``, sharing its memory."""
+    tensor = torch.from_numpy(pixels)
+    if layout == "yuv420p":
+        return tensor.unsqueeze(0).unsqueeze(0)
+    return tensor.permute(2, 0, 1).unsqueeze(0)
+
+
+def to_pixels(data: torch.Tensor, layout: str) -> list:
+    """Inverse of :func:`to_tensor` for a batch: each frame as a contiguous CPU NumPy array,
+    as sinks take them."""
+    import numpy as np
+
+    data = data.detach()
+    if data.device.type != "cpu":
+        data = data.cpu()
+    if layout == "yuv420p":
+        return [np.ascontiguousarray(data[i, 0].numpy()) for i in range(data.shape[0])]
+    return [np.ascontiguousarray(data[i].permute(1, 2, 0).numpy())
+            for i in range(data.shape[0])]
 
 
 @dataclass

@@ -278,15 +278,6 @@ class SegmentSource(Source):
             self.damage = (f"{self.frames_decoded} frames were decoded where the packet "
                            f"index has {segment.frames}")
 
-    def _decode(self, packet) -> list:
-        import av
-
-        try:
-            return packet.decode()
-        except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
-            self.decode_errors += 1
-            return []
-
     def close(self) -> None:
         self.inner.close()
 

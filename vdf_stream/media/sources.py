@@ -3,10 +3,11 @@ on stdin.
 
 A source describes its video stream once (:attr:`Source.info`) and then yields decoded
 frames, in decode order = presentation order, as NumPy arrays in the layout the engine asks
-for (``rgb24`` ``(H, W, 3)`` or ``yuv420p`` ``(H*3/2, W)``). Conversion to RGB is done here by
-FFmpeg's swscale with the stream's own colour matrix and range, so it runs in the decoding
-thread. Packets of other streams (audio, subtitles) are handed to a callback so they can be
-copied into the output without re-encoding.
+for (``rgb24`` ``(H, W, 3)`` uint8, ``rgb48`` ``(H, W, 3)`` uint16 for samples deeper than 8
+bits, or ``yuv420p`` ``(H*3/2, W)``). Conversion to RGB is done here by FFmpeg's swscale with
+the stream's own colour matrix and range, so it runs in the decoding thread. Packets of
+other streams (audio, subtitles) are handed to a callback so they can be copied into the
+output without re-encoding.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from . import y4m
 from ..errors import InputError, UsageError
-from .frames import VideoInfo
+from .frames import VideoInfo, layout_for_depth
 
 NUT_MAGIC = b"nut/multimedia container\x00"
 RAW_PIX_FMTS = ("rgb24", "bgr24", "yuv420p")
@@ -91,12 +92,13 @@ class Source:
         self.damage: str | None = None  # set when the stream broke part-way
 
     def native_format(self) -> str:
-        """The layout this source produces without any colour conversion."""
+        """The layout this source produces without any colour conversion (or, for other
+        pixel formats, the RGB layout that keeps its bit depth)."""
         if self.info.pix_fmt in ("yuv420p", "yuvj420p") and not (
             self.info.width % 2 or self.info.height % 2
         ):
             return "yuv420p"
-        return "rgb24"
+        return layout_for_depth(self.info.bit_depth)
 
     def frames(self, format: str,
                on_packet: Callable[[object], None] | None = None) -> Iterator[DecodedFrame]:
@@ -105,6 +107,17 @@ class Source:
     def copy_streams(self) -> list:
         """Streams (audio, subtitles) that can be copied to the output unchanged."""
         return []
+
+    def _decode(self, packet) -> list:
+        """The frames of a packet of a PyAV stream; a corrupt packet gives none and is
+        counted in :attr:`decode_errors`."""
+        import av
+
+        try:
+            return packet.decode()
+        except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
+            self.decode_errors += 1
+            return []
 
     def close(self) -> None:
         pass
@@ -216,15 +229,6 @@ class ContainerSource(Source):
                 self.damage = f"reading the file stopped part-way: {error}"
                 return
 
-    def _decode(self, packet) -> list:
-        import av
-
-        try:
-            return packet.decode()
-        except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
-            self.decode_errors += 1
-            return []
-
     def _preroll(self, limit: int = 2000) -> None:
         """Decode up to the first frame (to learn what only frames tell, e.g. rotation)."""
         self._demuxer = self._packets()
@@ -300,13 +304,14 @@ class ContainerSource(Source):
 
 
 def frame_to_array(frame, format: str, info: VideoInfo) -> np.ndarray:
-    """An ``av.VideoFrame`` as ``rgb24`` ``(H, W, 3)`` or ``yuv420p`` ``(H*3/2, W)`` uint8."""
+    """An ``av.VideoFrame`` as ``rgb24`` ``(H, W, 3)`` uint8, ``rgb48`` ``(H, W, 3)`` uint16
+    or ``yuv420p`` ``(H*3/2, W)`` uint8."""
     if format == "yuv420p":
         if frame.format.name in ("yuv420p", "yuvj420p"):
             return frame.to_ndarray()
         return frame.reformat(format="yuv420p").to_ndarray()
     return frame.to_ndarray(
-        format="rgb24",
+        format="rgb48le" if format == "rgb48" else "rgb24",
         src_colorspace=SWSCALE_COLORSPACE[info.colorspace],
         src_color_range="JPEG" if info.color_range == "full" else "MPEG",
         dst_color_range="JPEG",

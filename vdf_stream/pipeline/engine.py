@@ -5,7 +5,11 @@ encoder thread, joined by bounded FIFO queues: frames can neither be dropped, du
 reordered, and a slow stage holds the others back (back-pressure) instead of filling memory.
 An end marker closes each queue. Any stage failing, or Ctrl-C, sets a stop event; the
 frames already filtered are encoded, the encoder is flushed and the container finalised, so
-the output is playable up to that point.
+the output is playable up to that point, its copied audio ending with its last frame
+(:meth:`Sink.abort <vdf_stream.media.sinks.Sink.abort>`). Every message the run ends with
+says what is on disk (:meth:`Sink.outcome <vdf_stream.media.sinks.Sink.outcome>`), and
+before the filters are closed each gets ``frames_written``, the number of frames the sink
+received, so that a filter's closing summary counts only frames that were written.
 
 Filters run ``streaming`` here: one may hand back fewer frames than it took, in order, and
 the rest at the end (:meth:`Filter.flush`); the ``vdf`` filter does, while its apply thread
@@ -16,26 +20,27 @@ Format negotiation happens once, before the first frame (as FFmpeg negotiates a 
 graph): the decoder produces the first filter's preferred layout directly (on the CPU via
 swscale, with the stream's colour matrix), layouts are converted between filters only when
 two neighbours disagree, and the sink receives I420 or RGB as suits it. On a GPU, the
-decoder hands over I420 and every conversion runs on the device.
+decoder hands over I420 and every conversion runs on the device. Samples deeper than 8 bits
+travel as ``rgb48`` and reach a filter that cannot take it as ``rgbf32``, never rounded to
+8 bits on the way.
 """
 
 from __future__ import annotations
 
 import os
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from ..media import colour
-from ..errors import DamagedInputError, Interrupted, ReaderClosed, VdfError
+from ..errors import (DamagedInputError, InputError, InternalError, Interrupted, ReaderClosed,
+                      VdfError)
 from .filter import Filter
-from ..media.frames import Frames, VideoInfo
-from ..media.sinks import Sink
+from ..media.frames import Frames, VideoInfo, to_pixels, to_tensor
+from ..media.sinks import Sink, count_frames
 from ..media.sources import Source
 
 _END = object()
@@ -88,6 +93,7 @@ class RunStats:
     damage: str | None = None
     interrupted: bool = False
     reader_closed: bool = False
+    output: str = ""  # what is on disk at the end, in words (the sink's outcome)
 
     @property
     def fps(self) -> float:
@@ -109,9 +115,10 @@ class Graph:
         """Set up every filter once; return the description of the graph's output."""
         self.input_info = info
         current = native
+        deep = info.bit_depth > 8
         for item in self.filters:
             if current not in item.formats:
-                current = item.formats[0]
+                current = _nearest_layout(item.formats, deep)
             self.input_formats.append(current)
             info = item.setup(info, device)
             if info.width % 2 or info.height % 2:
@@ -158,6 +165,16 @@ class Graph:
                 pass
 
 
+def _nearest_layout(accepted: tuple[str, ...], deep: bool) -> str:
+    """The layout a filter that cannot take the current one gets: its first, or for a
+    stream deeper than 8 bits the first that keeps the depth (float, then rgb48)."""
+    if deep:
+        for layout in ("rgbf32", "rgb48"):
+            if layout in accepted:
+                return layout
+    return accepted[0]
+
+
 class Engine:
     """Run ``source -> graph -> sink`` once.
 
@@ -190,22 +207,29 @@ class Engine:
         wanted = self.graph.first_format or native
         on_gpu = self.device.type == "cuda"
         # what the decoder thread produces (CPU arrays)
-        if on_gpu and native == "yuv420p":
+        if native == "rgb48":
+            self.decode_format = "rgb48"
+        elif on_gpu and native == "yuv420p":
             self.decode_format = "yuv420p"
         elif wanted == "yuv420p" and native == "yuv420p":
             self.decode_format = "yuv420p"
         else:
             self.decode_format = "rgb24"
         self.sink: Sink = sink_factory(self.output_info)
-        out = self.output_info
-        last = self.graph.input_formats[-1] if self.graph.input_formats else native
-        even = not (out.width % 2 or out.height % 2)
-        self.sink_layout = "yuv420p" if (
-            getattr(self.sink, "accepts", "rgb24") == "yuv420p" and even
-            and (last == "yuv420p" or on_gpu)
-        ) else "rgb24"
-        if hasattr(self.sink, "set_accepts"):
-            self.sink.set_accepts(self.sink_layout)
+        try:
+            out = self.output_info
+            last = self.graph.input_formats[-1] if self.graph.input_formats else native
+            even = not (out.width % 2 or out.height % 2)
+            accepts = getattr(self.sink, "accepts", "rgb24")
+            if accepts == "yuv420p" and even and (last == "yuv420p" or on_gpu):
+                self.sink_layout = "yuv420p"
+            else:
+                self.sink_layout = "rgb48" if accepts == "rgb48" else "rgb24"
+            if hasattr(self.sink, "set_accepts"):
+                self.sink.set_accepts(self.sink_layout)
+        except BaseException:  # Ctrl-C here: no empty output is left behind
+            self.sink.abort()
+            raise
 
     # -- the three stages ------------------------------------------------------------
 
@@ -230,12 +254,7 @@ class Engine:
             on_packet = self.sink.mux_copy if self.copy_streams else None
             layout = self.decode_format
             for decoded in self.source.frames(layout, on_packet=on_packet):
-                tensor = torch.from_numpy(decoded.pixels)
-                if layout == "rgb24":
-                    tensor = tensor.permute(2, 0, 1)
-                else:
-                    tensor = tensor.unsqueeze(0)
-                tensor = tensor.unsqueeze(0)
+                tensor = to_tensor(decoded.pixels, layout)
                 if self.device.type == "cuda":
                     tensor = tensor.pin_memory().to(self.device, non_blocking=True)
                 item = Frames(tensor, layout, [decoded.pts], [decoded.index],
@@ -261,16 +280,8 @@ class Engine:
                 started = time.perf_counter()
                 frames = colour.convert(item, self.sink_layout, info.colorspace,
                                         info.color_range)
-                data = frames.data
-                if data.device.type != "cpu":
-                    data = data.cpu()
-                for position in range(len(frames)):
-                    pixels = data[position]
-                    if self.sink_layout == "rgb24":
-                        pixels = pixels.permute(1, 2, 0)
-                    else:
-                        pixels = pixels[0]
-                    self.sink.write(np.ascontiguousarray(pixels.numpy()), frames.pts[position])
+                for pixels, pts in zip(to_pixels(frames.data, self.sink_layout), frames.pts):
+                    self.sink.write(pixels, pts)
                     self.stats.frames_out += 1
                     if self.progress is not None:
                         self.progress(1)
@@ -327,7 +338,8 @@ class Engine:
     # -- running ---------------------------------------------------------------------
 
     def run(self) -> RunStats:
-        """Process the whole stream. Raises the first failure after finalising the output."""
+        """Process the whole stream. Raises the first failure after finalising the output;
+        every message raised ends with what is on disk (:attr:`RunStats.output`)."""
         decoded: queue.Queue = queue.Queue(self.queue_size)
         filtered: queue.Queue = queue.Queue(self.queue_size)
         decoder = threading.Thread(target=self._decode_stage, args=(decoded,),
@@ -361,59 +373,72 @@ class Engine:
                 decoder.join()
         except KeyboardInterrupt:  # a second Ctrl-C while finishing
             interrupted = True
+            self.stop.set()
+            if encoder.is_alive():  # it finishes the frames it holds; the sink waits for it
+                self._put(filtered, _END)
+                encoder.join()
         finally:
+            for item in self.graph.filters:
+                item.frames_written = self.stats.frames_out
             self.graph.close()
             closing = time.perf_counter()
-            close_error = self._close_sink()  # flushes the encoder's delayed frames
+            # flushes the encoder's delayed frames; a run stopped early ends its copied
+            # audio with its last frame
+            close_error = self._close_sink(complete=not (interrupted or self.errors))
             self.stats.stage_seconds.encode += time.perf_counter() - closing
+            self.stats.output = self.sink.outcome()
         self.stats.seconds = time.perf_counter() - started
         self.stats.decode_errors = self.source.decode_errors
         self.stats.damage = self.source.damage
+        output = self.stats.output
         errors = [e for e in self.errors if not isinstance(e, ReaderClosed)]
         if any(isinstance(e, ReaderClosed) for e in self.errors) or isinstance(
                 close_error, ReaderClosed):
             self.stats.reader_closed = True
         if interrupted or any(isinstance(e, KeyboardInterrupt) for e in errors):
             self.stats.interrupted = True
-            raise Interrupted(f"interrupted after {self.stats.frames_out} frames; the output "
-                              "is finalised up to there")
+            raise Interrupted(f"interrupted after {count_frames(self.stats.frames_out)}; "
+                              f"{output}")
         if errors:
-            raise errors[0]
+            raise _with_output(errors[0], output)
         if close_error is not None and not isinstance(close_error, ReaderClosed):
-            raise close_error
+            raise _with_output(close_error, output)
         if self.stats.reader_closed:
             return self.stats
         if self.stats.frames_out != self.stats.frames_in:
-            raise RuntimeError(
-                f"{self.stats.frames_in} frames were decoded but {self.stats.frames_out} "
-                "were written"
-            )
+            raise InternalError(
+                f"internal error: {self.stats.frames_in} frames were decoded but "
+                f"{self.stats.frames_out} were written (please report it)", output)
         if self.stats.damage:
-            raise DamagedInputError(
-                f"{self.source.name}: {self.stats.damage}; {self.stats.frames_out} frames were "
-                "processed and the output is finalised"
-            )
+            raise DamagedInputError(f"{self.source.name}: {self.stats.damage}", output)
         if self.stats.frames_in == 0:
-            from ..errors import InputError
-
-            raise InputError(f"{self.source.name}: no frame could be decoded")
+            raise InputError(f"{self.source.name}: no frame could be decoded", output)
         return self.stats
 
-    def _close_sink(self) -> BaseException | None:
+    def _close_sink(self, complete: bool) -> BaseException | None:
         try:
-            self.sink.close()
+            if complete:
+                self.sink.close()
+            else:
+                self.sink.abort()
         except BaseException as error:
             return error
         return None
 
 
-def to_numpy_frames(frames: Frames) -> list[np.ndarray]:
-    """Helper for people iterating: each frame of a batch as a CPU NumPy array (H, W, C)."""
-    data = frames.data.detach().cpu()
-    if frames.format == "yuv420p":
-        return [data[i, 0].numpy() for i in range(len(frames))]
-    return [data[i].permute(1, 2, 0).numpy() for i in range(len(frames))]
+def _with_output(error: BaseException, output: str) -> BaseException:
+    """``error`` saying ``output`` (what is on disk) after its message: a
+    :class:`~vdf_stream.errors.VdfError` keeps its class, anything else (a bug) becomes an
+    :class:`~vdf_stream.errors.InternalError` caused by it."""
+    if isinstance(error, VdfError):
+        error.on_disk = output
+        return error
+    if not isinstance(error, Exception):  # SystemExit and the like pass as they are
+        return error
+    wrapped = InternalError(f"internal error: {type(error).__name__}: {error} (run again "
+                            "with --debug and report it)", output)
+    wrapped.__cause__ = error
+    return wrapped
 
 
-__all__ = ["Engine", "Graph", "RunStats", "resolve_device", "to_numpy_frames", "VdfError",
-           "sys"]
+__all__ = ["Engine", "Graph", "RunStats", "resolve_device", "VdfError"]

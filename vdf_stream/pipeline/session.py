@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from ..errors import Interrupted
 from ..media.frames import VideoInfo
 from ..media.segments import Segment, SegmentSource
 from ..media.sinks import EncodeOptions, Sink, open_sink
@@ -165,9 +166,13 @@ class Session:
         spec = self.spec
         try:
             with torch_thread_count(spec.torch_threads):
-                engine = Engine(source, self.filters, self._open_sink, device=self.device,
-                                batch_size=spec.batch_size, queue_size=spec.queue_size,
-                                progress=progress, copy_streams=self.copies_audio)
+                try:
+                    engine = Engine(source, self.filters, self._open_sink, device=self.device,
+                                    batch_size=spec.batch_size, queue_size=spec.queue_size,
+                                    progress=progress, copy_streams=self.copies_audio)
+                except KeyboardInterrupt:  # while the filters load: no output opened yet
+                    raise Interrupted("interrupted before the first frame; nothing was "
+                                      "written") from None
                 return engine.run()
         finally:
             if opened_here:
