@@ -58,7 +58,7 @@ class VdfFilter(Filter):
 
         output = super().setup(info, device)  # validates the options first
         try:
-            self.protector = Protector(self.options, device)
+            self.protector = Protector(self.options, device, bit_depth=info.bit_depth)
         except ValueError as error:  # backend=cupy without a GPU
             raise UsageError(f"{self.name}: {error}") from None
         self.eps = self.protector.eps

@@ -59,6 +59,19 @@ def test_zero_parameters_only_quantise():
     assert torch.equal(perturb(frames, params, regions, 8 / 255), frames)
 
 
+def test_the_output_grid_follows_the_bit_depth():
+    """A 10-bit video is rounded to 1023 levels, not 255: it keeps its 10 bits, within eps."""
+    frames, params, regions = _case()
+    eps = 4 / 255
+    eight = perturb(frames, params, regions, eps)
+    ten = perturb(frames, params, regions, eps, levels=1023)
+    assert torch.allclose(eight * 255, (eight * 255).round(), atol=1e-3)
+    assert torch.allclose(ten * 1023, (ten * 1023).round(), atol=1e-3)
+    off_8_bits = ((ten * 255) - (ten * 255).round()).abs() > 1e-3
+    assert off_8_bits.float().mean() > 0.5
+    assert float((ten - frames).abs().max()) <= eps + 1e-6
+
+
 def test_batched_equals_unbatched_and_empty_batch():
     frames, params, regions = _case()
     together = perturb(frames, params, regions, 8 / 255)

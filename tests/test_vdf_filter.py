@@ -323,3 +323,20 @@ def test_highpass_leaves_only_fine_texture_and_jod_is_checked(clip):
 
     assert coarse(fine) < 0.5 * coarse(plain), (coarse(fine), coarse(plain))
     assert (fine - data).abs().max() <= 4 / 255 + 1e-5
+
+
+def test_a_ten_bit_stream_is_protected_on_its_own_grid(clip):
+    """10-bit input: the filter rounds its output to 1023 levels (8-bit input: 255), so the
+    depth the engine keeps is not lost in the protection."""
+    from vdf_stream.filters.vdf import VdfFilter
+
+    data = _frames(clip, "single_face.mp4", [0])
+    height, width = data.shape[-2:]
+    vdf = VdfFilter(VdfFilter.Options(steps=1, quiet=True))
+    vdf.setup(VideoInfo(width, height, Fraction(1, 30), Fraction(30), pix_fmt="yuv420p10le"),
+              torch.device("cpu"))
+    out = vdf.process(Frames(data, "rgbf32", [0], [0], Fraction(1, 30))).data
+    vdf.close()
+    assert torch.allclose(out * 1023, (out * 1023).round(), atol=2e-3)
+    assert float(((out * 255) - (out * 255).round()).abs().gt(2e-3).float().mean()) > 0.5
+    assert float((out - data).abs().max()) <= 4 / 255 + 1e-6

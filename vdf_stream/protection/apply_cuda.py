@@ -24,10 +24,10 @@ import torch
 _SOURCE = r"""
 float bounded = x + eps * w * tanhf(c / eps);
 bounded = fminf(fmaxf(bounded, 0.0f), 1.0f);
-float level = rintf(bounded * 255.0f);
-float low = fmaxf(ceilf((x - eps) * 255.0f - 1e-3f), 0.0f);
-float high = fminf(floorf((x + eps) * 255.0f + 1e-3f), 255.0f);
-y = fmaxf(fminf(level, high), low) / 255.0f;
+float level = rintf(bounded * levels);
+float low = fmaxf(ceilf((x - eps) * levels - 1e-3f), 0.0f);
+float high = fminf(floorf((x + eps) * levels + 1e-3f), levels);
+y = fmaxf(fminf(level, high), low) / levels;
 """
 
 
@@ -54,19 +54,20 @@ def _import_cupy():
 def _kernel():
     cupy = _import_cupy()
     return cupy.ElementwiseKernel(
-        "float32 x, float32 c, float32 w, float32 eps", "float32 y", _SOURCE,
+        "float32 x, float32 c, float32 w, float32 eps, float32 levels", "float32 y", _SOURCE,
         "vdf_bounded_apply")
 
 
 def bounded_apply(frames: torch.Tensor, change: torch.Tensor, weight: torch.Tensor,
-                  eps: float) -> torch.Tensor:
+                  eps: float, levels: float = 255.0) -> torch.Tensor:
     """``round_grid(clamp(frames + eps * weight * tanh(change / eps), 0, 1))`` on the GPU.
 
     Args:
         frames: ``(B, 3, H, W)`` float32 CUDA tensor in [0, 1].
         change: ``(B, 3, H, W)`` float32 unbounded change, same device.
         weight: ``(B, 1, H, W)`` or ``(B, 3, H, W)`` attention in [0, 1].
-        eps: budget; the result is on the 8-bit grid within ``eps`` of ``frames``.
+        eps: budget; the result is on the grid of ``levels`` steps (255: 8 bits) within
+            ``eps`` of ``frames``.
 
     Returns:
         A new ``(B, 3, H, W)`` float32 tensor on the same device (no gradient).
@@ -86,5 +87,5 @@ def bounded_apply(frames: torch.Tensor, change: torch.Tensor, weight: torch.Tens
     with cupy.cuda.Device(frames.device.index or 0), \
             cupy.cuda.ExternalStream(stream.cuda_stream):
         _kernel()(cupy.from_dlpack(frames), cupy.from_dlpack(change), cupy.from_dlpack(weight),
-                  cupy.float32(eps), cupy.from_dlpack(output))
+                  cupy.float32(eps), cupy.float32(levels), cupy.from_dlpack(output))
     return output

@@ -238,7 +238,7 @@ class Prepared:
             (``None`` without regions).
         box: ``(x0, y0, x1, y1)`` the frame rectangle the regions cover (:func:`region_box`).
         weight: ``(B, 1, H, W)`` the attention.
-        low, high: ``(B, 3, H, W)`` the 8-bit levels the output may take at each pixel (the
+        low, high: ``(B, 3, H, W)`` the grid levels (of ``levels``; 255: 8 bits) the output
             grid points inside ``[x - eps, x + eps] & [0, 1]``).
         rows, columns: with a ``window`` (:func:`prepare`), the bilinear upsampling of the
             frame term as matrices restricted to the window's rows ``(h', h)`` and columns
@@ -260,6 +260,7 @@ class Prepared:
     rows: torch.Tensor | None = None
     columns: torch.Tensor | None = None
     outside: torch.Tensor | None = None
+    levels: float = LEVELS  # the grid low and high count in
 
 
 def upsampling_matrix(size: int, source: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -302,13 +303,15 @@ def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
             face_present: torch.Tensor | None = None, crop_size: int = CROP_SIZE,
             grid: tuple[int, int] | None = None, region_floor: float = 0.5,
             texture_floor: float = 0.4, texture_reference: float = TEXTURE_REFERENCE,
-            window: tuple[int, int, int, int] | None = None) -> Prepared:
+            window: tuple[int, int, int, int] | None = None,
+            levels: float = LEVELS) -> Prepared:
     """The parameter-free part of :func:`perturb` for frames ``(B, 3, H, W)`` (detached).
 
     ``grid``: the frame term's ``(h, w)`` (default :func:`frame_grid`); ``window``:
     ``(x0, y0, x1, y1)``, to perturb only that part of the frames (``perturb(frames[..., y0:y1,
     x0:x1], params, regions moved by -(x0, y0), ...)``: the same values there as
-    perturbing the whole frames, computed from the whole frames); the other arguments as
+    perturbing the whole frames, computed from the whole frames); ``levels``: the grid the
+    output is rounded to (255: 8 bits; 1023: 10 bits); the other arguments as
     :func:`perturb`'s."""
     with torch.no_grad():
         x = frames.detach().float()
@@ -327,8 +330,8 @@ def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
         else:
             face_region = x.new_zeros(batch, 1, height, width)
         weight = attention(x, face_region, region_floor, texture_floor, texture_reference)
-        low = torch.ceil((x - eps) * LEVELS - _GRID_TOLERANCE).clamp_min(0)
-        high = torch.floor((x + eps) * LEVELS + _GRID_TOLERANCE).clamp_max(LEVELS)
+        low = torch.ceil((x - eps) * levels - _GRID_TOLERANCE).clamp_min(0)
+        high = torch.floor((x + eps) * levels + _GRID_TOLERANCE).clamp_max(levels)
         rows = columns = outside = None
         if window is not None:
             x0, y0, x1, y1 = window
@@ -343,7 +346,7 @@ def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
             box = (max(bx0, x0) - x0, max(by0, y0) - y0, min(bx1, x1) - x0, min(by1, y1) - y0)
             box = (box[0], box[1], max(box[2], box[0]), max(box[3], box[1]))
         return Prepared(small, torch.fft.rfft2(small), crops, crop_spectrum, box, weight,
-                        low, high, rows, columns, outside)
+                        low, high, rows, columns, outside, levels)
 
 
 def _modulated(images: torch.Tensor, spectrum: torch.Tensor, amplitude: torch.Tensor,
@@ -438,14 +441,15 @@ def quantize_within(protected: torch.Tensor, frames: torch.Tensor, eps: float) -
 
 
 def _on_grid(protected: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
-             straight_through: bool = True) -> torch.Tensor:
-    """:func:`quantize_within` given the bounds' levels; ``straight_through=False`` (no
-    gradient wanted): the grid values themselves, computed in place."""
-    levels = torch.round(protected.detach() * LEVELS)  # the grid point: no gradient of its own
+             straight_through: bool = True, grid: float = LEVELS) -> torch.Tensor:
+    """:func:`quantize_within` given the bounds' levels on a grid of ``grid`` steps;
+    ``straight_through=False`` (no gradient wanted): the grid values themselves, computed in
+    place."""
+    levels = torch.round(protected.detach() * grid)  # the grid point: no gradient of its own
     levels = torch.maximum(torch.minimum(levels, high, out=levels), low, out=levels)
     if not straight_through:
-        return levels.div_(LEVELS)
-    return protected + (levels / LEVELS - protected).detach()
+        return levels.div_(grid)
+    return protected + (levels / grid - protected).detach()
 
 
 def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInterest | None,
@@ -454,7 +458,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
             texture_reference: float = TEXTURE_REFERENCE, backend: str = "torch",
             chroma: float = 1.0, prepared: Prepared | None = None,
             psnr_floor: float | None = None,
-            gain: float | torch.Tensor | None = None, highpass: float = 0.0) -> torch.Tensor:
+            gain: float | torch.Tensor | None = None, highpass: float = 0.0,
+            levels: float = LEVELS) -> torch.Tensor:
     """Protect frames with given parameters (pure; the input is never modified).
 
     Args:
@@ -464,7 +469,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
             ``FacePipeline.regions`` on the clean frames; ``None``: frame term only.
         eps: L-inf budget in [1/255, 1].
         face_present: ``(B,)`` bool; frames without a face get no face term.
-        quantize: round to the 8-bit grid (straight-through) keeping the bound.
+        quantize: round to the output's grid (straight-through) keeping the bound.
+        levels: that grid's steps: 255 (8-bit output, the default), 1023 (10 bits)...
         region_floor, texture_floor, texture_reference: the attention (module docstring).
         backend: ``"torch"``, or ``"cupy"`` for the fused CUDA kernel of the final bound,
             clamp and quantisation (no gradient; :mod:`vdf_stream.protection.apply_cuda`).
@@ -497,7 +503,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     x = frames.float()
     if prepared is None:
         prepared = prepare(x, regions, eps, face_present, params.face_amplitude.shape[-2],
-                           params.grid(), region_floor, texture_floor, texture_reference)
+                           params.grid(), region_floor, texture_floor, texture_reference,
+                           levels=levels)
     # luma only (chroma 0): a (B, 1, H, W) change, the same offset on R, G and B
     change = raw_change(x, params, regions, face_present, luma=chroma <= 0, prepared=prepared)
     if chroma > 0:
@@ -517,7 +524,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
 
         if not quantize:
             raise ValueError("the cupy backend always quantises")
-        return bounded_apply(x, change.expand_as(x), weight, eps).to(frames.dtype)
+        return bounded_apply(x, change.expand_as(x), weight, eps,
+                             prepared.levels).to(frames.dtype)
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'cupy', got {backend!r}")
     if delta is None:
@@ -526,7 +534,8 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if quantize:
         # without a gradient to carry (the apply path), the grid values themselves
         protected = _on_grid(protected, prepared.low, prepared.high,
-                             straight_through=torch.is_grad_enabled() and delta.requires_grad)
+                             straight_through=torch.is_grad_enabled() and delta.requires_grad,
+                             grid=prepared.levels)
     return protected.to(frames.dtype)
 
 

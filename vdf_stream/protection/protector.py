@@ -69,10 +69,12 @@ class Protector:
         scale_new_start: a new keyframe starts from the nearest one's parameters scaled by
             their similarity (file mode); off, from them as they are (live mode, where every
             publication is shown at once and a weaker start would show).
+        bit_depth: of the stream: the output is rounded to its grid (8: 255 levels; 10:
+            1023), so a 10-bit video keeps its 10 bits.
     """
 
     def __init__(self, options: ProtectionOptions, device: torch.device,
-                 scale_new_start: bool = True):
+                 scale_new_start: bool = True, bit_depth: int = 8):
         from ..models.mesh import FacePipeline
         from .objective import Objective, ObjectiveWeights, Targets, Transformations
         from .sharing import KeyframeWindow, SharingOptions, SharingStats
@@ -110,6 +112,8 @@ class Protector:
         self.stats = SharingStats()
         self.spec = options.apply_spec()
         self.apply_options = self.spec.kwargs()
+        if bit_depth > 8:
+            self.apply_options["levels"] = float(2 ** min(bit_depth, 16) - 1)
         self.budget = None
         if options.jod is not None:
             from ..visibility import VisibilityBudget
