@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import torch
 
 from .media import colour
-from .media.frames import Frames
+from .media.frames import Frames, to_tensor
 from .media.sinks import EncodeOptions
 from .media.sources import RawFormat, open_source
 from .pipeline.engine import Graph, RunStats, resolve_device
@@ -78,9 +77,8 @@ def iterate(input: str, vf: str | None = None, device: str = "auto", format: str
         pending: list[Frames] = []
         try:
             for decoded in source.frames(layout):
-                tensor = torch.from_numpy(decoded.pixels)
-                tensor = tensor.permute(2, 0, 1) if layout == "rgb24" else tensor.unsqueeze(0)
-                pending.append(Frames(tensor.unsqueeze(0).to(engine_device), layout,
+                tensor = to_tensor(decoded.pixels, layout)
+                pending.append(Frames(tensor.to(engine_device), layout,
                                       [decoded.pts], [decoded.index], source.info.time_base))
                 if len(pending) == batch_size:
                     yield _finish(graph, Frames.concat(pending), source.info, info, format)

@@ -497,6 +497,7 @@ def draw_results(rgb, result, found_text: str | None = None):
 def run_show(args) -> int:
     import torch
 
+    from ..media.frames import image_to_batch
     from ..pipeline.engine import resolve_device
     from ..models import mesh
 
@@ -512,7 +513,7 @@ def run_show(args) -> int:
     rgb, label = read_picture(args.frame, args.frame_index)
     device = resolve_device(args.device)
     pipeline = mesh.FacePipeline(device=device, segmentation=True, iris=True)
-    frames = torch.from_numpy(rgb.copy()).to(device).permute(2, 0, 1)[None].float() / 255
+    frames = image_to_batch(rgb, device)
     with torch.no_grad():
         result = pipeline(frames)
     image = draw_results(rgb, result)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, UsageError
+from ..media.frames import to_tensor
 
 
 def count_video_packets(path: str) -> int | None:
@@ -122,8 +123,8 @@ class PairedFrames:
             self._compare_times(item_o.pts - first_pts[0], item_p.pts - first_pts[1])
             index = self.index
             self.index += 1  # counted before the caller may stop iterating
-            yield (index, torch.from_numpy(item_o.pixels).permute(2, 0, 1),
-                   torch.from_numpy(item_p.pixels).permute(2, 0, 1))
+            yield (index, to_tensor(item_o.pixels, "rgb24")[0],
+                   to_tensor(item_p.pixels, "rgb24")[0])
 
     def _compare_times(self, pts_original: int, pts_protected: int) -> None:
         time_o = pts_original * self.time_bases[0]

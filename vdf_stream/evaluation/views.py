@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..media.frames import to_tensor
 from . import metrics
 from .readers import FaceReader
 
@@ -89,8 +90,7 @@ def collect_views(original: str, protected: str, evaluated: list[int], main,
         if index not in pixels:
             continue
         image_o, image_p = pixels[index]
-        batch_o = torch.from_numpy(image_o).permute(2, 0, 1).unsqueeze(0)
-        batch_p = torch.from_numpy(image_p).permute(2, 0, 1).unsqueeze(0)
+        batch_o, batch_p = to_tensor(image_o, "rgb24"), to_tensor(image_p, "rgb24")
         clean = reader.read(batch_o)
         read_p = reader.read(batch_p, reference=clean)
         values = {name: float(main.get(name)[position]) for name in names}

@@ -111,7 +111,7 @@ class Optimiser:
         first optimised parameters."""
         import torch
 
-        from ..media.pixels import image_to_batch
+        from ..media.frames import image_to_batch
         from ..models.alignment import full_frame_roi
 
         frame = image_to_batch(pattern_frame(width, height, 0), self.device)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 from ..media.capture import Capture, pattern_frame
 from ..media.outputs import Output
-from ..media.pixels import image_to_batch
+from ..media.frames import image_to_batch
 from ..protection.options import ProtectionOptions
 from .optimiser import Keyframe, Optimiser, ParameterBoard, Published, fallback_params
 from .status import LiveStats, StatusLine, _percentile

@@ -98,6 +98,15 @@ def to_tensor(pixels, layout: str) -> torch.Tensor:
     return tensor.permute(2, 0, 1).unsqueeze(0)
 
 
+def image_to_batch(pixels, device: torch.device | str = "cpu") -> torch.Tensor:
+    """An 8-bit RGB image ``(H, W, 3)`` as a float batch ``(1, 3, H, W)`` in [0, 1] on
+    ``device`` (copied there first: the conversion runs on the device)."""
+    import numpy as np
+
+    tensor = to_tensor(np.ascontiguousarray(pixels), "rgb24").to(device, non_blocking=True)
+    return tensor.float().div_(255)
+
+
 def to_pixels(data: torch.Tensor, layout: str) -> list:
     """Inverse of :func:`to_tensor` for a batch: each frame as a contiguous CPU NumPy array,
     as sinks take them."""

@@ -1,6 +1,5 @@
 """Pixel operations shared by the filters, the protection and the evaluation, one home each:
-BT.601 luma, a separable Gaussian blur with mirrored borders, and an 8-bit RGB image as a
-float batch.
+BT.601 luma and a separable Gaussian blur with mirrored borders.
 
 The blur's kernel is ``exp(-x^2 / (2 sigma^2))`` sampled at the integers
 ``-radius..radius`` and normalised to sum to 1; it is applied along the rows and then along
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,13 +30,6 @@ def luma(frames: torch.Tensor) -> torch.Tensor:
     """
     weights = frames.new_tensor(LUMA_BT601).view(1, 3, 1, 1)
     return (frames * weights).sum(dim=1, keepdim=True)
-
-
-def image_to_batch(pixels: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """An 8-bit RGB image ``(H, W, 3)`` as a float batch ``(1, 3, H, W)`` in [0, 1] on
-    ``device`` (copied there first: the conversion runs on the device)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(device, non_blocking=True)
-    return tensor.permute(2, 0, 1).unsqueeze(0).float().div_(255)
 
 
 def reflect_indices(length: int, padding: int, device: torch.device | str = "cpu") -> torch.Tensor:
