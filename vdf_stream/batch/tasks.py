@@ -165,6 +165,8 @@ def execute_unit(spec: UnitSpec, board=None) -> UnitResult:
         os.replace(partial, target)
     except VdfError as error:
         remove_file(partial)
+        if getattr(error, "on_disk", None):  # the run's partial file is gone with it
+            error.on_disk = f"the partial output was removed; {target} was not written"
         return UnitResult(False, written, time.perf_counter() - started, attempts=attempt,
                           message=message_for(error, spec.source), warnings=warnings)
     except Exception as error:  # a bug: reported in the item, the batch goes on

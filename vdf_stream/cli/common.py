@@ -88,15 +88,17 @@ def add_protection_options(parser: argparse.ArgumentParser, raw_input: bool = Fa
                              "(default medium)")
     if raw_input:
         encode.add_argument("--pix-fmt", dest="pix_fmt", metavar="FMT",
-                            help="pixel format of the output (default yuv420p); with --size "
-                                 "it describes raw frames on stdin instead (rgb24, bgr24, "
-                                 "yuv420p)")
+                            help="pixel format of the output (default: the input's, e.g. "
+                                 "yuv420p10le for 10-bit video, where the encoder can store it; "
+                                 "else the nearest it can, said in one line); with --size it "
+                                 "describes raw frames on stdin instead (rgb24, bgr24, yuv420p)")
         encode.add_argument("--output-pix-fmt", dest="output_pix_fmt", metavar="FMT",
                             help="pixel format of the output when --pix-fmt describes raw "
                                  "input")
     else:
         encode.add_argument("--pix-fmt", dest="pix_fmt", metavar="FMT",
-                            help="pixel format of the output (default yuv420p)")
+                            help="pixel format of the output (default: the input's, where the "
+                                 "encoder can store it; else the nearest it can)")
     encode.add_argument("--no-audio", action="store_true",
                         help="drop audio and subtitle streams instead of copying them")
 
