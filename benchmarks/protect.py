@@ -15,7 +15,7 @@ does), and reports:
   decisions and the optimiser, ``apply``: the perturbation);
 * the filter's sharing summary: keyframes, reuse rate, optimiser steps per frame;
 * ``sharing_speedup``: fps with sharing over fps without, per size (at the same options;
-  efficacy is not measured here, see benchmarks/tradeoff.py and docs/protection.md).
+  efficacy is not measured here, see benchmarks/tradeoff.py and docs/filter.md).
 
 Speed is measured, never asserted. JSON (figures, configuration, library versions,
 machine) goes under ``benchmarks/results/`` unless ``--output`` says otherwise.

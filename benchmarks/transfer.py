@@ -66,7 +66,7 @@ Techniques (``--techniques``, each changing one thing against ``baseline``, run 
     its own direction and a network left out is pulled several ways at once; one shared
     direction asks the change to mean the same thing to all of them. (Measured: sideways
     helps here, on 8 frames, but not through the filter on both clips; the untargeted
-    attack already takes one shared direction. docs/protection.md, ``toward=``.)
+    attack already takes one shared direction. docs/history.md, ``toward=``.)
 ``toward_auto``
     the same, along the direction in which the readers together already see the face move
     (the objective's ``consensus``, updated every step and kept from frame to frame).
@@ -77,7 +77,7 @@ Techniques (``--techniques``, each changing one thing against ``baseline``, run 
     fresh noise ``1 + --ghost-strength * U(-1, 1)``, all but the heads that write the
     readings, so the change must move a family of networks around each one. (Measured: no
     gain over draws of the noise, and the mesh loses a third or more of its NME; none through
-    the filter either. docs/protection.md, ghost networks.)
+    the filter either. docs/history.md, ghost networks.)
 
 Techniques join with ``+`` (``margin+diversity``: both changes).
 
