@@ -111,11 +111,12 @@ def test_api_cli_and_batch_write_the_same_frames_with_the_same_seed(tmp_path, cl
 
 
 def test_a_chain_keeps_the_protection_and_a_graph_without_it_says_so(tmp_path, clip):
-    """``--vf`` replaces the default graph: ``vdf,scale=...`` protects then downscales (the
-    example the help shows); ``scale=...`` alone writes unprotected frames and says so."""
+    """``--vf`` replaces the default graph: ``scale=...,vdf`` downscales then protects (the
+    example the help and the README show); ``scale=...`` alone writes unprotected frames and
+    says so."""
     source = _cut(clip("single_face.mp4"), tmp_path / "cut.mp4", frames=2)
     outputs = {}
-    for name, graph in (("chain", "vdf=steps=2,scale=w=320:h=-2"), ("plain", "scale=w=320:h=-2")):
+    for name, graph in (("chain", "scale=w=320:h=-2,vdf=steps=2"), ("plain", "scale=w=320:h=-2")):
         outputs[name] = tmp_path / f"{name}.mkv"
         result = run_cli("protect", source, "-o", outputs[name], "--vf", graph, "--codec",
                          "ffv1", "--no-audio", "--device", "cpu")

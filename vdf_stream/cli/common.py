@@ -13,9 +13,9 @@ EXAMPLES = """\
 examples:
   vdf-stream protect talk.mp4                      writes talk_protected.mp4 (audio kept)
   vdf-stream protect talk.mp4 -o out.mp4 --crf 20 --preset slow
-  vdf-stream protect talk.mp4 -o small.mp4 --vf "vdf,scale=w=1280:h=-2"
-                                                   protect, then downscale (--vf replaces
-                                                   the default graph, vdf: keep it in)
+  vdf-stream protect talk.mp4 -o small.mp4 --vf "scale=w=1280:h=-2,vdf"
+                                                   downscale, then protect what is published
+                                                   (--vf replaces the default: keep vdf in)
   ffmpeg -i in.mp4 -f yuv4mpegpipe - | vdf-stream protect - -o - | ffmpeg -i - out.mp4
   vdf-stream filters                               what filters exist and their options
   vdf-stream eval talk.mp4 talk_protected.mp4      fidelity and efficacy of a protection
@@ -64,8 +64,8 @@ def add_protection_options(parser: argparse.ArgumentParser, raw_input: bool = Fa
     parser.add_argument("--vf", default="vdf", metavar="GRAPH",
                         help='the filters, in order, ffmpeg-like: "name=opt=value:opt=value,'
                              'name2" (default: vdf, the protection). It replaces the default, '
-                             'so keep vdf in it: "vdf,scale=w=1280:h=-2" protects, then '
-                             "downscales. `vdf-stream filters` lists them all")
+                             'so keep vdf in it: "scale=w=1280:h=-2,vdf" downscales, then '
+                             "protects. `vdf-stream filters` lists them all")
     parser.add_argument("--strength", choices=("low", "medium", "high"), default=None,
                         help="how strong the protection is, by how visible: low (invisible, "
                              "next to no effect), medium (the default: looks the same after "

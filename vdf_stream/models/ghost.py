@@ -16,7 +16,7 @@ convolutions that write its outputs, are left alone: noise there moves the readi
 itself (the face mesh's points by 0.10 of the eye distance at strength 0.1, against
 0.013-0.020 without). Outside the block the modules are unchanged.
 
-Measured (docs/protection.md, ghost networks): no gain in transfer over draws of the
+Measured (docs/history.md, ghost networks): no gain in transfer over draws of the
 noise, and none through the filter; kept to measure it again
 (``benchmarks/transfer.py --techniques margin+ghost``).
 """
