@@ -57,6 +57,23 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="show the full traceback of an error")
 
 
+def add_strength_options(parser) -> None:
+    """--strength, --seed and --device: how strong the protection is and where it runs
+    (``protect``, ``batch`` and ``live``). Left unset they are ``None``: the graph's own
+    options, else the defaults, apply."""
+    parser.add_argument("--strength", choices=("low", "medium", "high"), default=None,
+                        help="how strong the protection is, by how visible: low (invisible, "
+                             "next to no effect), medium (the default: looks the same after "
+                             "H.264 CRF 23, video JOD 9.6), high (some viewers see it, JOD "
+                             "9.1); see docs/visibility.md")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the protection's random starts (default 0): the same "
+                             "seed gives the same output")
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="where frames are processed: auto (a CUDA GPU when present), "
+                             "cpu, cuda, cuda:1 (default: auto)")
+
+
 def add_protection_options(parser: argparse.ArgumentParser, raw_input: bool = False) -> None:
     """The protection and encoding options, shared by ``protect`` and ``batch`` so that both
     take the same ones. ``raw_input``: ``--pix-fmt`` may also describe raw frames on stdin
@@ -66,17 +83,7 @@ def add_protection_options(parser: argparse.ArgumentParser, raw_input: bool = Fa
                              'name2" (default: vdf, the protection). It replaces the default, '
                              'so keep vdf in it: "scale=w=1280:h=-2,vdf" downscales, then '
                              "protects. `vdf-stream filters` lists them all")
-    parser.add_argument("--strength", choices=("low", "medium", "high"), default=None,
-                        help="how strong the protection is, by how visible: low (invisible, "
-                             "next to no effect), medium (the default: looks the same after "
-                             "H.264 CRF 23, video JOD 9.6), high (some viewers see it, JOD "
-                             "9.1); see docs/visibility.md")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the vdf filter's random transformations (default 0): "
-                             "the same seed gives the same output")
-    parser.add_argument("--device", default="auto", metavar="DEVICE",
-                        help="where frames are processed: auto (a CUDA GPU when present), "
-                             "cpu, cuda, cuda:1 (default: auto)")
+    add_strength_options(parser)
     encode = parser.add_argument_group("encoding (file output)")
     encode.add_argument("--codec", default="libx264",
                         help="video encoder: libx264 (default), libx265, h264_nvenc, "

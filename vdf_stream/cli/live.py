@@ -12,7 +12,7 @@ from ..media.capture import (Capture, DeviceCapture, RealtimeCapture, default_ca
                              list_cameras, list_cameras_hint)
 from ..media.outputs import (OriginalOutput, Output, PreviewOutput, RecordOutput,
                              VirtualCameraOutput, display_available, import_pyvirtualcam)
-from .common import add_common_options, parse_rate, parse_size
+from .common import add_common_options, add_strength_options, parse_rate, parse_size
 
 
 def add_parser(commands) -> None:
@@ -77,15 +77,10 @@ eps, not optimised); --hold delivers nothing until then. See docs/live.md.
     sinks.add_argument("-y", "--overwrite", action="store_true",
                        help="overwrite the recordings if they exist")
     protection = live.add_argument_group("protection")
-    protection.add_argument("--strength", choices=("low", "medium", "high"), default="medium",
-                            help="low, medium (default) or high, as in protect (eps 3/255, "
-                                 "4/255 or 6/255)")
+    add_strength_options(protection)
     protection.add_argument("--hold", action="store_true",
                             help="deliver nothing until the first optimised parameters "
                                  "(default: the fallback perturbation meanwhile)")
-    protection.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    protection.add_argument("--device", default="auto", metavar="DEVICE",
-                            help="auto (a CUDA GPU when present), cpu, cuda")
     protection.add_argument("--seconds", type=float, metavar="S",
                             help="stop after S seconds (default: until Ctrl-C or the input ends)")
     add_common_options(live)
@@ -108,7 +103,7 @@ def run_command(args) -> int:
         raise UsageError("choose at least one output: --virtual-cam, --preview or --record PATH")
     if args.realtime and args.camera:
         raise UsageError("give either --camera or --realtime, not both")
-    options = LiveOptions(strength=args.strength, seed=args.seed,
+    options = LiveOptions(strength=args.strength or "medium", seed=args.seed or 0,
                           fallback="hold" if args.hold else "perturb")
     options.check()
     device = resolve_device(args.device)
