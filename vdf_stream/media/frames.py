@@ -103,7 +103,10 @@ def image_to_batch(pixels, device: torch.device | str = "cpu") -> torch.Tensor:
     ``device`` (copied there first: the conversion runs on the device)."""
     import numpy as np
 
-    tensor = to_tensor(np.ascontiguousarray(pixels), "rgb24").to(device, non_blocking=True)
+    pixels = np.ascontiguousarray(pixels)
+    if not pixels.flags.writeable:  # torch shares memory only with writable arrays
+        pixels = pixels.copy()
+    tensor = to_tensor(pixels, "rgb24").to(device, non_blocking=True)
     return tensor.float().div_(255)
 
 
