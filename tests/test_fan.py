@@ -75,6 +75,7 @@ def _seed_weights(torch_home):
     torch.jit.script(heatmaps).save(str(folder / "2DFAN4-cd938726ad.zip"))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # face-alignment loads TorchScript
 def test_the_real_package_through_the_adapter(tmp_path, monkeypatch, clip):
     """face-alignment itself (installed by the test extra), its crop and heatmap decoding
     and its S3FD, with seeded weights: the adapter hands it a frame and a box and gets 68
