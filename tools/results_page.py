@@ -601,6 +601,21 @@ def render_models(data: dict, stem: str) -> list[str]:
                           "median CPU ms", "ms per frame", "error"], rows)
 
 
+APPLY_STAGES = ("detect", "prepare.small", "prepare.crop", "prepare.attention",
+                "prepare.bounds", "change.frame", "change.face", "bound", "total")
+
+
+def render_apply_stages(data: dict, stem: str) -> list[str]:
+    lines = header(data, stem, recorded_commands(data, stem))
+    rows = []
+    for case in data.get("cases", []):
+        figures = case.get("ms") or {}
+        rows.append([case.get("size"), num(case.get("threads"))]
+                    + [num(figures.get(name)) for name in APPLY_STAGES]
+                    + [num(figures.get("floor_total"))])
+    return lines + table(["size", "threads", *APPLY_STAGES, "floor"], rows)
+
+
 def render_generic(data: dict, stem: str) -> list[str]:
     """Any shape: its scalar fields, then the scalar columns of each list of records."""
     lines = header(data, stem, recorded_commands(data, stem))
@@ -691,6 +706,13 @@ KINDS = (
          "Decode -> `null` -> encode against the ffmpeg command line and plain PyAV loops "
          "with the same settings (libx264 CRF 18, audio copied).",
          lambda d: d.get("benchmark") == "throughput", render_throughput),
+    Kind("apply_stages", "The per-frame path, stage by stage (`benchmarks/apply_stages.py`)",
+         "Milliseconds per frame (medians) of each stage of applying parameters already "
+         "made, as live mode does for every frame, and `floor`: one FFT pair on the face "
+         "crop and on the frame term's grid, two warps and one elementwise bound, the least "
+         "that path can cost. The elementwise stages vary two- to three-fold between runs on "
+         "this machine.",
+         lambda d: d.get("benchmark") == "apply_stages", render_apply_stages),
     Kind("models", "Face model speed (`benchmarks/models.py`)",
          "Forward and forward + backward times of the face models and the face pipeline.",
          lambda d: d.get("benchmark") == "models", render_models),
