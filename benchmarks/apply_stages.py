@@ -116,12 +116,7 @@ def stages(size: tuple[int, int], repeat: int) -> dict:
 
         out["prepare.attention"] = _median_ms(attention, repeat)
 
-        def bounds():
-            low = torch.ceil((x - eps) * 255 - 1e-3).clamp_min(0)
-            high = torch.floor((x + eps) * 255 + 1e-3).clamp_max(255)
-            return low, high
-
-        out["prepare.bounds"] = _median_ms(bounds, repeat)
+        out["prepare.bounds"] = _median_ms(lambda: P.grid_bounds(x, eps), repeat)
 
         def frame_term():
             small = P._luma(P._modulated(prepared.small, prepared.small_spectrum,
@@ -141,8 +136,9 @@ def stages(size: tuple[int, int], repeat: int) -> dict:
         out["change.face"] = _median_ms(face_term, repeat)
 
         def bound():
-            protected = (x + eps * weight * torch.tanh(change / eps)).clamp(0, 1)
-            return P._on_grid(protected, prepared.low, prepared.high, straight_through=False)
+            protected = P.bounded(x, change, weight, eps)
+            return P._on_grid(protected, prepared.low, prepared.high, straight_through=False,
+                              inplace=True)
 
         out["bound"] = _median_ms(bound, repeat)
         out["total"] = _median_ms(

@@ -187,15 +187,21 @@ def _box_mean(images: torch.Tensor, window: int) -> torch.Tensor:
     pad = window // 2
     height, width = images.shape[-2:]
     padded = F.pad(images, (pad, pad, pad, pad))
-    rows = sum(padded[..., :, k:k + width] for k in range(window))
-    total = sum(rows[..., k:k + height, :] for k in range(window))
+    # accumulated in place, in the order a plain sum adds them (the same values, fewer
+    # frame-sized allocations: on a CPU they cost more than the additions)
+    rows = padded[..., :, 0:width].clone()
+    for k in range(1, window):
+        rows.add_(padded[..., :, k:k + width])
+    total = rows[..., 0:height, :].clone()
+    for k in range(1, window):
+        total.add_(rows[..., k:k + height, :])
 
     def inside(length: int) -> torch.Tensor:
         position = torch.arange(length, device=images.device, dtype=images.dtype)
         return (torch.minimum(position + pad, position.new_tensor(length - 1))
                 - torch.maximum(position - pad, position.new_tensor(0)) + 1)
 
-    return total / (inside(height)[:, None] * inside(width)[None, :])
+    return total.div_(inside(height)[:, None] * inside(width)[None, :])
 
 
 def texture_map(frames: torch.Tensor, reference: float, window: int = TEXTURE_WINDOW) -> torch.Tensor:
@@ -203,8 +209,8 @@ def texture_map(frames: torch.Tensor, reference: float, window: int = TEXTURE_WI
     brightness = _luma(frames)
     mean = _box_mean(brightness, window)
     square = _box_mean(brightness * brightness, window)
-    deviation = (square - mean * mean).clamp_min(0).sqrt()
-    return (deviation / reference).clamp(0, 1)
+    # (square - mean^2).clamp_min(0).sqrt() / reference, clamped to [0, 1], in place
+    return square.sub_(mean.mul_(mean)).clamp_min_(0).sqrt_().div_(reference).clamp_(0, 1)
 
 
 def _crop_each(frames: torch.Tensor, regions: RegionOfInterest, size: int) -> torch.Tensor:
@@ -219,9 +225,10 @@ def attention(frames: torch.Tensor, face_region: torch.Tensor, region_floor: flo
               texture: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, 1, H, W)`` in [0, 1]: where the perturbation may spend its budget
     (``texture``: :func:`texture_map` of ``frames`` when already computed)."""
-    if texture is None:
-        texture = texture_map(frames, texture_reference)
     where = region_floor + (1 - region_floor) * face_region
+    if texture is None:  # a map of our own: reshaped in place
+        texture = texture_map(frames, texture_reference)
+        return texture.mul_(1 - texture_floor).add_(texture_floor).mul_(where).clamp_(0, 1)
     return (where * (texture_floor + (1 - texture_floor) * texture)).clamp(0, 1)
 
 
@@ -330,8 +337,7 @@ def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
         else:
             face_region = x.new_zeros(batch, 1, height, width)
         weight = attention(x, face_region, region_floor, texture_floor, texture_reference)
-        low = torch.ceil((x - eps) * levels - _GRID_TOLERANCE).clamp_min(0)
-        high = torch.floor((x + eps) * levels + _GRID_TOLERANCE).clamp_max(levels)
+        low, high = grid_bounds(x, eps, levels)
         rows = columns = outside = None
         if window is not None:
             x0, y0, x1, y1 = window
@@ -432,20 +438,44 @@ def limit_chroma(change: torch.Tensor, chroma: float) -> torch.Tensor:
     return luma + chroma * (change - luma)
 
 
+def grid_bounds(frames: torch.Tensor, eps: float,
+                levels: float = LEVELS) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, high)``: the grid levels (of ``levels`` steps) inside ``[frames - eps, frames
+    + eps] & [0, 1]``, as floats (computed in place: two frame-sized allocations)."""
+    with torch.no_grad():
+        low = torch.sub(frames, eps).mul_(levels).sub_(_GRID_TOLERANCE).ceil_().clamp_min_(0)
+        high = torch.add(frames, eps).mul_(levels).add_(_GRID_TOLERANCE).floor_()
+        return low, high.clamp_max_(levels)
+
+
+def bounded(frames: torch.Tensor, change: torch.Tensor, weight: torch.Tensor,
+            eps: float) -> torch.Tensor:
+    """``clamp(frames + eps * weight * tanh(change / eps), 0, 1)``: the change bounded by
+    ``eps`` where ``weight`` is 1. Without a gradient to carry (the apply path) the same
+    arithmetic runs in place, with a third of the frame-sized allocations."""
+    if torch.is_grad_enabled() and (change.requires_grad or weight.requires_grad):
+        return (frames + eps * weight * torch.tanh(change / eps)).clamp(0, 1)
+    delta = torch.div(change, eps).tanh_().mul_(weight * eps)
+    return torch.add(frames, delta).clamp_(0, 1)
+
+
 def quantize_within(protected: torch.Tensor, frames: torch.Tensor, eps: float) -> torch.Tensor:
     """Round ``protected`` to the 8-bit grid inside ``[frames - eps, frames + eps] & [0, 1]``;
     straight-through (the backward pass is the identity)."""
-    low = torch.ceil((frames - eps) * LEVELS - _GRID_TOLERANCE).clamp_min(0)
-    high = torch.floor((frames + eps) * LEVELS + _GRID_TOLERANCE).clamp_max(LEVELS)
+    low, high = grid_bounds(frames.detach(), eps)
     return _on_grid(protected, low, high)
 
 
 def _on_grid(protected: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
-             straight_through: bool = True, grid: float = LEVELS) -> torch.Tensor:
+             straight_through: bool = True, grid: float = LEVELS,
+             inplace: bool = False) -> torch.Tensor:
     """:func:`quantize_within` given the bounds' levels on a grid of ``grid`` steps;
     ``straight_through=False`` (no gradient wanted): the grid values themselves, computed in
-    place."""
-    levels = torch.round(protected.detach() * grid)  # the grid point: no gradient of its own
+    place (``inplace``: in ``protected`` itself, a tensor of the caller's own)."""
+    if inplace and not straight_through:
+        levels = protected.detach().mul_(grid).round_()
+    else:
+        levels = torch.round(protected.detach() * grid)  # the grid point: no gradient of its own
     levels = torch.maximum(torch.minimum(levels, high, out=levels), low, out=levels)
     if not straight_through:
         return levels.div_(grid)
@@ -529,13 +559,14 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'cupy', got {backend!r}")
     if delta is None:
-        delta = eps * weight * torch.tanh(change / eps)
-    protected = (x + delta).clamp(0, 1)
+        protected = bounded(x, change, weight, eps)
+    else:  # the PSNR cap already made it
+        protected = (x + delta).clamp(0, 1)
     if quantize:
         # without a gradient to carry (the apply path), the grid values themselves
         protected = _on_grid(protected, prepared.low, prepared.high,
-                             straight_through=torch.is_grad_enabled() and delta.requires_grad,
-                             grid=prepared.levels)
+                             straight_through=protected.requires_grad, grid=prepared.levels,
+                             inplace=True)
     return protected.to(frames.dtype)
 
 
@@ -645,5 +676,5 @@ def with_eps(module: Perturbation, eps: float) -> Perturbation:
 
 __all__ = ["PerturbParams", "Prepared", "make_params", "prepare", "perturb", "upsampling_matrix",
            "frame_term_outside", "Perturbation", "modulate",
-           "quantize_within", "attention", "raw_change", "texture_map", "taper_window",
+           "quantize_within", "grid_bounds", "bounded", "attention", "raw_change", "texture_map", "taper_window",
            "frame_grid"]
