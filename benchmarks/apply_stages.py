@@ -48,17 +48,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SIZES = ((640, 360), (1280, 720))
 
 
+SYNC = [lambda: None]  # waits for the device's queued work (CUDA) before a clock is read
+
+
 def _median_ms(function, repeat: int) -> float:
     function()  # warm-up: lazy initialisation, allocator
+    SYNC[0]()
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
         function()
+        SYNC[0]()
         times.append(time.perf_counter() - started)
     return round(statistics.median(times) * 1000, 3)
 
 
-def _frame(size: tuple[int, int]):
+def _frame(size: tuple[int, int], device):
     import av
     import torch
 
@@ -71,10 +76,10 @@ def _frame(size: tuple[int, int]):
         if (frame.width, frame.height) != size:
             frame = frame.reformat(width=width, height=height, interpolation="BICUBIC")
         pixels = frame.to_ndarray(format="rgb24")
-    return torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+    return torch.from_numpy(pixels).permute(2, 0, 1)[None].to(device).float() / 255
 
 
-def stages(size: tuple[int, int], repeat: int) -> dict:
+def stages(size: tuple[int, int], repeat: int, device=None) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -87,12 +92,13 @@ def stages(size: tuple[int, int], repeat: int) -> dict:
     options = ProtectionOptions()
     eps, _ = options.resolved()
     apply = options.apply_spec().kwargs()
-    x = _frame(size)
+    device = torch.device(device or "cpu")
+    x = _frame(size, device)
     height, width = x.shape[-2:]
-    detector = FaceDetector()
-    region, found = choose_regions(detector.detect(x), (height, width))
+    detector = FaceDetector(device=device)
+    region, found = choose_regions(detector.detect(x), (height, width), device=device)
     params = P.make_params(1, height, width, init_scale=eps / 2,
-                           generator=torch.Generator().manual_seed(0))
+                           generator=torch.Generator().manual_seed(0)).to(device)
     grid = params.grid()
     crop = params.face_amplitude.shape[-2]
     prepared = P.prepare(x, region, eps, found, crop, grid, apply["region_floor"],
@@ -103,7 +109,7 @@ def stages(size: tuple[int, int], repeat: int) -> dict:
     out = {}
     with torch.no_grad():
         out["detect"] = _median_ms(
-            lambda: choose_regions(detector.detect(x), (height, width)), repeat)
+            lambda: choose_regions(detector.detect(x), (height, width), device=device), repeat)
         out["prepare.small"] = _median_ms(lambda: torch.fft.rfft2(F.interpolate(
             x, size=grid, mode="bilinear", align_corners=False, antialias=True)), repeat)
         out["prepare.crop"] = _median_ms(
@@ -143,10 +149,20 @@ def stages(size: tuple[int, int], repeat: int) -> dict:
         out["bound"] = _median_ms(bound, repeat)
         out["total"] = _median_ms(
             lambda: P.perturb(x, params, region, eps, face_present=found, **apply), repeat)
+        if device.type == "cuda":
+            from vdf_stream.protection.apply_cuda import cupy_available
+
+            if cupy_available():  # the fused kernel, and how far it is from torch's result
+                out["total.cupy"] = _median_ms(lambda: P.perturb(
+                    x, params, region, eps, face_present=found, backend="cupy", **apply), repeat)
+                by_torch = P.perturb(x, params, region, eps, face_present=found, **apply)
+                by_cupy = P.perturb(x, params, region, eps, face_present=found,
+                                    backend="cupy", **apply)
+                out["cupy_vs_torch_max_levels"] = float((by_cupy - by_torch).abs().max() * 255)
 
         # floors
-        crop_image = torch.rand(1, 1, crop, crop)
-        small_image = torch.rand(1, 1, *grid)
+        crop_image = torch.rand(1, 1, crop, crop, device=device)
+        small_image = torch.rand(1, 1, *grid, device=device)
         floor = {}
         floor["fft.crop"] = _median_ms(
             lambda: torch.fft.irfft2(torch.fft.rfft2(crop_image), s=crop_image.shape[-2:]),
@@ -154,9 +170,10 @@ def stages(size: tuple[int, int], repeat: int) -> dict:
         floor["fft.small"] = _median_ms(
             lambda: torch.fft.irfft2(torch.fft.rfft2(small_image), s=small_image.shape[-2:]),
             repeat)
-        theta = torch.tensor([[[0.3, 0.0, 0.0], [0.0, 0.5, 0.0]]])
+        theta = torch.tensor([[[0.3, 0.0, 0.0], [0.0, 0.5, 0.0]]], device=device)
         to_crop = F.affine_grid(theta, (1, 3, crop, crop), align_corners=False)
-        to_frame = F.affine_grid(torch.tensor([[[3.3, 0.0, 0.0], [0.0, 2.0, 0.0]]]),
+        to_frame = F.affine_grid(torch.tensor([[[3.3, 0.0, 0.0], [0.0, 2.0, 0.0]]],
+                                              device=device),
                                  (1, 1, box[3] - box[1], box[2] - box[0]), align_corners=False)
         floor["warps"] = _median_ms(lambda: (
             F.grid_sample(x, to_crop, align_corners=False),
@@ -180,12 +197,18 @@ def main(argv=None) -> int:
                         help="timed runs per stage (the median is kept; default 20)")
     parser.add_argument("--quick", action="store_true",
                         help="640x360, 1 thread, 3 runs: a smoke test")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default; timed at 1 and 2 threads) or cuda (timed once, "
+                             "with the fused CuPy kernel too when CuPy is installed)")
     parser.add_argument("--output", type=Path, default=None, metavar="PATH",
                         help="the JSON report (default: benchmarks/results/"
                              "apply_stages_MACHINE.json)")
     args = parser.parse_args(argv)
     sizes = SIZES[:1] if args.quick else SIZES
     threads = (1,) if args.quick else (1, 2)
+    if args.device.startswith("cuda"):
+        threads = (torch.get_num_threads(),)
+        SYNC[0] = lambda: torch.cuda.synchronize(args.device)
     repeat = 3 if args.quick else args.repeat
     before = torch.get_num_threads()
     cases = []
@@ -193,9 +216,9 @@ def main(argv=None) -> int:
         for count in threads:
             torch.set_num_threads(count)
             for size in sizes:
-                figures = stages(size, repeat)
+                figures = stages(size, repeat, args.device)
                 cases.append({"size": f"{size[0]}x{size[1]}", "threads": count,
-                              "ms": figures})
+                              "device": args.device, "ms": figures})
                 print(f"{size[0]}x{size[1]} {count} thread(s): total {figures['total']} ms, "
                       f"floor {figures['floor_total']} ms, detect {figures['detect']} ms",
                       file=sys.stderr, flush=True)
