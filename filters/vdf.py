@@ -130,11 +130,13 @@ class VdfFilter(Filter):
             summary["gain_median"] = round(self._median_gain(), 4)
         return summary
 
-    def _median_gain(self) -> float | None:
-        """The budget's median scale of the frames' changes (``None`` without a budget)."""
-        if self.protector is None or self.protector.budget is None or not self.gains:
+    def _median_gain(self, frames: int | None = None) -> float | None:
+        """The budget's median scale of the changes of the first ``frames`` frames (all by
+        default; ``None`` without a budget)."""
+        gains = self.gains[:frames]
+        if self.protector is None or self.protector.budget is None or not gains:
             return None
-        return float(torch.tensor(self.gains).median())
+        return float(torch.tensor(gains).median())
 
     def close(self) -> None:
         if self._applier is not None:
@@ -154,7 +156,7 @@ class VdfFilter(Filter):
             keyframes, refined = actions.count(NEW), actions.count(REFINE)
             reuse = (len(actions) - keyframes - refined) / len(actions)
             budget = self.protector.budget
-            gains = self.gains[:len(actions)] if budget is not None else []
+            gain = self._median_gain(len(actions))
             print(f"vdf: {len(actions)} frames, {keyframes} keyframes, {refined} refined, "
                   f"reuse rate {reuse:.0%}, " + (
                       f"{s.steps_per_frame:.2f} optimiser steps per frame ({s.steps} in all), "
@@ -162,5 +164,5 @@ class VdfFilter(Filter):
                   f"eps {self.eps * 255:.3g}/255, share "
                   f"{'on' if self.options.share else 'off'}" + (
                       f", visibility budget JOD {budget.target:g} (change scaled to "
-                      f"{float(torch.tensor(gains).median()):.2f} of eps, median)"
-                      if gains else ""), file=sys.stderr)
+                      f"{gain:.2f} of eps, median)"
+                      if gain is not None else ""), file=sys.stderr)
