@@ -65,9 +65,9 @@ def _median_ms(function, repeat: int) -> float:
 
 def _frame(size: tuple[int, int], device):
     import av
-    import torch
 
     from vdf_stream import assets
+    from vdf_stream.media.frames import image_to_batch
 
     clip = assets.fetch("single_face.mp4", progress=False)
     with av.open(str(clip)) as container:
@@ -76,7 +76,7 @@ def _frame(size: tuple[int, int], device):
         if (frame.width, frame.height) != size:
             frame = frame.reformat(width=width, height=height, interpolation="BICUBIC")
         pixels = frame.to_ndarray(format="rgb24")
-    return torch.from_numpy(pixels).permute(2, 0, 1)[None].to(device).float() / 255
+    return image_to_batch(pixels, device)  # planar float, as the pipeline hands the filter
 
 
 def stages(size: tuple[int, int], repeat: int, device=None) -> dict:

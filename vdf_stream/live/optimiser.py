@@ -79,6 +79,26 @@ class Keyframe:
     ready: object = None  # CUDA: an event recorded on the protector's stream after both
 
 
+OPTIMISER_NICENESS = 19  # the lowest priority: the optimiser gets what the frames leave
+
+
+def lower_priority(niceness: int = OPTIMISER_NICENESS) -> bool:
+    """Give the calling thread (and the threads it starts, such as torch's) the scheduler's
+    lowest priority: on a CPU the optimiser and the per-frame path share the cores, and
+    every frame must be delivered on time while the optimiser takes the time left. Linux
+    sets a thread's priority on its own; elsewhere this does nothing. Whether it applied."""
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 class Optimiser:
     """Optimises on the newest keyframe candidate and publishes (see the module docstring)."""
 
@@ -136,6 +156,8 @@ class Optimiser:
     def _run(self) -> None:
         import torch
 
+        if self.device.type == "cpu":
+            lower_priority()
         stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         try:
             if stream is not None:

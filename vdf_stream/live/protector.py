@@ -32,6 +32,7 @@ from ..errors import UsageError
 from ..media.capture import Capture, pattern_frame
 from ..media.outputs import Output
 from ..media.frames import image_to_batch
+from ..memory import keep_freed_memory
 from ..protection.options import ProtectionOptions
 from .optimiser import Keyframe, Optimiser, ParameterBoard, Published, fallback_params
 from .status import LiveStats, StatusLine, _percentile
@@ -154,6 +155,7 @@ class LiveProtector:
         outputs are raised after the same clean-up."""
         from ..models.detection import FaceDetector
 
+        keep_freed_memory()  # frame-sized tensors reuse freed memory (vdf_stream.memory)
         self.detector = FaceDetector(device=self.device)
         failure: BaseException | None = None
         started = time.perf_counter()

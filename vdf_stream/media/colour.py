@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .frames import Frames
+from .frames import Frames, planar_float
 
 # (Kr, Kb) luma coefficients of each matrix.
 LUMA_COEFFICIENTS = {
@@ -105,7 +105,7 @@ def rgb_to_yuv420p(rgb: torch.Tensor, colorspace: str = "bt601",
 
 
 def to_float(rgb24: torch.Tensor) -> torch.Tensor:
-    return rgb24.float().div_(255.0)
+    return planar_float(rgb24).div_(255.0)
 
 
 def to_uint8(rgbf32: torch.Tensor) -> torch.Tensor:
@@ -113,7 +113,7 @@ def to_uint8(rgbf32: torch.Tensor) -> torch.Tensor:
 
 
 def rgb48_to_float(rgb48: torch.Tensor) -> torch.Tensor:
-    return rgb48.float().div_(65535.0)
+    return planar_float(rgb48).div_(65535.0)
 
 
 def to_uint16(rgbf32: torch.Tensor) -> torch.Tensor:

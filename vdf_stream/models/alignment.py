@@ -260,8 +260,35 @@ def pooling_box(roi: RegionOfInterest, frame_size: tuple[int, int], factor: int,
     return x0, y0, x1, y1
 
 
+def uncrop_grid(roi: RegionOfInterest, crop_size: int, frame_size: tuple[int, int],
+                box: tuple[int, int, int, int] | None = None, like: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(grid, inside)``: where :func:`uncrop` samples the crops for each frame pixel (of
+    ``box`` when given; ``grid_sample``'s ``(B, h, w, 2)``) and its 0/1 mask ``(B, 1, h, w)``
+    of the pixels inside the region. It depends on the regions alone: images warped with
+    the same regions can share it (``uncrop(..., grid=)``). ``like``: the dtype and device."""
+    height, width = frame_size
+    dtype = like.dtype if like is not None else roi.center.dtype
+    device = like.device if like is not None else roi.center.device
+    roi = roi.to(device=device, dtype=dtype)
+    matrix = roi.frame_to_crop(crop_size)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        # box pixel (i, j) is frame pixel (y0 + i, x0 + j)
+        matrix = torch.cat([matrix[:, :, :2],
+                            matrix[:, :, 2:] + matrix[:, :, :2] @ matrix.new_tensor([[x0], [y0]])],
+                           dim=-1)
+        width, height = x1 - x0, y1 - y0
+    theta = _sampling_theta(matrix, (width, height), (crop_size, crop_size))
+    grid = F.affine_grid(theta, [len(roi), 1, height, width], align_corners=False)
+    inside = (grid.detach().abs() <= 1).all(dim=-1)
+    return grid, inside.unsqueeze(1).to(dtype)
+
+
 def uncrop(crops: torch.Tensor, roi: RegionOfInterest, frame_size: tuple[int, int],
-           box: tuple[int, int, int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           box: tuple[int, int, int, int] | None = None,
+           grid: tuple[torch.Tensor, torch.Tensor] | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp crop-space images back into the frame (the inverse of :func:`crop`).
 
     Args:
@@ -271,6 +298,8 @@ def uncrop(crops: torch.Tensor, roi: RegionOfInterest, frame_size: tuple[int, in
         box: ``(x0, y0, x1, y1)``: resample only this rectangle of the frame (e.g.
             :func:`region_box`, outside which the mask is 0), a fraction of the work for a
             face that fills a fraction of the frame.
+        grid: :func:`uncrop_grid` of these regions, crop size, frame size and box, when
+            already made (made here when ``None``).
 
     Returns:
         ``(image, mask)``: ``(B, C, H, W)`` the crops resampled at every frame pixel (values
@@ -283,22 +312,11 @@ def uncrop(crops: torch.Tensor, roi: RegionOfInterest, frame_size: tuple[int, in
     if crops.shape[-1] != crops.shape[-2] or crops.shape[0] != len(roi):
         raise ValueError(f"crops must be square (B, C, S, S) with B = {len(roi)} regions, "
                          f"got {tuple(crops.shape)}")
-    crop_size = crops.shape[-1]
-    height, width = frame_size
-    roi = roi.to(device=crops.device, dtype=crops.dtype)
-    matrix = roi.frame_to_crop(crop_size)
-    if box is not None:
-        x0, y0, x1, y1 = box
-        # box pixel (i, j) is frame pixel (y0 + i, x0 + j)
-        matrix = torch.cat([matrix[:, :, :2],
-                            matrix[:, :, 2:] + matrix[:, :, :2] @ matrix.new_tensor([[x0], [y0]])],
-                           dim=-1)
-        width, height = x1 - x0, y1 - y0
-    theta = _sampling_theta(matrix, (width, height), (crop_size, crop_size))
-    grid = F.affine_grid(theta, [len(roi), crops.shape[1], height, width], align_corners=False)
-    image = F.grid_sample(crops, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = (grid.detach().abs() <= 1).all(dim=-1)
-    return image, inside.unsqueeze(1).to(crops.dtype)
+    sampling, inside = grid if grid is not None else uncrop_grid(
+        roi, crops.shape[-1], frame_size, box, like=crops)
+    image = F.grid_sample(crops, sampling, mode="bilinear", padding_mode="border",
+                          align_corners=False)
+    return image, inside
 
 
 def _eye_angle(right_eye: torch.Tensor, left_eye: torch.Tensor) -> torch.Tensor:

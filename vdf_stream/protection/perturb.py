@@ -247,6 +247,9 @@ class Prepared:
         weight: ``(B, 1, H, W)`` the attention.
         low, high: ``(B, 3, H, W)`` the grid levels (of ``levels``; 255: 8 bits) the output
             grid points inside ``[x - eps, x + eps] & [0, 1]``).
+        warp: without a ``window``, where the box's pixels sample the crop
+            (:func:`~vdf_stream.models.alignment.uncrop_grid`): the taper and the face term
+            are warped into the frame along the same grid.
         rows, columns: with a ``window`` (:func:`prepare`), the bilinear upsampling of the
             frame term as matrices restricted to the window's rows ``(h', h)`` and columns
             ``(w', w)``; ``box``, ``weight``, ``low`` and ``high`` are then the window's.
@@ -268,6 +271,7 @@ class Prepared:
     columns: torch.Tensor | None = None
     outside: torch.Tensor | None = None
     levels: float = LEVELS  # the grid low and high count in
+    warp: tuple[torch.Tensor, torch.Tensor] | None = None  # box pixels -> crop (no window)
 
 
 def upsampling_matrix(size: int, source: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -278,24 +282,36 @@ def upsampling_matrix(size: int, source: int, device=None, dtype=torch.float32) 
                          ).view(source, size).T.contiguous()
 
 
-def _into_frame(images: torch.Tensor, regions: RegionOfInterest, frame_size: tuple[int, int],
-                box: tuple[int, int, int, int], face_present: torch.Tensor | None) -> torch.Tensor:
-    """Crop-space ``images (B, C, S, S)`` warped into frames of ``frame_size``: resampled
-    only inside ``box`` (outside it the regions' mask is 0), 0 outside the regions and for
-    frames without a face. ``box`` must not be empty."""
-    height, width = frame_size
-    x0, y0, x1, y1 = box
-    warped, inside = alignment.uncrop(images, regions, frame_size, box=box)
+def _into_box(images: torch.Tensor, regions: RegionOfInterest, frame_size: tuple[int, int],
+              box: tuple[int, int, int, int], face_present: torch.Tensor | None,
+              warp: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Crop-space ``images (B, C, S, S)`` warped into the ``box`` of frames of ``frame_size``
+    (``(B, C, y1 - y0, x1 - x0)``), 0 outside the regions and for frames without a face.
+    ``box`` must not be empty; ``warp``: its :func:`~vdf_stream.models.alignment.uncrop_grid`
+    when already made."""
+    warped, inside = alignment.uncrop(images, regions, frame_size, box=box, grid=warp)
     warped = warped * inside
     if face_present is not None:
         warped = warped * face_present.to(warped.dtype).view(-1, 1, 1, 1)
+    return warped
+
+
+def _into_frame(images: torch.Tensor, regions: RegionOfInterest, frame_size: tuple[int, int],
+                box: tuple[int, int, int, int], face_present: torch.Tensor | None,
+                warp: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """:func:`_into_box` padded with 0 to the whole frames."""
+    height, width = frame_size
+    x0, y0, x1, y1 = box
+    warped = _into_box(images, regions, frame_size, box, face_present, warp)
     return F.pad(warped, (x0, width - x1, y0, height - y1))
 
 
 def _taper_in_frame(regions: RegionOfInterest, size: int, frame_size: tuple[int, int],
                     box: tuple[int, int, int, int], face_present: torch.Tensor | None,
-                    like: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, H, W)``: the tapered face region (the taper window warped into the frame)."""
+                    like: torch.Tensor,
+                    warp: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """``(B, 1, H, W)``: the tapered face region (the taper window warped into the frame;
+    ``warp``: :func:`_into_box`'s)."""
     height, width = frame_size
     batch = len(regions)
     x0, y0, x1, y1 = box
@@ -303,7 +319,7 @@ def _taper_in_frame(regions: RegionOfInterest, size: int, frame_size: tuple[int,
         return like.new_zeros(batch, 1, height, width)
     window = taper_window(size, device=like.device, dtype=like.dtype)
     return _into_frame(window.expand(batch, 1, size, size), regions, frame_size, box,
-                       face_present)
+                       face_present, warp)
 
 
 def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
@@ -326,14 +342,16 @@ def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
         h, w = grid if grid is not None else frame_grid(height, width)
         small = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
                               antialias=True)
-        crops = crop_spectrum = None
+        crops = crop_spectrum = warp = None
         box = (0, 0, 0, 0)
         if regions is not None and batch:
             crops = _crop_each(x, regions, crop_size)
             crop_spectrum = torch.fft.rfft2(crops)
             box = alignment.region_box(regions, (height, width))
+            if window is None and box[2] > box[0] and box[3] > box[1]:
+                warp = alignment.uncrop_grid(regions, crop_size, (height, width), box, like=x)
             face_region = _taper_in_frame(regions, crop_size, (height, width), box,
-                                          face_present, x)
+                                          face_present, x, warp)
         else:
             face_region = x.new_zeros(batch, 1, height, width)
         weight = attention(x, face_region, region_floor, texture_floor, texture_reference)
@@ -352,7 +370,7 @@ def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
             box = (max(bx0, x0) - x0, max(by0, y0) - y0, min(bx1, x1) - x0, min(by1, y1) - y0)
             box = (box[0], box[1], max(box[2], box[0]), max(box[3], box[1]))
         return Prepared(small, torch.fft.rfft2(small), crops, crop_spectrum, box, weight,
-                        low, high, rows, columns, outside, levels)
+                        low, high, rows, columns, outside, levels, warp)
 
 
 def _modulated(images: torch.Tensor, spectrum: torch.Tensor, amplitude: torch.Tensor,
@@ -419,7 +437,11 @@ def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInt
         face = reduce((_modulated(prepared.crops, prepared.crop_spectrum,
                                   expand(params.face_amplitude), expand(params.face_phase))
                        + expand(params.face_spatial)) * window)
-        change = change + _into_frame(face, regions, (height, width), box, face_present)
+        face = _into_box(face, regions, (height, width), box, face_present, prepared.warp)
+        if change.requires_grad or face.requires_grad:
+            change = change + F.pad(face, (x0, width - x1, y0, height - y1))
+        else:  # the apply path: added where it is, in the frame term's own tensor
+            change[..., y0:y1, x0:x1] += face
     return change
 
 
