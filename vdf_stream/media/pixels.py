@@ -28,8 +28,12 @@ def luma(frames: torch.Tensor) -> torch.Tensor:
         - frames: :math:`(B, 3, H, W)`
         - output: :math:`(B, 1, H, W)`
     """
-    weights = frames.new_tensor(LUMA_BT601).view(1, 3, 1, 1)
-    return (frames * weights).sum(dim=1, keepdim=True)
+    if frames.shape[1] != 3:
+        raise ValueError(f"luma needs three channels (B, 3, H, W), got {tuple(frames.shape)}")
+    red, green, blue = LUMA_BT601
+    # channel by channel: the sum over channels of a weighted copy of the frames, in the
+    # same order (the same values), without the frame-sized copy or a strided reduction
+    return (frames[:, 0:1] * red + frames[:, 1:2] * green) + frames[:, 2:3] * blue
 
 
 def reflect_indices(length: int, padding: int, device: torch.device | str = "cpu") -> torch.Tensor:

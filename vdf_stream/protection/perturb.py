@@ -38,6 +38,7 @@ With all parameters zero the output is the input rounded to 8 bits.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 
@@ -173,7 +174,14 @@ def modulate(images: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor)
 
 
 def taper_window(size: int, share: float = TAPER, device=None, dtype=torch.float32) -> torch.Tensor:
-    """``(size, size)`` raised-cosine window: 1 inside, falling to 0 over ``share`` of the side."""
+    """``(size, size)`` raised-cosine window: 1 inside, falling to 0 over ``share`` of the side
+    (made once per size and kept: do not modify it)."""
+    return _taper_window(size, share, torch.device(device) if device is not None
+                         else torch.device("cpu"), dtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _taper_window(size: int, share: float, device: torch.device, dtype) -> torch.Tensor:
     position = (torch.arange(size, device=device, dtype=dtype) + 0.5) / size
     edge = torch.minimum(position, 1 - position) / share
     ramp = 0.5 - 0.5 * torch.cos(math.pi * edge.clamp(0, 1))
@@ -196,19 +204,30 @@ def _box_mean(images: torch.Tensor, window: int) -> torch.Tensor:
     for k in range(1, window):
         total.add_(rows[..., k:k + height, :])
 
+    return total.div_(_box_counts(height, width, window, images.device, images.dtype))
+
+
+@functools.lru_cache(maxsize=8)
+def _box_counts(height: int, width: int, window: int, device, dtype) -> torch.Tensor:
+    """``(H, W)``: how many pixels of the image each ``window x window`` square around a
+    pixel holds (the same for every frame of a size: made once)."""
+    pad = window // 2
+
     def inside(length: int) -> torch.Tensor:
-        position = torch.arange(length, device=images.device, dtype=images.dtype)
+        position = torch.arange(length, device=device, dtype=dtype)
         return (torch.minimum(position + pad, position.new_tensor(length - 1))
                 - torch.maximum(position - pad, position.new_tensor(0)) + 1)
 
-    return total.div_(inside(height)[:, None] * inside(width)[None, :])
+    return inside(height)[:, None] * inside(width)[None, :]
 
 
 def texture_map(frames: torch.Tensor, reference: float, window: int = TEXTURE_WINDOW) -> torch.Tensor:
     """``(B, 1, H, W)`` in [0, 1]: local standard deviation of luma over reference."""
     brightness = _luma(frames)
-    mean = _box_mean(brightness, window)
-    square = _box_mean(brightness * brightness, window)
+    # both means in one pass over two channels (each channel is averaged on its own)
+    means = _box_mean(torch.cat([brightness, brightness * brightness], dim=1), window)
+    channels = brightness.shape[1]
+    mean, square = means[:, :channels], means[:, channels:]
     # (square - mean^2).clamp_min(0).sqrt() / reference, clamped to [0, 1], in place
     return square.sub_(mean.mul_(mean)).clamp_min_(0).sqrt_().div_(reference).clamp_(0, 1)
 
@@ -250,6 +269,8 @@ class Prepared:
         warp: without a ``window``, where the box's pixels sample the crop
             (:func:`~vdf_stream.models.alignment.uncrop_grid`): the taper and the face term
             are warped into the frame along the same grid.
+        in_box: made by :func:`_prepare_in_box`: ``weight``, ``low`` and ``high`` are the
+            box's, and the attention is 0 outside it, where the frames stay as they are.
         rows, columns: with a ``window`` (:func:`prepare`), the bilinear upsampling of the
             frame term as matrices restricted to the window's rows ``(h', h)`` and columns
             ``(w', w)``; ``box``, ``weight``, ``low`` and ``high`` are then the window's.
@@ -272,6 +293,7 @@ class Prepared:
     outside: torch.Tensor | None = None
     levels: float = LEVELS  # the grid low and high count in
     warp: tuple[torch.Tensor, torch.Tensor] | None = None  # box pixels -> crop (no window)
+    in_box: bool = False  # weight, low, high (and the change) of the box only
 
 
 def upsampling_matrix(size: int, source: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -373,6 +395,40 @@ def prepare(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
                         low, high, rows, columns, outside, levels, warp)
 
 
+def _prepare_in_box(frames: torch.Tensor, regions: RegionOfInterest, eps: float,
+                    face_present: torch.Tensor | None, crop_size: int, grid: tuple[int, int],
+                    texture_floor: float, texture_reference: float,
+                    levels: float) -> Prepared | None:
+    """:func:`prepare` for an attention that is 0 outside the face regions (``region_floor``
+    0, the default preset's): only the regions' box can change, so the attention and the
+    grid levels are made for the box alone (the texture map on the box widened by its
+    window's reach, so that it holds the same values there); ``None`` when the box is
+    empty. The spectra are the whole frames' and crops', as :func:`prepare`'s."""
+    with torch.no_grad():
+        x = frames.detach().float()
+        batch, _, height, width = x.shape
+        box = alignment.region_box(regions, (height, width))
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            return None
+        small = F.interpolate(x, size=grid, mode="bilinear", align_corners=False,
+                              antialias=True)
+        crops = _crop_each(x, regions, crop_size)
+        warp = alignment.uncrop_grid(regions, crop_size, (height, width), box, like=x)
+        window = taper_window(crop_size, device=x.device, dtype=x.dtype)
+        taper = _into_box(window.expand(batch, 1, crop_size, crop_size), regions,
+                          (height, width), box, face_present, warp)
+        reach = TEXTURE_WINDOW // 2
+        wx0, wy0 = max(x0 - reach, 0), max(y0 - reach, 0)
+        wx1, wy1 = min(x1 + reach, width), min(y1 + reach, height)
+        texture = texture_map(x[..., wy0:wy1, wx0:wx1], texture_reference)
+        texture = texture[..., y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
+        weight = texture.mul_(1 - texture_floor).add_(texture_floor).mul_(taper).clamp_(0, 1)
+        low, high = grid_bounds(x[..., y0:y1, x0:x1], eps, levels)
+        return Prepared(small, torch.fft.rfft2(small), crops, torch.fft.rfft2(crops), box,
+                        weight, low, high, levels=levels, warp=warp, in_box=True)
+
+
 def _modulated(images: torch.Tensor, spectrum: torch.Tensor, amplitude: torch.Tensor,
                phase: torch.Tensor) -> torch.Tensor:
     """:func:`modulate` given the images' spectrum."""
@@ -393,7 +449,8 @@ def frame_term_outside(params: PerturbParams, prepared: Prepared, eps: float,
     batch = prepared.small.shape[0]
 
     def expand(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.expand(batch, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor
+        return (tensor.expand(batch, *tensor.shape[1:]) if tensor.shape[0] == 1 != batch
+                else tensor)
 
     change = _modulated(prepared.small, prepared.small_spectrum, expand(params.frame_amplitude),
                         expand(params.frame_phase))
@@ -419,7 +476,8 @@ def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInt
     reduce = _luma if luma else (lambda change: change)
 
     def expand(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.expand(batch, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor
+        return (tensor.expand(batch, *tensor.shape[1:]) if tensor.shape[0] == 1 != batch
+                else tensor)
 
     size = params.face_amplitude.shape[-2]
     if prepared is None:
@@ -432,6 +490,15 @@ def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInt
         change = F.interpolate(frame_change, size=(height, width), mode="bilinear",
                                align_corners=False)
     x0, y0, x1, y1 = box = prepared.box
+    if prepared.in_box:  # the box's change only, its face term added in place
+        change = change[..., y0:y1, x0:x1].clone()
+        window = taper_window(size, device=frames.device, dtype=change.dtype)
+        change += _into_box(reduce((_modulated(prepared.crops, prepared.crop_spectrum,
+                                               expand(params.face_amplitude),
+                                               expand(params.face_phase))
+                                    + expand(params.face_spatial)) * window),
+                            regions, (height, width), box, face_present, prepared.warp)
+        return change
     if prepared.crops is not None and x1 > x0 and y1 > y0:
         window = taper_window(size, device=frames.device, dtype=change.dtype)
         face = reduce((_modulated(prepared.crops, prepared.crop_spectrum,
@@ -553,12 +620,29 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if frames.shape[0] == 0:
         return frames.clone()
     x = frames.float()
+    if (prepared is None and region_floor <= 0 and regions is not None and backend == "torch"
+            and psnr_floor is None and highpass <= 0
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in params.tensors()))):
+        # the attention is 0 outside the face regions: only their box is worked on
+        prepared = _prepare_in_box(x, regions, eps, face_present,
+                                   params.face_amplitude.shape[-2], params.grid(),
+                                   texture_floor, texture_reference, levels)
     if prepared is None:
         prepared = prepare(x, regions, eps, face_present, params.face_amplitude.shape[-2],
                            params.grid(), region_floor, texture_floor, texture_reference,
                            levels=levels)
+    whole = x
+    if prepared.in_box:  # outside the box the frames on the grid; inside, what follows
+        output = x.clamp(0, 1)
+        if quantize:
+            output = output.mul_(prepared.levels).round_().div_(prepared.levels)
+        elif output is x:
+            output = x.clone()
+        x0, y0, x1, y1 = prepared.box
+        x = x[..., y0:y1, x0:x1]
     # luma only (chroma 0): a (B, 1, H, W) change, the same offset on R, G and B
-    change = raw_change(x, params, regions, face_present, luma=chroma <= 0, prepared=prepared)
+    change = raw_change(whole, params, regions, face_present, luma=chroma <= 0,
+                        prepared=prepared)
     if chroma > 0:
         change = limit_chroma(change, chroma)
     if highpass > 0:
@@ -589,6 +673,9 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         protected = _on_grid(protected, prepared.low, prepared.high,
                              straight_through=protected.requires_grad, grid=prepared.levels,
                              inplace=True)
+    if prepared.in_box:
+        output[..., y0:y1, x0:x1] = protected
+        protected = output
     return protected.to(frames.dtype)
 
 
