@@ -6,8 +6,10 @@ The input is a real clip (``single_face.mp4``, 640x360, 30 fps) played at its re
 :class:`vdf_stream.live.RealtimeCapture`, looped ``--loops`` times and scaled in the
 capture thread (swscale, bicubic) to each size: a camera stand-in that delivers 30 frames a
 second whatever the protector does. Each case runs :class:`vdf_stream.live.LiveProtector`
-with the optimiser, recording the protected stream (H.264 CRF 18, as ``--record``) and the
-captured frames that were delivered (lossless, as ``--record-original``); then
+with the optimiser (in its own process on a CPU), its output a copy into memory (what a
+virtual camera costs it); after the run the protected stream is encoded as ``--record``
+does (H.264 CRF 18) and the captured frames that were delivered as ``--record-original``
+does (lossless); then
 :func:`vdf_stream.evaluation.evaluate.evaluate` measures the recording against those frames
 (``vdf-stream eval ORIGINAL RECORD``, every ``--stride``-th frame): fidelity and efficacy
 of what a viewer of the virtual camera received, after the encoder.
@@ -64,12 +66,24 @@ def run_case(clip: Path, folder: Path, size: tuple[int, int], loops: int, option
     capture = live.RealtimeCapture(str(clip), size=size, loops=loops)
     record = folder / f"live_{width}x{height}.mp4"
     original = folder / f"original_{width}x{height}.mp4"
-    outputs = [live.RecordOutput(str(record), capture.info),
-               live.OriginalOutput(live.RecordOutput(str(original), capture.info, crf=0))]
+    # What a virtual camera costs the protector: a copy of each frame. The frames are kept
+    # in memory and encoded after the run (as --record and --record-original encode them),
+    # so that the figures are the protector's and not two encoders' beside it.
+    kept = []
+    outputs = [live.CallbackOutput(lambda pixels, frame: kept.append((pixels, frame)),
+                                   name="memory")]
     load_before = _load()
     stats = live.LiveProtector(capture, outputs, options, device=device).run()
     result = {"size": f"{width}x{height}", "input_fps": float(capture.info.frame_rate or 0),
               "load_before": load_before, "load_after": _load(), **stats.summary()}
+    recordings = [live.RecordOutput(str(record), capture.info),
+                  live.OriginalOutput(live.RecordOutput(str(original), capture.info, crf=0))]
+    for pixels, frame in kept:
+        for recording in recordings:
+            recording.write(pixels, frame)
+    for recording in recordings:
+        recording.close()
+    del kept
     started = time.perf_counter()
     # the quick run (a smoke test) leaves visibility out: ColorVideoVDP at full screen and the
     # codec floor take minutes on a CPU, and benchmarks/visibility.py measures it
@@ -142,7 +156,8 @@ def main(argv=None) -> int:
                       "in the capture thread (bicubic)",
             "options": {name: getattr(options, name) for name in options.__dataclass_fields__},
             "device": str(device), "torch_threads": torch.get_num_threads(),
-            "recording": "libx264 CRF 18 veryfast (protected), CRF 0 (captured frames)",
+            "recording": "kept in memory during the run; then libx264 CRF 18 veryfast "
+                         "(protected), CRF 0 (captured frames)",
             "eval": {"stride": stride, "frames": eval_frames,
                      "what": "vdf-stream eval of the recording against the captured frames"},
             "latency": "capture thread decoded the frame -> every output had it",

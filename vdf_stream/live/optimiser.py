@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..media.capture import LatestFrame, pattern_frame
+from ..resources import lower_priority
 
 if TYPE_CHECKING:
     import torch
@@ -79,26 +80,6 @@ class Keyframe:
     ready: object = None  # CUDA: an event recorded on the protector's stream after both
 
 
-OPTIMISER_NICENESS = 19  # the lowest priority: the optimiser gets what the frames leave
-
-
-def lower_priority(niceness: int = OPTIMISER_NICENESS) -> bool:
-    """Give the calling thread (and the threads it starts, such as torch's) the scheduler's
-    lowest priority: on a CPU the optimiser and the per-frame path share the cores, and
-    every frame must be delivered on time while the optimiser takes the time left. Linux
-    sets a thread's priority on its own; elsewhere this does nothing. Whether it applied."""
-    import os
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
 class Optimiser:
     """Optimises on the newest keyframe candidate and publishes (see the module docstring)."""
 
@@ -115,13 +96,18 @@ class Optimiser:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._adam = None  # the optimiser's Adam state, kept across publications
+        self._generator = None  # the seeded generator of the random transformations
 
-    def start(self) -> None:
+    def prepare(self) -> None:
+        """Load the face models (the protector); :meth:`start` does it first."""
         from ..protection.protector import Protector
 
         # Every publication is shown at once: a new scene starts from the parameters on
         # screen as they are (a start scaled down, as in file mode, would show).
         self.protector = Protector(self.options, self.device, scale_new_start=False)
+
+    def start(self) -> None:
+        self.prepare()
         self._thread = threading.Thread(target=self._run, name="optimiser", daemon=True)
         self._thread.start()
 
@@ -139,7 +125,9 @@ class Optimiser:
         self.protector.optimise(frame, region, self.board.latest().params, 1,
                                 torch.Generator().manual_seed(0))
 
-    def offer(self, keyframe: Keyframe) -> None:
+    def offer(self, keyframe: Keyframe, pixels=None) -> None:
+        """The newest keyframe candidate (``pixels``: for :class:`~vdf_stream.live.worker.
+        OptimiserProcess`'s interface; unused here)."""
         self.slot.put(keyframe)
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -169,50 +157,57 @@ class Optimiser:
             self.error = error
 
     def _loop(self, stream) -> None:
+        while not self._stop.is_set():
+            keyframe = self.slot.get(timeout=0.2)
+            if keyframe is not None:
+                self.handle(keyframe, stream, self._stop.is_set)
+
+    def handle(self, keyframe: Keyframe, stream=None, stop=lambda: False) -> None:
+        """Decide on one keyframe and optimise it when it is a new scene or to be refined,
+        publishing on the way (``stream``: the optimiser's CUDA stream; ``stop``: polled
+        between steps)."""
         import torch
 
         from ..protection.sharing import NEW, REUSE
 
         protector = self.protector
-        generator = torch.Generator().manual_seed(self.options.seed)
-        while not self._stop.is_set():
-            keyframe = self.slot.get(timeout=0.2)
-            if keyframe is None:
-                continue
-            if stream is not None and keyframe.ready is not None:
-                # the capture loop's stream wrote the frame and the region: wait for it, and
-                # tell the allocator this stream uses them
-                stream.wait_event(keyframe.ready)
-                for tensor in (keyframe.frame, keyframe.region.center, keyframe.region.size,
-                               keyframe.region.angle):
-                    tensor.record_stream(stream)
-            started = time.perf_counter()
-            frame, region = keyframe.frame, keyframe.region
-            descriptor, decision = protector.decide(frame, region, keyframe.index)
-            self.decisions[decision.action] += 1
-            if decision.action == REUSE:
-                if decision.nearest.params is not self.board.latest().params:
-                    # back to a remembered scene: show its parameters again
-                    self.board.publish(decision.nearest.params, keyframe.index, 0,
-                                       decision.nearest.gain)
-                continue
-            if decision.action == NEW:
-                self._adam = None  # a new scene: Adam's moments belong to the old one
-            # Warm start from the parameters on screen.
-            start = self.board.latest().params
-            gain = self.board.latest().gain
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.options.seed)
+        generator = self._generator
+        if stream is not None and keyframe.ready is not None:
+            # the capture loop's stream wrote the frame and the region: wait for it, and
+            # tell the allocator this stream uses them
+            stream.wait_event(keyframe.ready)
+            for tensor in (keyframe.frame, keyframe.region.center, keyframe.region.size,
+                           keyframe.region.angle):
+                tensor.record_stream(stream)
+        started = time.perf_counter()
+        frame, region = keyframe.frame, keyframe.region
+        descriptor, decision = protector.decide(frame, region, keyframe.index)
+        self.decisions[decision.action] += 1
+        if decision.action == REUSE:
+            if decision.nearest.params is not self.board.latest().params:
+                # back to a remembered scene: show its parameters again
+                self.board.publish(decision.nearest.params, keyframe.index, 0,
+                                   decision.nearest.gain)
+            return
+        if decision.action == NEW:
+            self._adam = None  # a new scene: Adam's moments belong to the old one
+        # Warm start from the parameters on screen.
+        start = self.board.latest().params
+        gain = self.board.latest().gain
 
-            def publish(params, steps):
-                if stream is not None:
-                    stream.synchronize()  # the set is complete before anyone reads it
-                self.board.publish(params, keyframe.index, steps, gain)
+        def publish(params, steps):
+            if stream is not None:
+                stream.synchronize()  # the set is complete before anyone reads it
+            self.board.publish(params, keyframe.index, steps, gain)
 
-            params, done, self._adam = protector.optimise(
-                frame, region, start, decision.steps, generator, gain, state=self._adam,
-                publish_steps=self.options.publish_steps, publish=publish,
-                stop=self._stop.is_set)
-            settled, gain = protector.settle(frame, region, descriptor, decision, params)
-            if settled is not params or gain != 1.0:
-                publish(settled, 0)
-            self.steps += done
-            self.busy_seconds += time.perf_counter() - started
+        params, done, self._adam = protector.optimise(
+            frame, region, start, decision.steps, generator, gain, state=self._adam,
+            publish_steps=self.options.publish_steps, publish=publish,
+            stop=stop)
+        settled, gain = protector.settle(frame, region, descriptor, decision, params)
+        if settled is not params or gain != 1.0:
+            publish(settled, 0)
+        self.steps += done
+        self.busy_seconds += time.perf_counter() - started

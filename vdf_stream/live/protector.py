@@ -28,11 +28,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..errors import UsageError
 from ..media.capture import Capture, pattern_frame
 from ..media.outputs import Output
+from ..media.colour import to_uint8
 from ..media.frames import image_to_batch
-from ..memory import keep_freed_memory
+from ..resources import keep_freed_memory
 from ..protection.options import ProtectionOptions
 from .optimiser import Keyframe, Optimiser, ParameterBoard, Published, fallback_params
 from .status import LiveStats, StatusLine, _percentile
@@ -104,6 +107,8 @@ class LiveProtector:
 
         self.capture = capture
         self.outputs = outputs
+        self._region = None  # the last face detection's (region, found), and frames since
+        self._handled = 0
         self.options = options or LiveOptions()
         self.options.check()
         self.eps, self.keyframe_steps = self.options.resolved()
@@ -120,7 +125,15 @@ class LiveProtector:
         self.board = ParameterBoard(Published(fallback, 0, None, time.perf_counter()))
         self.optimiser = None
         if self.options.optimise:
-            self.optimiser = Optimiser(self.board, self.device, self.options)
+            if self.device.type == "cpu":
+                # a process of its own: as a thread it would hold up every frame
+                from ..environment import usable_cores
+                from .worker import OptimiserProcess
+
+                self.optimiser = OptimiserProcess(self.board, self.device, self.options,
+                                                  threads=max(1, usable_cores() - 1))
+            else:
+                self.optimiser = Optimiser(self.board, self.device, self.options)
 
     def stop(self) -> None:
         self._stop.set()
@@ -155,7 +168,7 @@ class LiveProtector:
         outputs are raised after the same clean-up."""
         from ..models.detection import FaceDetector
 
-        keep_freed_memory()  # frame-sized tensors reuse freed memory (vdf_stream.memory)
+        keep_freed_memory()  # frame-sized tensors reuse freed memory (vdf_stream.resources)
         self.detector = FaceDetector(device=self.device)
         failure: BaseException | None = None
         started = time.perf_counter()
@@ -166,6 +179,7 @@ class LiveProtector:
             self._warm_up()
             started = time.perf_counter()
             if self.capture._thread is None:
+                self.capture.prepare = self._detect
                 self.capture.start()
             self._loop(started)
         except BaseException as error:
@@ -222,11 +236,8 @@ class LiveProtector:
     def _loop(self, started: float) -> None:
         import torch
 
-        from ..models.mesh import choose_regions
         from ..protection.perturb import perturb
 
-        region = found = None
-        handled = 0
         while not self._stop.is_set():
             if self.max_seconds is not None and time.perf_counter() - started > self.max_seconds:
                 return
@@ -239,16 +250,12 @@ class LiveProtector:
                 continue
             if self.optimiser is not None and self.optimiser.error is not None:
                 raise self.optimiser.error
-            clean = image_to_batch(frame.pixels, self.device)
+            # made by the capture thread while the frame before was protected (or here,
+            # when the capture was started without it)
+            clean, region, found, prepared = (frame.prepared if frame.prepared is not None
+                                              else self._detect(frame.pixels))
             with torch.no_grad():
-                moment = time.perf_counter()
-                if region is None or handled % self.options.detect_every == 0:
-                    detections = self.detector.detect(clean)
-                    region, found = choose_regions(detections, tuple(clean.shape[-2:]),
-                                                   device=self.device)
-                handled += 1
                 moment_applied = time.perf_counter()
-                self.stats.detect_seconds += moment_applied - moment
                 published = self.board.latest()
                 if published.generation == 0 and self.options.fallback == "hold":
                     self.stats.held += 1
@@ -258,9 +265,14 @@ class LiveProtector:
                 protected = perturb(clean, published.params, region, self.eps,
                                     face_present=found,
                                     gain=None if published.gain == 1.0 else published.gain,
-                                    **self.apply_options)
-                out = protected[0].mul(255).round_().clamp_(0, 255).to(torch.uint8)
-                out = out.permute(1, 2, 0).contiguous().cpu().numpy()
+                                    prepared=prepared, box_only=True, **self.apply_options)
+                out = to_uint8(protected[0]).permute(1, 2, 0).cpu().numpy()
+                if prepared.in_box:  # the rest of the frame is the captured pixels
+                    x0, y0, x1, y1 = prepared.box
+                    box, out = out, frame.pixels.copy()
+                    out[y0:y1, x0:x1] = box
+                else:
+                    out = np.ascontiguousarray(out)
                 self.stats.apply_seconds += time.perf_counter() - moment_applied
             self._offer(clean, region, found, frame)
             if self.slow_down:
@@ -279,6 +291,31 @@ class LiveProtector:
             if self.status is not None:
                 self.status.update(self, latency)
 
+    def _detect(self, pixels):
+        """``(frame as a float batch, face region, found, prepared)``: the per-frame work
+        that needs no parameters (the face detection, and what the apply path takes from
+        the frame alone: :func:`~vdf_stream.protection.perturb.prepare_apply`). Set as the
+        capture's ``prepare``, it runs in the capture thread, on another core than the
+        protection of the frame before it."""
+        import torch
+
+        from ..models.mesh import choose_regions
+        from ..protection.perturb import prepare_apply
+
+        started = time.perf_counter()
+        clean = image_to_batch(pixels, self.device)
+        with torch.no_grad():
+            if self._region is None or self._handled % self.options.detect_every == 0:
+                detections = self.detector.detect(clean)
+                self._region = choose_regions(detections, tuple(clean.shape[-2:]),
+                                              device=self.device)
+            region, found = self._region
+            prepared = prepare_apply(clean, region, self.eps, found, self.board.latest().params,
+                                     **self.apply_options)
+        self._handled += 1
+        self.stats.detect_seconds += time.perf_counter() - started
+        return clean, region, found, prepared
+
     def _offer(self, clean, region, found, frame) -> None:
         if self.optimiser is not None and bool(found[0]):
             ready = None
@@ -287,4 +324,4 @@ class LiveProtector:
 
                 ready = torch.cuda.Event()
                 ready.record()
-            self.optimiser.offer(Keyframe(clean, region, frame.index, ready))
+            self.optimiser.offer(Keyframe(clean, region, frame.index, ready), frame.pixels)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -37,12 +38,15 @@ class CapturedFrame:
         seconds: capture clock, seconds since the first frame (the recording's timestamps).
         captured_at: ``time.perf_counter()`` when the frame was decoded (latency origin).
         pixels: ``(H, W, 3)`` uint8 RGB.
+        prepared: what the capture's :attr:`Capture.prepare` made of the pixels (``None``
+            without one).
     """
 
     index: int
     seconds: float
     captured_at: float
     pixels: np.ndarray
+    prepared: object = None
 
 
 class LatestFrame:
@@ -113,6 +117,10 @@ class Capture:
         # starts its clock then, so that start-up (the first frame's detection and
         # optimisation) does not eat the clip; a camera does not wait (it drops at capture).
         self.consumer_ready = threading.Event()
+        # Run on each frame in the capture thread, before the slot (its time counts in the
+        # frame's latency): the consumer's per-frame work that needs no parameters (live
+        # mode's face detection), on another core than the protection of the frame before.
+        self.prepare: Callable[[np.ndarray], object] | None = None
 
     def _frames(self):
         raise NotImplementedError
@@ -129,7 +137,8 @@ class Capture:
                 now = time.perf_counter()
                 if self.started_at is None:
                     self.started_at = now
-                self.slot.put(CapturedFrame(self.captured, seconds, now, pixels))
+                prepared = self.prepare(pixels) if self.prepare is not None else None
+                self.slot.put(CapturedFrame(self.captured, seconds, now, pixels, prepared))
                 self.captured += 1
                 self.last_frame_at = now
         except BaseException as error:  # handed to the protector's thread

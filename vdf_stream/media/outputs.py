@@ -15,8 +15,11 @@ from typing import Callable
 import numpy as np
 
 from ..errors import OutputError, UsageError
+from ..resources import lower_priority
 from .capture import CLOCK_TIME_BASE, CapturedFrame
 from .frames import VideoInfo
+
+RECORDING_NICENESS = 10  # a recording yields to the frames, and not to the optimiser
 
 VIRTUAL_CAMERA_HELP = ("load the v4l2loopback driver (`sudo modprobe v4l2loopback devices=1 "
                        "exclusive_caps=1`) on Linux, or start OBS's virtual camera once "
@@ -116,14 +119,15 @@ class RecordOutput(Output):
     name = "recording"
 
     def __init__(self, path: str, info: VideoInfo, crf: float = 18.0, preset: str = "veryfast",
-                 overwrite: bool = False, queue_size: int = 16):
+                 overwrite: bool = False, queue_size: int = 16, codec: str = "libx264"):
         import queue
 
         from ..media.sinks import EncodeOptions, FileSink
 
         if os.path.exists(path) and not overwrite:
             raise OutputError(f"{path} exists; use -y to overwrite it")
-        self.sink = FileSink(path, info, EncodeOptions(crf=crf, preset=preset, copy_audio=False),
+        self.sink = FileSink(path, info, EncodeOptions(codec=codec, crf=crf, preset=preset,
+                                                      copy_audio=False),
                              warn=lambda message: print(message, file=sys.stderr))
         self.sink.set_accepts("rgb24")
         self.path = path
@@ -141,6 +145,9 @@ class RecordOutput(Output):
         self.queue.put((pixels, pts))
 
     def _run(self) -> None:
+        # below the frames' priority (the encoder's own threads, started from this one on
+        # its first frame, too): a live stream's frames first, the recording after them
+        lower_priority(RECORDING_NICENESS)
         while True:
             item = self.queue.get()
             if item is None:

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..errors import Interrupted
-from ..memory import keep_freed_memory
+from ..resources import keep_freed_memory
 from ..media.frames import VideoInfo
 from ..media.segments import Segment, SegmentSource
 from ..media.sinks import EncodeOptions, Sink, open_sink
@@ -162,7 +162,7 @@ class Session:
     def run(self, progress: Callable[[int], None] | None = None) -> RunStats:
         """Decode, filter and encode the whole stream; ``progress`` is called with the
         number of frames written each time some are. Returns the run's statistics."""
-        keep_freed_memory()  # frame-sized tensors reuse freed memory (vdf_stream.memory)
+        keep_freed_memory()  # frame-sized tensors reuse freed memory (vdf_stream.resources)
         opened_here = self.source is None
         source = self.open()
         spec = self.spec

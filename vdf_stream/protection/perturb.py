@@ -38,7 +38,6 @@ With all parameters zero the output is the input rounded to 8 bits.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, fields
 
@@ -49,13 +48,12 @@ from torch import nn
 from ..models import alignment
 from ..models.alignment import RegionOfInterest
 from ..media.pixels import luma as _luma
+from .attention import (TEXTURE_REFERENCE, TEXTURE_WINDOW, attention, taper_window,
+                        texture_map)
 
 LEVELS = 255.0
 CROP_SIZE = 192  # the face mesh's own input size: the face term lives on its grid
 FRAME_SCALE = 4  # the frame term's spectrum is taken on the frame downscaled this much
-TAPER = 0.15  # share of the crop side over which the face term fades out
-TEXTURE_WINDOW = 5
-TEXTURE_REFERENCE = 0.03  # local luma standard deviation that counts as full texture
 # Tolerance, in 8-bit levels, of the bound check when placing on the grid (float error).
 _GRID_TOLERANCE = 1e-3
 
@@ -173,82 +171,11 @@ def modulate(images: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor)
     return torch.fft.irfft2(spectrum * gain, s=size) - images.float()
 
 
-def taper_window(size: int, share: float = TAPER, device=None, dtype=torch.float32) -> torch.Tensor:
-    """``(size, size)`` raised-cosine window: 1 inside, falling to 0 over ``share`` of the side
-    (made once per size and kept: do not modify it)."""
-    return _taper_window(size, share, torch.device(device) if device is not None
-                         else torch.device("cpu"), dtype)
-
-
-@functools.lru_cache(maxsize=8)
-def _taper_window(size: int, share: float, device: torch.device, dtype) -> torch.Tensor:
-    position = (torch.arange(size, device=device, dtype=dtype) + 0.5) / size
-    edge = torch.minimum(position, 1 - position) / share
-    ramp = 0.5 - 0.5 * torch.cos(math.pi * edge.clamp(0, 1))
-    return ramp[:, None] * ramp[None, :]
-
-
-def _box_mean(images: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean of ``images (B, 1, H, W)`` over a ``window x window`` square around each pixel,
-    of the pixels inside the image only (``avg_pool2d(count_include_pad=False)``): the sums
-    of shifted slices, separably, several times faster than pooling on one channel."""
-    pad = window // 2
-    height, width = images.shape[-2:]
-    padded = F.pad(images, (pad, pad, pad, pad))
-    # accumulated in place, in the order a plain sum adds them (the same values, fewer
-    # frame-sized allocations: on a CPU they cost more than the additions)
-    rows = padded[..., :, 0:width].clone()
-    for k in range(1, window):
-        rows.add_(padded[..., :, k:k + width])
-    total = rows[..., 0:height, :].clone()
-    for k in range(1, window):
-        total.add_(rows[..., k:k + height, :])
-
-    return total.div_(_box_counts(height, width, window, images.device, images.dtype))
-
-
-@functools.lru_cache(maxsize=8)
-def _box_counts(height: int, width: int, window: int, device, dtype) -> torch.Tensor:
-    """``(H, W)``: how many pixels of the image each ``window x window`` square around a
-    pixel holds (the same for every frame of a size: made once)."""
-    pad = window // 2
-
-    def inside(length: int) -> torch.Tensor:
-        position = torch.arange(length, device=device, dtype=dtype)
-        return (torch.minimum(position + pad, position.new_tensor(length - 1))
-                - torch.maximum(position - pad, position.new_tensor(0)) + 1)
-
-    return inside(height)[:, None] * inside(width)[None, :]
-
-
-def texture_map(frames: torch.Tensor, reference: float, window: int = TEXTURE_WINDOW) -> torch.Tensor:
-    """``(B, 1, H, W)`` in [0, 1]: local standard deviation of luma over reference."""
-    brightness = _luma(frames)
-    # both means in one pass over two channels (each channel is averaged on its own)
-    means = _box_mean(torch.cat([brightness, brightness * brightness], dim=1), window)
-    channels = brightness.shape[1]
-    mean, square = means[:, :channels], means[:, channels:]
-    # (square - mean^2).clamp_min(0).sqrt() / reference, clamped to [0, 1], in place
-    return square.sub_(mean.mul_(mean)).clamp_min_(0).sqrt_().div_(reference).clamp_(0, 1)
-
-
 def _crop_each(frames: torch.Tensor, regions: RegionOfInterest, size: int) -> torch.Tensor:
     # One frame at a time: alignment.crop picks its anti-alias factor from the smallest
     # region of the batch, which would make a frame's crop depend on its batch mates.
     return torch.cat([alignment.crop(frames[i:i + 1], regions[i], size)
                       for i in range(frames.shape[0])])
-
-
-def attention(frames: torch.Tensor, face_region: torch.Tensor, region_floor: float,
-              texture_floor: float, texture_reference: float,
-              texture: torch.Tensor | None = None) -> torch.Tensor:
-    """``(B, 1, H, W)`` in [0, 1]: where the perturbation may spend its budget
-    (``texture``: :func:`texture_map` of ``frames`` when already computed)."""
-    where = region_floor + (1 - region_floor) * face_region
-    if texture is None:  # a map of our own: reshaped in place
-        texture = texture_map(frames, texture_reference)
-        return texture.mul_(1 - texture_floor).add_(texture_floor).mul_(where).clamp_(0, 1)
-    return (where * (texture_floor + (1 - texture_floor) * texture)).clamp(0, 1)
 
 
 @dataclass
@@ -429,6 +356,29 @@ def _prepare_in_box(frames: torch.Tensor, regions: RegionOfInterest, eps: float,
                         weight, low, high, levels=levels, warp=warp, in_box=True)
 
 
+def prepare_apply(frames: torch.Tensor, regions: RegionOfInterest | None, eps: float,
+                  face_present: torch.Tensor | None, params: PerturbParams,
+                  region_floor: float = 0.5, texture_floor: float = 0.4,
+                  texture_reference: float = TEXTURE_REFERENCE, levels: float = LEVELS,
+                  psnr_floor: float | None = None, highpass: float = 0.0,
+                  backend: str = "torch", **_) -> Prepared:
+    """What :func:`perturb` computes first from the frames alone when it is given parameters
+    of ``params``' shapes and these options (the same keywords; the others are ignored):
+    the box of the face regions only when the attention is 0 outside it (``region_floor``
+    0), the whole frames otherwise. Made ahead (live mode makes it on the capture thread,
+    while the frame before is protected) and passed as ``perturb(prepared=)``."""
+    crop_size, grid = params.face_amplitude.shape[-2], params.grid()
+    prepared = None
+    if (region_floor <= 0 and regions is not None and backend == "torch"
+            and psnr_floor is None and highpass <= 0):
+        prepared = _prepare_in_box(frames, regions, eps, face_present, crop_size, grid,
+                                   texture_floor, texture_reference, levels)
+    if prepared is None:
+        prepared = prepare(frames, regions, eps, face_present, crop_size, grid, region_floor,
+                           texture_floor, texture_reference, levels=levels)
+    return prepared
+
+
 def _modulated(images: torch.Tensor, spectrum: torch.Tensor, amplitude: torch.Tensor,
                phase: torch.Tensor) -> torch.Tensor:
     """:func:`modulate` given the images' spectrum."""
@@ -576,7 +526,7 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
             region_floor: float = 0.5, texture_floor: float = 0.4,
             texture_reference: float = TEXTURE_REFERENCE, backend: str = "torch",
             chroma: float = 1.0, prepared: Prepared | None = None,
-            psnr_floor: float | None = None,
+            psnr_floor: float | None = None, box_only: bool = False,
             gain: float | torch.Tensor | None = None, highpass: float = 0.0,
             levels: float = LEVELS) -> torch.Tensor:
     """Protect frames with given parameters (pure; the input is never modified).
@@ -609,6 +559,10 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         highpass: when > 0, the change's content coarser than a Gaussian of this sigma
             (pixels) is taken out before the bound (:func:`high_pass`): what is left is
             fine texture, which people see less on skin; 0: the change as it is.
+        box_only: with a ``prepared`` of the face regions' box (``prepared.in_box``, from
+            :func:`prepare_apply`), return the protected box only, ``(B, 3, y1 - y0, x1 -
+            x0)`` at ``prepared.box``: outside it the output is the frames on the grid (the
+            8-bit pixels they came from), which a caller holding them need not convert.
 
     Returns:
         ``(B, 3, H, W)`` in the frames' dtype and device, ``|output - frames| <= eps``.
@@ -620,25 +574,25 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
     if frames.shape[0] == 0:
         return frames.clone()
     x = frames.float()
-    if (prepared is None and region_floor <= 0 and regions is not None and backend == "torch"
-            and psnr_floor is None and highpass <= 0
-            and not (torch.is_grad_enabled() and any(t.requires_grad for t in params.tensors()))):
-        # the attention is 0 outside the face regions: only their box is worked on
-        prepared = _prepare_in_box(x, regions, eps, face_present,
-                                   params.face_amplitude.shape[-2], params.grid(),
-                                   texture_floor, texture_reference, levels)
     if prepared is None:
-        prepared = prepare(x, regions, eps, face_present, params.face_amplitude.shape[-2],
-                           params.grid(), region_floor, texture_floor, texture_reference,
-                           levels=levels)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in params.tensors()):
+            prepared = prepare(x, regions, eps, face_present, params.face_amplitude.shape[-2],
+                               params.grid(), region_floor, texture_floor, texture_reference,
+                               levels=levels)
+        else:  # the apply path: the face regions' box only, where that is the same
+            prepared = prepare_apply(x, regions, eps, face_present, params, region_floor,
+                                     texture_floor, texture_reference, levels, psnr_floor,
+                                     highpass, backend)
     whole = x
     if prepared.in_box:  # outside the box the frames on the grid; inside, what follows
-        output = x.clamp(0, 1)
-        if quantize:
-            output = output.mul_(prepared.levels).round_().div_(prepared.levels)
-        elif output is x:
-            output = x.clone()
         x0, y0, x1, y1 = prepared.box
+        output = None
+        if not box_only:
+            output = x.clamp(0, 1)
+            if quantize:
+                output = output.mul_(prepared.levels).round_().div_(prepared.levels)
+            elif output is x:
+                output = x.clone()
         x = x[..., y0:y1, x0:x1]
     # luma only (chroma 0): a (B, 1, H, W) change, the same offset on R, G and B
     change = raw_change(whole, params, regions, face_present, luma=chroma <= 0,
@@ -673,7 +627,7 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         protected = _on_grid(protected, prepared.low, prepared.high,
                              straight_through=protected.requires_grad, grid=prepared.levels,
                              inplace=True)
-    if prepared.in_box:
+    if prepared.in_box and not box_only:
         output[..., y0:y1, x0:x1] = protected
         protected = output
     return protected.to(frames.dtype)
@@ -783,7 +737,7 @@ def with_eps(module: Perturbation, eps: float) -> Perturbation:
     return copy
 
 
-__all__ = ["PerturbParams", "Prepared", "make_params", "prepare", "perturb", "upsampling_matrix",
+__all__ = ["PerturbParams", "Prepared", "make_params", "prepare", "prepare_apply", "perturb", "upsampling_matrix",
            "frame_term_outside", "Perturbation", "modulate",
            "quantize_within", "grid_bounds", "bounded", "attention", "raw_change", "texture_map", "taper_window",
            "frame_grid"]

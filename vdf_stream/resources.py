@@ -1,5 +1,7 @@
-"""The process's C allocator, set for frame-sized tensors.
+"""How the process uses the machine: its C allocator set for frame-sized tensors, and the
+priority of threads that must yield to the frames.
 
+**Memory.**
 Every op of the per-frame path makes a new tensor the size of a frame (0.9 MB for one
 640x360 float plane, 2.8 MB for three) and frees it a moment later. glibc's ``malloc``
 serves blocks over its ``mmap`` threshold (128 kB to start) with fresh pages from the kernel
@@ -13,13 +15,19 @@ freed memory kept (``benchmarks/apply_stages.py``; ``docs/speed.md``).
 are handed out again: the process's resident memory stays at its peak instead of following
 each frame's, which torch's own CUDA allocator does on a GPU too. Elsewhere than glibc
 (macOS, Windows, musl) it does nothing.
+
+**Priority.** :func:`lower_priority` lowers the calling thread's scheduling priority (and
+that of the threads it starts, such as an encoder's): work that must not hold up the frames
+of a live stream (the optimiser, a recording's encoder) gets the time they leave.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
+import threading
 
 # mallopt parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -52,3 +60,19 @@ def keep_freed_memory() -> bool:
         (_M_TOP_PAD, TOP_PAD)))
     _done = done
     return done
+
+
+LOWEST = 19  # the scheduler's lowest priority (nice 19)
+
+
+def lower_priority(niceness: int = LOWEST) -> bool:
+    """Give the calling thread, and the threads it starts from now on, the priority of
+    ``niceness`` (0: normal, 19: lowest). Linux sets a thread's priority on its own; elsewhere
+    this does nothing. Whether it applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (OSError, AttributeError):
+        return False
+    return True
