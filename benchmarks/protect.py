@@ -1,6 +1,7 @@
 """Speed of ``vdf-stream protect`` with the ``vdf`` filter: frames per second end to end
-(decode -> vdf -> libx264 encode) and per stage, at 640x360, 1280x720 and 1920x1080, with
-parameter sharing on and off.
+(decode -> vdf -> libx264 encode) and per stage, at 640x360 and 1280x720 (1920x1080 with
+``--sizes``), at 1 and 2 torch threads, with parameter sharing on and off, beside a plain
+transcode of the same clip in the same run.
 
 The inputs are real clips (``single_face.mp4``) upscaled with PyAV's swscale (bicubic) and
 encoded at CRF 12 into a temporary folder; ``--frames`` of them are used. Each case runs
@@ -15,12 +16,16 @@ does), and reports:
   decisions and the optimiser, ``apply``: the perturbation);
 * the filter's sharing summary: keyframes, reuse rate, optimiser steps per frame;
 * ``sharing_speedup``: fps with sharing over fps without, per size (at the same options;
-  efficacy is not measured here, see benchmarks/tradeoff.py and docs/filter.md).
+  efficacy is not measured here, see benchmarks/tradeoff.py and docs/filter.md);
+* ``transcode``: the same clip through ``ffmpeg -c:v libx264 -preset medium -crf 18`` (the
+  command-line tool, when installed: its wall time from start to exit) and through this
+  engine with the ``null`` filter (decode -> encode, no protection); each case's
+  ``speed_vs_transcode`` is its fps over ffmpeg's (the engine's when ffmpeg is missing).
 
 Speed is measured, never asserted. JSON (figures, configuration, library versions,
 machine) goes under ``benchmarks/results/`` unless ``--output`` says otherwise.
 
-    python benchmarks/protect.py                 # the three sizes, share on and off
+    python benchmarks/protect.py                 # 640x360 and 1280x720, 1 and 2 threads
     python benchmarks/protect.py --quick         # 640x360, 3 frames, 2 steps (smoke test)
 """
 
@@ -35,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SIZES = ((640, 360), (1280, 720), (1920, 1080))
+SIZES = ((640, 360), (1280, 720))
 
 
 def make_clip(source: Path, target: Path, width: int, height: int, frames: int) -> Path:
@@ -63,6 +68,22 @@ def make_clip(source: Path, target: Path, width: int, height: int, frames: int) 
         for packet in stream.encode(None):
             writer.mux(packet)
     return target
+
+
+def ffmpeg_transcode(clip: Path, output: Path, threads: int) -> dict | None:
+    """``ffmpeg -c:v libx264 -preset medium -crf 18`` of ``clip`` (video only): frames per
+    second over the command's wall time; ``None`` without ffmpeg on the PATH."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        return None
+    started = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-threads", str(threads), "-i", str(clip),
+                    "-an", "-c:v", "libx264", "-preset", "medium", "-crf", "18", "-threads",
+                    str(threads), str(output)], check=True)
+    seconds = time.perf_counter() - started
+    return {"tool": "ffmpeg", "threads": threads, "seconds": round(seconds, 3)}
 
 
 def warm_up(device: str) -> float:
@@ -93,7 +114,7 @@ def run_case(clip: Path, output: Path, graph: str, device: str) -> dict:
                         device=engine_device, copy_streams=False)
         stats = engine.run()
     seconds = time.perf_counter() - started
-    vdf = next(f for f in filters if f.name == "vdf")
+    vdf = next((f for f in filters if f.name == "vdf"), None)
     result = {
         "graph": graph,
         "frames": stats.frames_out,
@@ -101,7 +122,7 @@ def run_case(clip: Path, output: Path, graph: str, device: str) -> dict:
         "fps": round(stats.frames_out / seconds, 3) if seconds else None,
         "stage_seconds": {name: round(getattr(stats.stage_seconds, name), 3)
                           for name in ("decode", "filter", "encode")},
-        "vdf": vdf.summary(),
+        "vdf": vdf.summary() if vdf is not None else None,
     }
     if engine_device.type == "cuda":
         result["cuda_max_memory_bytes"] = torch.cuda.max_memory_allocated(engine_device)
@@ -125,31 +146,34 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="640x360 only, 3 frames, 2 steps: a smoke test")
-    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=72,
+                        help="frames of the clip (default 72: all of single_face.mp4)")
     parser.add_argument("--steps", type=int, default=None,
                         help="keyframe steps (default: the filter's preset)")
     parser.add_argument("--sizes", nargs="+", default=None, help="e.g. 640x360 1280x720")
     parser.add_argument("--share", nargs="+", default=["on", "off"], choices=["on", "off"])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--torch-threads", type=int, default=0,
-                        help="threads of torch's CPU kernels (default 0: protect's default, "
-                             "half the cores)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="torch threads of each case (default: 1 and 2 on a CPU, "
+                             "protect's default on a GPU)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
 
     import torch
 
     from vdf_stream.pipeline.engine import torch_threads
+    from vdf_stream.resources import keep_freed_memory
 
-    torch.set_num_threads(torch_threads(args.torch_threads))
+    keep_freed_memory()  # as protect runs
 
     from vdf_stream import assets
     from vdf_stream import environment
 
     sizes = [tuple(int(v) for v in text.split("x")) for text in args.sizes] if args.sizes else SIZES
     frames, steps = args.frames, args.steps
+    threads = args.threads or ([torch_threads(0)] if args.device.startswith("cuda") else [1, 2])
     if args.quick:
-        sizes, frames, steps = [(640, 360)], 3, 2
+        sizes, frames, steps, threads = [(640, 360)], 3, 2, args.threads or [1]
     source = assets.fetch("single_face.mp4", progress=False)
     warm_up_seconds = warm_up(args.device)
     cases = []
@@ -157,22 +181,38 @@ def main(argv=None) -> int:
         folder = Path(folder)
         for width, height in sizes:
             clip = make_clip(source, folder / f"in_{width}x{height}.mp4", width, height, frames)
-            by_share = {}
-            for share in args.share:
-                graph = f"vdf=share={share}:quiet=1" + (f":steps={steps}" if steps is not None else "")
-                result = run_case(clip, folder / f"out_{width}x{height}_{share}.mp4", graph,
-                                  args.device)
-                result.update(size=f"{width}x{height}", share=share)
-                cases.append(result)
-                by_share[share] = result
-                print(f"{width}x{height} share={share}: {result['fps']} fps, "
-                      f"stages {result['stage_seconds']}, vdf {result['vdf']}", flush=True)
-            if "on" in by_share and "off" in by_share and by_share["off"]["fps"]:
-                by_share["on"]["sharing_speedup"] = round(by_share["on"]["fps"] / by_share["off"]["fps"], 3)
+            for count in threads:
+                torch.set_num_threads(count)
+                baseline = ffmpeg_transcode(clip, folder / "ffmpeg.mp4", count)
+                engine = run_case(clip, folder / "null.mp4", "null", args.device)
+                transcode = {"ffmpeg": baseline, "engine_null": {
+                    key: engine[key] for key in ("seconds", "fps", "stage_seconds")}}
+                if baseline is not None:
+                    baseline["fps"] = round(engine["frames"] / baseline["seconds"], 3)
+                reference = (baseline or engine)["fps"]
+                by_share = {}
+                for share in args.share:
+                    graph = (f"vdf=share={share}:quiet=1"
+                             + (f":steps={steps}" if steps is not None else ""))
+                    result = run_case(clip, folder / f"out_{width}x{height}_{share}.mp4",
+                                      graph, args.device)
+                    result.update(size=f"{width}x{height}", share=share, threads=count,
+                                  transcode=transcode,
+                                  speed_vs_transcode=round(result["fps"] / reference, 4))
+                    cases.append(result)
+                    by_share[share] = result
+                    print(f"{width}x{height} {count} thread(s) share={share}: {result['fps']} "
+                          f"fps ({result['speed_vs_transcode']}x the transcode's "
+                          f"{reference} fps), stages {result['stage_seconds']}, "
+                          f"vdf {result['vdf']}", flush=True)
+                if "on" in by_share and "off" in by_share and by_share["off"]["fps"]:
+                    by_share["on"]["sharing_speedup"] = round(
+                        by_share["on"]["fps"] / by_share["off"]["fps"], 3)
     report = {
         "configuration": {"quick": args.quick, "frames": frames, "steps": steps,
                           "sizes": [f"{w}x{h}" for w, h in sizes], "share": args.share,
                           "device": args.device, "warm_up_seconds": warm_up_seconds,
+                          "threads": threads,
                           "source": "single_face.mp4 upscaled (bicubic, CRF 12)",
                           "encoder": "libx264 CRF 18 medium"},
         "cases": cases,
