@@ -3,32 +3,45 @@ are already made (what live mode does for every frame, and file mode for every r
 beside the floor of the work it must do.
 
 Stages, on a real frame of ``single_face.mp4`` (upscaled with bicubic for 1280x720), the
-default options (luma only, the medium preset's eps and attention), timed one at a time:
+default options (luma only, the medium preset's eps and attention, which is 0 outside the
+face: only the face regions' box is worked on), timed one at a time:
 
 ``detect``
     BlazeFace on the frame and the face region from it (live mode's per-frame detection);
+``prepare``
+    :func:`vdf_stream.protection.perturb.prepare_apply`: all the apply path takes from the
+    frame alone (live mode runs it on the capture thread, beside the frame before), made of
 ``prepare.small``
     the frame downscaled to the frame term's grid and its ``rfft2``;
 ``prepare.crop``
     the face-aligned 192x192 crop (a warp) and its ``rfft2``;
+``prepare.warp``
+    where the box's pixels sample the crop (one grid for the taper and the face term);
 ``prepare.attention``
-    the texture map (local luma deviation) and the face region's taper warped into the frame;
+    the taper warped into the box and the texture map (local luma deviation) of the box;
 ``prepare.bounds``
-    the grid levels the output may take at each pixel (``x +- eps``);
-``change.frame``
-    the frame term: modulated spectrum, ``irfft2``, upsampled to the frame;
-``change.face``
-    the face term: modulated crop spectrum, ``irfft2``, warped into the frame;
+    the grid levels the box's output may take at each pixel (``x +- eps``);
+``change``
+    the frame term (modulated spectrum, ``irfft2``, upsampled) and the face term
+    (modulated crop spectrum, ``irfft2``, warped into the box);
 ``bound``
-    ``x + eps * w * tanh(change / eps)``, clamped and rounded onto the grid;
+    ``x + eps * w * tanh(change / eps)`` on the box, clamped and rounded onto the grid;
+``apply``
+    ``perturb(prepared=..., box_only=True)``: change and bound, what live mode's protecting
+    thread runs for each frame;
 ``total``
-    :func:`vdf_stream.protection.perturb.perturb` as the filter calls it (prepare included).
+    :func:`vdf_stream.protection.perturb.perturb` as the filter calls it (prepare, apply and
+    the whole frame's output);
+``whole_frame``
+    the same output through the whole-frame path (attention, bound and rounding over every
+    pixel), what ``total`` was before the box path.
 
 Floors, the least such a path can cost: one ``rfft2``/``irfft2`` pair on the 192x192 crop and
 one on the frame term's grid, two warps (``grid_sample`` of a 192x192 crop out of the frame
 and of a one-channel crop into it), and one elementwise bound over the frame.
 
-Medians of ``--repeat`` runs at 1 and 2 torch threads; JSON under ``benchmarks/results/``.
+Medians (and minimums: this machine's neighbours move the medians) of ``--repeat`` runs at 1
+and 2 torch threads; JSON under ``benchmarks/results/``.
 
     python benchmarks/apply_stages.py
     python benchmarks/apply_stages.py --quick --output /tmp/stages.json   # smoke test
@@ -51,7 +64,10 @@ SIZES = ((640, 360), (1280, 720))
 SYNC = [lambda: None]  # waits for the device's queued work (CUDA) before a clock is read
 
 
-def _median_ms(function, repeat: int) -> float:
+MINIMUMS: dict = {}  # stage -> the fastest run's ms, beside the medians
+
+
+def _median_ms(function, repeat: int, name: str | None = None) -> float:
     function()  # warm-up: lazy initialisation, allocator
     SYNC[0]()
     times = []
@@ -60,6 +76,8 @@ def _median_ms(function, repeat: int) -> float:
         function()
         SYNC[0]()
         times.append(time.perf_counter() - started)
+    if name is not None:
+        MINIMUMS[name] = round(min(times) * 1000, 3)
     return round(statistics.median(times) * 1000, 3)
 
 
@@ -83,7 +101,7 @@ def stages(size: tuple[int, int], repeat: int, device=None) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from vdf_stream.models.alignment import region_box
+    from vdf_stream.models.alignment import uncrop_grid
     from vdf_stream.models.detection import FaceDetector
     from vdf_stream.models.mesh import choose_regions
     from vdf_stream.protection import perturb as P
@@ -101,60 +119,73 @@ def stages(size: tuple[int, int], repeat: int, device=None) -> dict:
                            generator=torch.Generator().manual_seed(0)).to(device)
     grid = params.grid()
     crop = params.face_amplitude.shape[-2]
-    prepared = P.prepare(x, region, eps, found, crop, grid, apply["region_floor"],
-                         apply["texture_floor"], apply["texture_reference"])
-    box = region_box(region, (height, width))
+    prepared = P.prepare_apply(x, region, eps, found, params, **apply)
+    assert prepared.in_box, "the default preset's attention is 0 outside the face"
+    x0, y0, x1, y1 = box = prepared.box
+    inside = x[..., y0:y1, x0:x1]
+    warp = prepared.warp
     change = P.raw_change(x, params, region, found, luma=True, prepared=prepared)
     weight = prepared.weight
+    MINIMUMS.clear()
     out = {}
+    timed = {}
+
+    def time_stage(name, function):
+        out[name] = _median_ms(function, repeat, name)
+
     with torch.no_grad():
-        out["detect"] = _median_ms(
-            lambda: choose_regions(detector.detect(x), (height, width), device=device), repeat)
-        out["prepare.small"] = _median_ms(lambda: torch.fft.rfft2(F.interpolate(
-            x, size=grid, mode="bilinear", align_corners=False, antialias=True)), repeat)
-        out["prepare.crop"] = _median_ms(
-            lambda: torch.fft.rfft2(P._crop_each(x, region, crop)), repeat)
+        time_stage("detect", lambda: choose_regions(detector.detect(x), (height, width),
+                                                     device=device))
+        time_stage("prepare", lambda: P.prepare_apply(x, region, eps, found, params, **apply))
+        time_stage("prepare.small", lambda: torch.fft.rfft2(F.interpolate(
+            x, size=grid, mode="bilinear", align_corners=False, antialias=True)))
+        time_stage("prepare.crop", lambda: torch.fft.rfft2(P._crop_each(x, region, crop)))
+        time_stage("prepare.warp", lambda: uncrop_grid(region, crop, (height, width), box,
+                                                       like=x))
 
         def attention():
-            taper = P._taper_in_frame(region, crop, (height, width), box, found, x)
-            return P.attention(x, taper, apply["region_floor"], apply["texture_floor"],
-                               apply["texture_reference"])
-
-        out["prepare.attention"] = _median_ms(attention, repeat)
-
-        out["prepare.bounds"] = _median_ms(lambda: P.grid_bounds(x, eps), repeat)
-
-        def frame_term():
-            small = P._luma(P._modulated(prepared.small, prepared.small_spectrum,
-                                         params.frame_amplitude, params.frame_phase))
-            return F.interpolate(small, size=(height, width), mode="bilinear",
-                                 align_corners=False)
-
-        out["change.frame"] = _median_ms(frame_term, repeat)
-
-        def face_term():
             window = P.taper_window(crop, device=x.device, dtype=x.dtype)
-            face = P._luma((P._modulated(prepared.crops, prepared.crop_spectrum,
-                                         params.face_amplitude, params.face_phase)
-                            + params.face_spatial) * window)
-            return P._into_frame(face, region, (height, width), box, found)
+            taper = P._into_box(window.expand(1, 1, crop, crop), region, (height, width), box,
+                                found, warp)
+            reach = P.TEXTURE_WINDOW // 2
+            wx0, wy0 = max(x0 - reach, 0), max(y0 - reach, 0)
+            texture = P.texture_map(x[..., wy0:min(y1 + reach, height),
+                                      wx0:min(x1 + reach, width)], apply["texture_reference"])
+            texture = texture[..., y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
+            floor = apply["texture_floor"]
+            return texture.mul_(1 - floor).add_(floor).mul_(taper).clamp_(0, 1)
 
-        out["change.face"] = _median_ms(face_term, repeat)
+        time_stage("prepare.attention", attention)
+        time_stage("prepare.bounds", lambda: P.grid_bounds(inside, eps))
+        time_stage("change", lambda: P.raw_change(x, params, region, found, luma=True,
+                                                  prepared=prepared))
 
         def bound():
-            protected = P.bounded(x, change, weight, eps)
+            protected = P.bounded(inside, change, weight, eps)
             return P._on_grid(protected, prepared.low, prepared.high, straight_through=False,
                               inplace=True)
 
-        out["bound"] = _median_ms(bound, repeat)
-        out["total"] = _median_ms(
-            lambda: P.perturb(x, params, region, eps, face_present=found, **apply), repeat)
+        time_stage("bound", bound)
+        time_stage("apply", lambda: P.perturb(x, params, region, eps, face_present=found,
+                                              prepared=prepared, box_only=True, **apply))
+        time_stage("total", lambda: P.perturb(x, params, region, eps, face_present=found,
+                                              **apply))
+
+        def whole_frame():
+            whole = P.prepare(x, region, eps, found, crop, grid, apply["region_floor"],
+                              apply["texture_floor"], apply["texture_reference"])
+            return P.perturb(x, params, region, eps, face_present=found, prepared=whole,
+                             **apply)
+
+        time_stage("whole_frame", whole_frame)
+        timed["same_output"] = bool(torch.equal(whole_frame(), P.perturb(
+            x, params, region, eps, face_present=found, **apply)))
         if device.type == "cuda":
             from vdf_stream.protection.apply_cuda import cupy_available
 
             if cupy_available():  # the fused kernel, and how far it is from torch's result
-                out["total.cupy"] = _median_ms(lambda: P.perturb(
-                    x, params, region, eps, face_present=found, backend="cupy", **apply), repeat)
+                time_stage("total.cupy", lambda: P.perturb(
+                    x, params, region, eps, face_present=found, backend="cupy", **apply))
                 by_torch = P.perturb(x, params, region, eps, face_present=found, **apply)
                 by_cupy = P.perturb(x, params, region, eps, face_present=found,
                                     backend="cupy", **apply)
@@ -183,6 +214,9 @@ def stages(size: tuple[int, int], repeat: int, device=None) -> dict:
             .round_(), repeat)
     out["floor"] = floor
     out["floor_total"] = round(sum(floor.values()), 3)
+    out["minimum"] = dict(MINIMUMS)
+    out["box"] = list(box)
+    out.update(timed)
     return out
 
 
@@ -204,6 +238,9 @@ def main(argv=None) -> int:
                         help="the JSON report (default: benchmarks/results/"
                              "apply_stages_MACHINE.json)")
     args = parser.parse_args(argv)
+    from vdf_stream.resources import keep_freed_memory
+
+    keep_freed_memory()  # as protect and live run
     sizes = SIZES[:1] if args.quick else SIZES
     threads = (1,) if args.quick else (1, 2)
     if args.device.startswith("cuda"):
@@ -219,9 +256,10 @@ def main(argv=None) -> int:
                 figures = stages(size, repeat, args.device)
                 cases.append({"size": f"{size[0]}x{size[1]}", "threads": count,
                               "device": args.device, "ms": figures})
-                print(f"{size[0]}x{size[1]} {count} thread(s): total {figures['total']} ms, "
-                      f"floor {figures['floor_total']} ms, detect {figures['detect']} ms",
-                      file=sys.stderr, flush=True)
+                print(f"{size[0]}x{size[1]} {count} thread(s): total {figures['total']} ms "
+                      f"(fastest {figures['minimum']['total']}), apply {figures['apply']} ms, "
+                      f"prepare {figures['prepare']} ms, floor {figures['floor_total']} ms, "
+                      f"detect {figures['detect']} ms", file=sys.stderr, flush=True)
     finally:
         torch.set_num_threads(before)
     report = {"benchmark": "apply_stages", "quick": args.quick, "repeat": repeat,

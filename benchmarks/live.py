@@ -58,7 +58,8 @@ def _load() -> float | None:
 
 
 def run_case(clip: Path, folder: Path, size: tuple[int, int], loops: int, options, device,
-             stride: int, eval_frames: int | None, quick: bool = False) -> dict:
+             stride: int, eval_frames: int | None, quick: bool = False,
+             visibility: bool = True) -> dict:
     from vdf_stream import live
     from vdf_stream.evaluation.evaluate import EvalOptions, evaluate
 
@@ -83,13 +84,13 @@ def run_case(clip: Path, folder: Path, size: tuple[int, int], loops: int, option
             recording.write(pixels, frame)
     for recording in recordings:
         recording.close()
-    del kept
+    kept.clear()
     started = time.perf_counter()
     # the quick run (a smoke test) leaves visibility out: ColorVideoVDP at full screen and the
     # codec floor take minutes on a CPU, and benchmarks/visibility.py measures it
     evaluation, _ = evaluate(str(original), str(record),
                              EvalOptions(frames=eval_frames, stride=stride, device=str(device),
-                                         visibility=not quick))
+                                         visibility=visibility and not quick))
     result["eval_seconds"] = round(time.perf_counter() - started, 1)
     result["eval"] = {
         "frames": len(evaluation["frames"]),
@@ -116,6 +117,9 @@ def main(argv=None) -> int:
                         help="torch threads (default: torch's; 1 is steadier on a shared machine)")
     parser.add_argument("--confirm", type=int, default=None,
                         help="the optimiser's early-stop confirmation (default: the vdf filter's)")
+    parser.add_argument("--no-visibility", action="store_true",
+                        help="leave ColorVideoVDP out of the evaluation (minutes on a CPU; "
+                             "benchmarks/visibility.py measures it)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
@@ -141,7 +145,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
             result = run_case(clip, Path(folder), size, loops, options, device, stride, eval_frames,
-                              args.quick)
+                              args.quick, visibility=not args.no_visibility)
             cases.append(result)
             print(f"{result['size']}: delivered {result['delivered_fps']} fps of "
                   f"{result['capture_fps']} captured ({result['dropped_at_capture']} dropped), "
@@ -159,6 +163,7 @@ def main(argv=None) -> int:
             "recording": "kept in memory during the run; then libx264 CRF 18 veryfast "
                          "(protected), CRF 0 (captured frames)",
             "eval": {"stride": stride, "frames": eval_frames,
+                     "visibility": not (args.no_visibility or args.quick),
                      "what": "vdf-stream eval of the recording against the captured frames"},
             "latency": "capture thread decoded the frame -> every output had it",
         },

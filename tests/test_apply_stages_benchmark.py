@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "apply_stages.py"
-STAGES = {"detect", "prepare.small", "prepare.crop", "prepare.attention", "prepare.bounds",
-          "change.frame", "change.face", "bound", "total"}
+STAGES = {"detect", "prepare", "prepare.small", "prepare.crop", "prepare.warp",
+          "prepare.attention", "prepare.bounds", "change", "bound", "apply", "total",
+          "whole_frame"}
 
 
 def test_quick_run_times_every_stage_beside_its_floor(tmp_path, clip):
@@ -25,3 +26,5 @@ def test_quick_run_times_every_stage_beside_its_floor(tmp_path, clip):
     assert STAGES <= set(figures) and all(figures[name] > 0 for name in STAGES)
     assert set(figures["floor"]) == {"fft.crop", "fft.small", "warps", "elementwise_bound"}
     assert 0 < figures["floor_total"] < figures["total"]
+    assert set(figures["minimum"]) == STAGES
+    assert figures["same_output"] is True  # the box path gives the whole-frame path's frame

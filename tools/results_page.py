@@ -34,8 +34,8 @@ PAGE = ROOT / "docs" / "results.md"
 COMMANDS = {
     "throughput-amd-epyc-2cpu": ["python benchmarks/throughput.py"],
     "eval_floor-amd-epyc-2cpu": ["python benchmarks/eval_floor.py --threads 1"],
-    "protect_amd-epyc-2cpu": ["python benchmarks/protect.py"],
-    "live-amd-epyc-2cpu": ["python benchmarks/live.py --threads 1 --device cpu --loops 6"],
+    "protect_amd-epyc-2cpu": ["python benchmarks/protect.py --device cpu --share on"],
+    "live-amd-epyc-2cpu": ["python benchmarks/live.py --threads 1 --device cpu"],
     "sharing_amd-epyc-2cpu": [
         "python benchmarks/sharing_efficacy.py --frames 8 --options robust=1 "
         "--json benchmarks/results/sharing_amd-epyc-2cpu.json"],
@@ -348,15 +348,20 @@ def render_protect(data: dict, stem: str) -> list[str]:
     for case in data.get("cases", []):
         vdf, stages = case.get("vdf") or {}, case.get("stage_seconds") or {}
         seconds = vdf.get("seconds") or {}
-        rows.append([case.get("size"), case.get("share"), num(case.get("fps")),
+        transcode = case.get("transcode") or {}
+        baseline = transcode.get("ffmpeg") or transcode.get("engine_null") or {}
+        rows.append([case.get("size"), num(case.get("threads")), case.get("share"),
+                     num(case.get("fps")), num(baseline.get("fps")),
+                     num(case.get("speed_vs_transcode")),
                      f"{num(vdf.get('optimiser_steps'))} ({num(vdf.get('steps_per_frame'))})",
                      num(seconds.get("optimise")), num(seconds.get("apply")),
                      num(seconds.get("detect")),
                      f"{num(stages.get('decode'))} / {num(stages.get('encode'))}",
                      num(case.get("sharing_speedup"))])
-    return lines + table(["size", "share", "fps", "optimiser steps (per frame)",
-                          "optimise s", "apply s", "detect s", "decode / encode s",
-                          "sharing speed-up"], rows)
+    return lines + table(["size", "threads", "share", "fps", "transcode fps",
+                          "x transcode", "optimiser steps (per frame)", "optimise s",
+                          "apply s", "detect s", "decode / encode s", "sharing speed-up"],
+                         rows)
 
 
 def render_live(data: dict, stem: str) -> list[str]:
@@ -364,7 +369,8 @@ def render_live(data: dict, stem: str) -> list[str]:
     configuration = data.get("configuration") or {}
     lines += [f"Source: {configuration.get('source', '?')}; options "
               f"{code(json.dumps(configuration.get('options', {})))}; recording "
-              f"{configuration.get('recording', '?')}.", ""]
+              f"{configuration.get('recording', '?')}; torch threads "
+              f"{num(configuration.get('torch_threads'))}.", ""]
     rows = []
     for case in data.get("cases", []):
         latency = case.get("added_latency_ms") or {}
@@ -601,19 +607,50 @@ def render_models(data: dict, stem: str) -> list[str]:
                           "median CPU ms", "ms per frame", "error"], rows)
 
 
-APPLY_STAGES = ("detect", "prepare.small", "prepare.crop", "prepare.attention",
-                "prepare.bounds", "change.frame", "change.face", "bound", "total")
+APPLY_STAGES = ("detect", "prepare", "prepare.small", "prepare.crop", "prepare.warp",
+                "prepare.attention", "prepare.bounds", "change", "bound", "apply", "total",
+                "whole_frame")
+APPLY_STAGES_BEFORE = ("detect", "prepare.small", "prepare.crop", "prepare.attention",
+                       "prepare.bounds", "change.frame", "change.face", "bound", "total")
 
 
 def render_apply_stages(data: dict, stem: str) -> list[str]:
     lines = header(data, stem, recorded_commands(data, stem))
+    cases = data.get("cases", [])
+    stages = (APPLY_STAGES if any("apply" in (case.get("ms") or {}) for case in cases)
+              else APPLY_STAGES_BEFORE)
     rows = []
-    for case in data.get("cases", []):
+    for case in cases:
         figures = case.get("ms") or {}
         rows.append([case.get("size"), num(case.get("threads"))]
-                    + [num(figures.get(name)) for name in APPLY_STAGES]
+                    + [num(figures.get(name)) for name in stages]
                     + [num(figures.get("floor_total"))])
-    return lines + table(["size", "threads", *APPLY_STAGES, "floor"], rows)
+    lines += table(["size", "threads", *stages, "floor"], rows)
+    minimums = [[case.get("size"), num(case.get("threads"))]
+                + [num((case.get("ms") or {}).get("minimum", {}).get(name)) for name in stages]
+                for case in cases if (case.get("ms") or {}).get("minimum")]
+    if minimums:
+        lines += ["The fastest run of each stage (ms):", ""]
+        lines += table(["size", "threads", *stages], minimums)
+    return lines
+
+
+def render_steps_tradeoff(data: dict, stem: str) -> list[str]:
+    lines = header(data, stem, recorded_commands(data, stem))
+    transcode = data.get("transcode") or {}
+    lines += [f"`vdf-stream protect` of {data.get('clip')} at {num(data.get('torch_threads'))} "
+              f"torch thread(s), each variant's options added to the defaults; the same clip "
+              f"through ffmpeg (libx264 medium CRF 18) took {num(transcode.get('seconds'))} s. "
+              "Efficacy: medians of `vdf-stream eval` on the output as written (CRF 18).", ""]
+    rows = []
+    for row in data.get("rows", []):
+        efficacy = row.get("efficacy_median") or {}
+        rows.append([code(row.get("variant")), num(row.get("seconds")), num(row.get("fps")),
+                     num(row.get("speed_vs_transcode")), num(row.get("optimiser_steps")),
+                     num(efficacy.get("landmark_nme")), num(efficacy.get("pose_error"), 2),
+                     num(efficacy.get("parse_flip")), num(row.get("psnr_median"), 2)])
+    return lines + table(["variant", "seconds", "fps", "x transcode", "optimiser steps",
+                          "NME", "pose deg", "parse flip", "PSNR dB"], rows)
 
 
 def render_generic(data: dict, stem: str) -> list[str]:
@@ -707,12 +744,19 @@ KINDS = (
          "with the same settings (libx264 CRF 18, audio copied).",
          lambda d: d.get("benchmark") == "throughput", render_throughput),
     Kind("apply_stages", "The per-frame path, stage by stage (`benchmarks/apply_stages.py`)",
-         "Milliseconds per frame (medians) of each stage of applying parameters already "
-         "made, as live mode does for every frame, and `floor`: one FFT pair on the face "
-         "crop and on the frame term's grid, two warps and one elementwise bound, the least "
-         "that path can cost. The elementwise stages vary two- to three-fold between runs on "
-         "this machine.",
+         "Milliseconds per frame (medians, then the fastest runs) of each stage of applying "
+         "parameters already made, as live mode does for every frame: `prepare` is what the "
+         "frame alone gives (live mode runs it on the capture thread), `apply` what the "
+         "parameters add (its protecting thread), `total` both and the whole frame's "
+         "output, `whole_frame` the same output without the face box. `floor`: one FFT pair "
+         "on the face crop and on the frame term's grid, two warps and one elementwise bound "
+         "over the frame, the least that path can cost. Medians move up to two-fold between "
+         "runs on this machine.",
          lambda d: d.get("benchmark") == "apply_stages", render_apply_stages),
+    Kind("steps_tradeoff", "File mode's speed against its efficacy (`benchmarks/steps_tradeoff.py`)",
+         "What fewer optimiser steps would buy: each variant's time, its share of a plain "
+         "transcode's speed, and the efficacy it keeps.",
+         lambda d: d.get("benchmark") == "steps_tradeoff", render_steps_tradeoff),
     Kind("models", "Face model speed (`benchmarks/models.py`)",
          "Forward and forward + backward times of the face models and the face pipeline.",
          lambda d: d.get("benchmark") == "models", render_models),
