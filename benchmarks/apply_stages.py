@@ -209,9 +209,11 @@ def stages(size: tuple[int, int], repeat: int, device=None) -> dict:
         floor["warps"] = _median_ms(lambda: (
             F.grid_sample(x, to_crop, align_corners=False),
             F.grid_sample(crop_image, to_frame, align_corners=False)), repeat)
+        frame_weight = torch.rand(1, 1, height, width, device=device)  # over the frame
+        frame_change = torch.randn(1, 1, height, width, device=device) * eps
         floor["elementwise_bound"] = _median_ms(
-            lambda: (x + eps * weight * torch.tanh(change / eps)).clamp_(0, 1).mul_(255)
-            .round_(), repeat)
+            lambda: (x + eps * frame_weight * torch.tanh(frame_change / eps)).clamp_(0, 1)
+            .mul_(255).round_(), repeat)
     out["floor"] = floor
     out["floor_total"] = round(sum(floor.values()), 3)
     out["minimum"] = dict(MINIMUMS)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 import sys
 import tempfile
 import time
@@ -71,8 +72,9 @@ def run_case(clip: Path, folder: Path, size: tuple[int, int], loops: int, option
     # in memory and encoded after the run (as --record and --record-original encode them),
     # so that the figures are the protector's and not two encoders' beside it.
     kept = []
-    outputs = [live.CallbackOutput(lambda pixels, frame: kept.append((pixels, frame)),
-                                   name="memory")]
+    outputs = [live.CallbackOutput(  # the frame without what was prepared from it
+        lambda pixels, frame: kept.append((pixels, replace(frame, prepared=None))),
+        name="memory")]
     load_before = _load()
     stats = live.LiveProtector(capture, outputs, options, device=device).run()
     result = {"size": f"{width}x{height}", "input_fps": float(capture.info.frame_rate or 0),

@@ -35,7 +35,14 @@ COMMANDS = {
     "throughput-amd-epyc-2cpu": ["python benchmarks/throughput.py"],
     "eval_floor-amd-epyc-2cpu": ["python benchmarks/eval_floor.py --threads 1"],
     "protect_amd-epyc-2cpu": ["python benchmarks/protect.py --device cpu --share on"],
-    "live-amd-epyc-2cpu": ["python benchmarks/live.py --threads 1 --device cpu"],
+    "live-amd-epyc-2cpu": ["python benchmarks/live.py --threads 1 --device cpu --loops 6 "
+                           "--no-visibility"],
+    "live_2threads-amd-epyc-2cpu": [
+        "python benchmarks/live.py --threads 2 --device cpu --loops 6 --no-visibility "
+        "--output benchmarks/results/live_2threads-amd-epyc-2cpu.json"],
+    "live_short_clip-amd-epyc-2cpu": [
+        "python benchmarks/live.py --threads 1 --device cpu --loops 1 --sizes 640x360 "
+        "--no-visibility --output benchmarks/results/live_short_clip-amd-epyc-2cpu.json"],
     "sharing_amd-epyc-2cpu": [
         "python benchmarks/sharing_efficacy.py --frames 8 --options robust=1 "
         "--json benchmarks/results/sharing_amd-epyc-2cpu.json"],

@@ -117,19 +117,29 @@ class Capture:
         # starts its clock then, so that start-up (the first frame's detection and
         # optimisation) does not eat the clip; a camera does not wait (it drops at capture).
         self.consumer_ready = threading.Event()
-        # Run on each frame in the capture thread, before the slot (its time counts in the
-        # frame's latency): the consumer's per-frame work that needs no parameters (live
-        # mode's face detection), on another core than the protection of the frame before.
+        # Run on the newest decoded frame on a thread of its own, before the slot (its time
+        # counts in the frame's latency): the consumer's per-frame work that needs no
+        # parameters (live mode's face detection), beside the protection of the frame before.
         self.prepare: Callable[[np.ndarray], object] | None = None
+        self._decoded: LatestFrame | None = None
+        self._preparer: threading.Thread | None = None
 
     def _frames(self):
         raise NotImplementedError
 
     def start(self) -> None:
+        if self.prepare is not None:
+            # decoding keeps the camera's pace on its own thread; the newest decoded frame
+            # is prepared on another (a frame it has not taken yet is dropped, and counted)
+            self._decoded = LatestFrame()
+            self._preparer = threading.Thread(target=self._prepare_frames,
+                                              name=f"prepare {self.name}", daemon=True)
+            self._preparer.start()
         self._thread = threading.Thread(target=self._run, name=f"capture {self.name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        slot = self._decoded if self._decoded is not None else self.slot
         try:
             for seconds, pixels in self._frames():
                 if self._stop.is_set():
@@ -137,15 +147,30 @@ class Capture:
                 now = time.perf_counter()
                 if self.started_at is None:
                     self.started_at = now
-                prepared = self.prepare(pixels) if self.prepare is not None else None
-                self.slot.put(CapturedFrame(self.captured, seconds, now, pixels, prepared))
+                slot.put(CapturedFrame(self.captured, seconds, now, pixels))
                 self.captured += 1
                 self.last_frame_at = now
         except BaseException as error:  # handed to the protector's thread
             self.error = error
         finally:
-            self.slot.close()
+            slot.close()
             self._release()
+
+    def _prepare_frames(self) -> None:
+        try:
+            while True:
+                frame = self._decoded.get(timeout=0.5)
+                if frame is None:
+                    if self._decoded.closed:
+                        return
+                    continue
+                frame.prepared = self.prepare(frame.pixels)
+                self.slot.put(frame)
+        except BaseException as error:  # handed to the protector's thread
+            self.error = self.error or error
+            self._stop.set()
+        finally:
+            self.slot.close()
 
     def _release(self) -> None:
         pass
@@ -154,10 +179,13 @@ class Capture:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._preparer is not None:
+            self._preparer.join(timeout)
 
     @property
     def dropped(self) -> int:
-        return self.slot.dropped
+        """Frames decoded and never delivered: replaced before they were prepared or taken."""
+        return self.slot.dropped + (self._decoded.dropped if self._decoded is not None else 0)
 
 
 def _clock_info(width: int, height: int, rate: Fraction | None) -> VideoInfo:
