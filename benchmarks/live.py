@@ -60,7 +60,7 @@ def _load() -> float | None:
 
 def run_case(clip: Path, folder: Path, size: tuple[int, int], loops: int, options, device,
              stride: int, eval_frames: int | None, quick: bool = False,
-             visibility: bool = True) -> dict:
+             visibility: bool = True, threads: int = 0) -> dict:
     from vdf_stream import live
     from vdf_stream.evaluation.evaluate import EvalOptions, evaluate
 
@@ -76,8 +76,10 @@ def run_case(clip: Path, folder: Path, size: tuple[int, int], loops: int, option
         lambda pixels, frame: kept.append((pixels, replace(frame, prepared=None))),
         name="memory")]
     load_before = _load()
-    stats = live.LiveProtector(capture, outputs, options, device=device).run()
+    protector = live.LiveProtector(capture, outputs, options, device=device, threads=threads)
+    stats = protector.run()
     result = {"size": f"{width}x{height}", "input_fps": float(capture.info.frame_rate or 0),
+              "torch_threads": protector.threads,
               "load_before": load_before, "load_after": _load(), **stats.summary()}
     recordings = [live.RecordOutput(str(record), capture.info),
                   live.OriginalOutput(live.RecordOutput(str(original), capture.info, crf=0))]
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stride", type=int, default=4, help="evaluate every N-th delivered frame")
     parser.add_argument("--eval-frames", type=int, default=None, help="at most N evaluated frames")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's; 1 is steadier on a shared machine)")
+                        help="torch threads (default: half the cores, as vdf-stream live)")
     parser.add_argument("--confirm", type=int, default=None,
                         help="the optimiser's early-stop confirmation (default: the vdf filter's)")
     parser.add_argument("--no-visibility", action="store_true",
@@ -126,13 +128,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
 
-    import torch
-
     from vdf_stream import assets, live
     from vdf_stream.pipeline.engine import resolve_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     sizes = [tuple(int(v) for v in text.split("x")) for text in args.sizes] if args.sizes else SIZES
     loops, stride, eval_frames = args.loops, args.stride, args.eval_frames
     options = live.LiveOptions(strength=args.strength)
@@ -147,7 +145,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
             result = run_case(clip, Path(folder), size, loops, options, device, stride, eval_frames,
-                              args.quick, visibility=not args.no_visibility)
+                              args.quick, visibility=not args.no_visibility,
+                              threads=args.threads or 0)
             cases.append(result)
             print(f"{result['size']}: delivered {result['delivered_fps']} fps of "
                   f"{result['capture_fps']} captured ({result['dropped_at_capture']} dropped), "
@@ -161,7 +160,7 @@ def main(argv=None) -> int:
             "source": "single_face.mp4 (640x360, 30 fps) played at its real pace, scaled "
                       "in the capture thread (bicubic)",
             "options": {name: getattr(options, name) for name in options.__dataclass_fields__},
-            "device": str(device), "torch_threads": torch.get_num_threads(),
+            "device": str(device), "torch_threads": cases[0]["torch_threads"] if cases else None,
             "recording": "kept in memory during the run; then libx264 CRF 18 veryfast "
                          "(protected), CRF 0 (captured frames)",
             "eval": {"stride": stride, "frames": eval_frames,

@@ -98,12 +98,17 @@ class LiveProtector:
         status: a :class:`StatusLine`, or ``None`` for none.
         slow_down: extra seconds per frame in the protector (tests: force drops).
         max_seconds: stop after this long (``None``: until the capture ends).
+        threads: torch's threads on a CPU during the run (0: half the cores, as ``protect``;
+            ``None``: as they are set).
     """
 
     def __init__(self, capture: Capture, outputs: list[Output], options: LiveOptions | None = None,
                  device: torch.device | str = "cpu", status: StatusLine | None = None,
-                 slow_down: float = 0.0, max_seconds: float | None = None):
+                 slow_down: float = 0.0, max_seconds: float | None = None,
+                 threads: int | None = 0):
         import torch
+
+        from ..pipeline.engine import torch_threads
 
         self.capture = capture
         self.outputs = outputs
@@ -117,6 +122,8 @@ class LiveProtector:
         self.status = status
         self.slow_down = slow_down
         self.max_seconds = max_seconds
+        # torch's threads on a CPU: 0 = half the cores (protect's default), None = as set
+        self.threads = torch_threads(threads) if threads is not None else None
         self.stats = LiveStats()
         self._stop = threading.Event()
         info = capture.info
@@ -169,6 +176,13 @@ class LiveProtector:
         from ..models.detection import FaceDetector
 
         keep_freed_memory()  # frame-sized tensors reuse freed memory (vdf_stream.resources)
+        import torch
+
+        previous_threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.threads:
+            # half the cores, as protect: on 2 cores one thread delivered every frame at
+            # 640x360 and two dropped some (docs/speed.md)
+            torch.set_num_threads(self.threads)
         self.detector = FaceDetector(device=self.device)
         failure: BaseException | None = None
         started = time.perf_counter()
@@ -198,6 +212,7 @@ class LiveProtector:
             if self.status is not None:
                 self.status.finish()
             self._collect()
+            torch.set_num_threads(previous_threads)
         if failure is not None:
             raise failure
         for error in (self.capture.error, self.optimiser.error if self.optimiser else None):
