@@ -122,9 +122,10 @@ def test_real_clip_to_fake_virtual_camera(clip, fake_backend):
     assert stats.captured == 216 == stats.delivered + stats.dropped
     assert len(stats.latencies) == stats.delivered
     assert 0 < stats.latency_ms(0.5) <= stats.latency_ms(0.95) < 5000
-    # the one-slot buffer: once the last frame was captured, at most two frames are left to
-    # deliver (the one being protected then, and the last one), never a pile
-    assert sum(t > capture.last_frame_at for t in backend.times) <= 2
+    # the one-slot buffers: once the last frame was captured, at most three frames are left
+    # to deliver (the one being protected then, the one prepared and waiting, and the last
+    # one, being prepared), never a pile
+    assert sum(t > capture.last_frame_at for t in backend.times) <= 3
     # the optimiser published parameters and later frames used them
     assert stats.publications >= 1 and stats.fallback_frames < stats.delivered
     summary = stats.summary()

@@ -483,7 +483,11 @@ def open_source(spec: str, raw: RawFormat | None = None, stdin: BinaryIO | None 
         InputError: the input is missing, unreadable or not a video.
     """
     if spec == "-":
-        stream = stdin if stdin is not None else sys.stdin.buffer
+        # a reader of its own over descriptor 0, not sys.stdin's: a decoder left blocked on
+        # a pipe that stays open (after Ctrl-C) then holds no lock the interpreter's exit
+        # needs (that aborts the process with "could not acquire lock for <stdin>")
+        stream = stdin if stdin is not None else io.BufferedReader(
+            io.FileIO(sys.stdin.fileno(), "rb", closefd=False))
         if raw is not None:
             return RawSource(stream, raw)
         if not hasattr(stream, "peek"):

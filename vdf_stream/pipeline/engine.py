@@ -44,6 +44,7 @@ from ..media.sinks import Sink, count_frames
 from ..media.sources import Source
 
 _END = object()
+DECODER_GRACE_SECONDS = 2.0  # how long a stopped run waits for its decoder to notice
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -364,13 +365,15 @@ class Engine:
                 self._put(filtered, _END)
                 encoder.join()
                 self.stop.set()
-                # let the decoder notice the stop and exit (drain what it may be putting)
-                while decoder.is_alive():
+                # let the decoder notice the stop and exit (drain what it may be putting); one
+                # blocked reading a pipe whose writer keeps it open (no frame, no end) is
+                # left behind, a daemon thread, so that Ctrl-C still finalises the output
+                deadline = time.monotonic() + DECODER_GRACE_SECONDS
+                while decoder.is_alive() and time.monotonic() < deadline:
                     try:
                         decoded.get(timeout=0.1)
                     except queue.Empty:
                         pass
-                decoder.join()
         except KeyboardInterrupt:  # a second Ctrl-C while finishing
             interrupted = True
             self.stop.set()
