@@ -2,16 +2,19 @@
 
 Shape::
 
-    capture (thread) -> [one-slot latest frame] -> protector (calling thread) -> outputs
-                                                        |        ^
-                                          newest keyframe|        |newest parameters
-                                                        v        |
-                                                   optimiser (thread)
+    capture (thread) -> [latest] -> prepare (thread) -> [latest] -> protector -> outputs
+                                                                   |       ^
+                                                   newest keyframe |       | newest parameters
+                                                                   v       |
+                                       optimiser (a process on a CPU, a thread on a GPU)
 
-The protector takes the newest frame, finds the face region (the detector, a few ms),
-applies the newest published parameters (the cheap apply path: no optimisation) and hands
-the frame to the outputs, in capture order. It offers the clean frame to the optimiser
-(:mod:`vdf_stream.live.optimiser`) as its next keyframe candidate.
+The prepare thread (:meth:`LiveProtector._detect`, the capture's ``prepare``) finds the face
+region of the newest decoded frame and makes what the apply path takes from the frame
+alone, while the protector (the calling thread) applies the newest published parameters to
+the frame prepared before (the cheap apply path: no optimisation) and hands it to the
+outputs, in capture order. The protector offers the clean frame to the optimiser
+(:mod:`vdf_stream.live.optimiser`, :mod:`vdf_stream.live.worker`) as its next keyframe
+candidate.
 
 **Before the first optimised parameters**, frames are protected with the *fallback*: the
 optimiser's own seeded random start, bounded by ``eps`` like every output but not optimised,
