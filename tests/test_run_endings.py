@@ -59,16 +59,24 @@ def talk(tmp_path_factory):
 
 
 def test_ctrl_c_cuts_the_audio_with_the_video_and_counts_frames_written(talk, tmp_path):
+    # the clip arrives on stdin (NUT, audio and all), its first half only: the run is still
+    # going when Ctrl-C comes, however fast the machine (from a file it could be done first)
+    stream = _ffmpeg("-i", talk, "-c", "copy", "-f", "nut", "-")
     target = tmp_path / "out.mp4"
-    command = [sys.executable, "-m", "vdf_stream", "protect", str(talk), "-o", str(target),
+    command = [sys.executable, "-m", "vdf_stream", "protect", "-", "-o", str(target),
                "--vf", "vdf", "--preset", "ultrafast"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdin.write(stream[:len(stream) // 2])
+    process.stdin.flush()
     deadline = time.time() + 120
-    while time.time() < deadline and (not target.exists() or target.stat().st_size < 1000):
+    while time.time() < deadline and not target.exists():
         time.sleep(0.1)
+    time.sleep(3)  # what was sent is decoded, protected and encoded
     process.send_signal(signal.SIGINT)
-    _, error = process.communicate(timeout=120)
-    text = error.decode()
+    process.wait(timeout=120)  # stdin still open: the run ends by the interrupt
+    text = process.stderr.read().decode()
+    process.stdin.close()
+    process.stderr.close()
     assert process.returncode == INTERRUPTED, text
     streams = _streams(target)
     frames, video_end = streams["video"]
