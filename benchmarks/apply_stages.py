@@ -10,7 +10,7 @@ face: only the face regions' box is worked on), timed one at a time:
     BlazeFace on the frame and the face region from it (live mode's per-frame detection);
 ``prepare``
     :func:`vdf_stream.protection.perturb.prepare_apply`: all the apply path takes from the
-    frame alone (live mode runs it on the capture thread, beside the frame before), made of
+    frame alone (live mode runs it on its prepare thread, beside the frame before), made of
 ``prepare.small``
     the frame downscaled to the frame term's grid and its ``rfft2``;
 ``prepare.crop``

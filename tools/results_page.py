@@ -753,7 +753,7 @@ KINDS = (
     Kind("apply_stages", "The per-frame path, stage by stage (`benchmarks/apply_stages.py`)",
          "Milliseconds per frame (medians, then the fastest runs) of each stage of applying "
          "parameters already made, as live mode does for every frame: `prepare` is what the "
-         "frame alone gives (live mode runs it on the capture thread), `apply` what the "
+         "frame alone gives (live mode runs it on its prepare thread), `apply` what the "
          "parameters add (its protecting thread), `total` both and the whole frame's "
          "output, `whole_frame` the same output without the face box. `floor`: one FFT pair "
          "on the face crop and on the frame term's grid, two warps and one elementwise bound "

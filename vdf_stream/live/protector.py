@@ -268,7 +268,7 @@ class LiveProtector:
                 continue
             if self.optimiser is not None and self.optimiser.error is not None:
                 raise self.optimiser.error
-            # made by the capture thread while the frame before was protected (or here,
+            # made by the prepare thread while the frame before was protected (or here,
             # when the capture was started without it)
             clean, region, found, prepared = (frame.prepared if frame.prepared is not None
                                               else self._detect(frame.pixels))
@@ -313,7 +313,7 @@ class LiveProtector:
         """``(frame as a float batch, face region, found, prepared)``: the per-frame work
         that needs no parameters (the face detection, and what the apply path takes from
         the frame alone: :func:`~vdf_stream.protection.perturb.prepare_apply`). Set as the
-        capture's ``prepare``, it runs in the capture thread, on another core than the
+        capture's ``prepare``, it runs on the capture's prepare thread, on another core than the
         protection of the frame before it."""
         import torch
 

@@ -365,7 +365,7 @@ def prepare_apply(frames: torch.Tensor, regions: RegionOfInterest | None, eps: f
     """What :func:`perturb` computes first from the frames alone when it is given parameters
     of ``params``' shapes and these options (the same keywords; the others are ignored):
     the box of the face regions only when the attention is 0 outside it (``region_floor``
-    0), the whole frames otherwise. Made ahead (live mode makes it on the capture thread,
+    0), the whole frames otherwise. Made ahead (live mode makes it on its prepare thread,
     while the frame before is protected) and passed as ``perturb(prepared=)``."""
     crop_size, grid = params.face_amplitude.shape[-2], params.grid()
     prepared = None
