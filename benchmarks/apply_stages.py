@@ -222,6 +222,78 @@ def stages(size: tuple[int, int], repeat: int, device=None) -> dict:
     return out
 
 
+def step_stages(size: tuple[int, int], repeat: int, device=None) -> dict:
+    """One optimiser step as file mode and live mode take it (the default options: the
+    face mesh attacked on the window of the frame it reads), in parts: ``perturb`` (the
+    change on the window, with its graph), ``terms`` (the face mesh reading the protected
+    window, the loss terms), ``backward`` with Adam's update, and ``step`` all of them."""
+    import torch
+
+    from vdf_stream.models.detection import FaceDetector
+    from vdf_stream.models.mesh import choose_regions
+    from vdf_stream.protection import perturb as P
+    from vdf_stream.protection.objective import (Adam, frame_term_outside,
+                                                 optimisation_window)
+    from vdf_stream.protection.options import ProtectionOptions
+    from vdf_stream.protection.protector import Protector
+
+    device = torch.device(device or "cpu")
+    options = ProtectionOptions()
+    protector = Protector(options, device)
+    eps, apply = protector.eps, dict(protector.apply_options)
+    x = _frame(size, device)
+    height, width = x.shape[-2:]
+    region, found = choose_regions(FaceDetector(device=device).detect(x), (height, width),
+                                   device=device)
+    objective = protector.objective
+    reference = objective.reference(x, region, found)
+    params = P.make_params(1, height, width, init_scale=eps / 2,
+                           generator=torch.Generator().manual_seed(0)).to(device)
+    window = optimisation_window(objective, reference, (height, width))
+    prepared = P.prepare(x, reference.regions, eps, found, params.face_amplitude.shape[-2],
+                         params.grid(), window=window,
+                         **{name: apply[name] for name in ("region_floor", "texture_floor",
+                                                           "texture_reference")})
+    frames, frame_pixels = x, None
+    if window is not None:
+        x0, y0, x1, y1 = window
+        frames = x[..., y0:y1, x0:x1]
+        reference = reference.shifted(x0, y0, None)
+        frame_pixels = height * width
+    options_step = {**apply, "prepared": prepared}
+    params = params.detach().requires_grad_()
+    adam = Adam([{"params": params.tensors(), "lr": 0.01}])
+    generator = torch.Generator().manual_seed(0)
+
+    def forward():
+        protected = P.perturb(frames, params, reference.regions, eps, face_present=found,
+                              **options_step)
+        outside = (frame_term_outside(params, prepared, eps, apply.get("chroma", 1.0))
+                   if window is not None else None)
+        return protected, outside
+
+    protected, outside = forward()
+
+    def terms():
+        return objective.terms(protected, frames, reference, eps, generator, frame_pixels,
+                               outside)
+
+    def step():
+        adam.zero_grad()
+        protected_now, outside_now = forward()
+        found_terms, _ = objective.terms(protected_now, frames, reference, eps, generator,
+                                         frame_pixels, outside_now)
+        objective.weighted(found_terms, protected_now).backward()
+        adam.step()
+
+    with torch.enable_grad():
+        out = {"perturb": _median_ms(forward, repeat), "terms": _median_ms(terms, repeat),
+               "step": _median_ms(step, repeat)}
+    out["backward_and_update"] = round(out["step"] - out["perturb"] - out["terms"], 3)
+    out["window"] = list(window) if window is not None else None
+    return out
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -256,12 +328,14 @@ def main(argv=None) -> int:
             torch.set_num_threads(count)
             for size in sizes:
                 figures = stages(size, repeat, args.device)
+                figures["optimiser_step"] = step_stages(size, max(3, repeat // 2), args.device)
                 cases.append({"size": f"{size[0]}x{size[1]}", "threads": count,
                               "device": args.device, "ms": figures})
                 print(f"{size[0]}x{size[1]} {count} thread(s): total {figures['total']} ms "
                       f"(fastest {figures['minimum']['total']}), apply {figures['apply']} ms, "
                       f"prepare {figures['prepare']} ms, floor {figures['floor_total']} ms, "
-                      f"detect {figures['detect']} ms", file=sys.stderr, flush=True)
+                      f"detect {figures['detect']} ms, optimiser step "
+                      f"{figures['optimiser_step']}", file=sys.stderr, flush=True)
     finally:
         torch.set_num_threads(before)
     report = {"benchmark": "apply_stages", "quick": args.quick, "repeat": repeat,

@@ -121,3 +121,13 @@ def run_cli(*args, input: bytes | None = None, timeout: float = 300, env=None):
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if error == 0 else 10 * np.log10(255.0 ** 2 / error)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child the test will send SIGINT (Ctrl-C): the signal's default
+    disposition. A shell starts background jobs with SIGINT ignored, every process under
+    them inherits that, and Python then keeps ignoring it: the child would never see the
+    Ctrl-C the test sends."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -28,3 +28,6 @@ def test_quick_run_times_every_stage_beside_its_floor(tmp_path, clip):
     assert 0 < figures["floor_total"] < figures["total"]
     assert set(figures["minimum"]) == STAGES
     assert figures["same_output"] is True  # the box path gives the whole-frame path's frame
+    step = figures["optimiser_step"]
+    assert all(step[name] > 0 for name in ("perturb", "terms", "step"))
+    assert step["step"] > step["perturb"] + step["terms"] * 0.5  # the backward pass counts

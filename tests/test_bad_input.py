@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import decode_all, index_pattern, make_clip, read_index, run_cli
+from helpers import decode_all, default_sigint, index_pattern, make_clip, read_index, run_cli
 
 INPUT, OUTPUT, USAGE, DAMAGED, INTERRUPTED = 3, 4, 2, 5, 130
 
@@ -266,7 +266,8 @@ def test_ctrl_c_finalises_the_output(tmp_path):
     target = tmp_path / "out.mp4"
     command = [sys.executable, "-m", "vdf_stream", "protect", "-", "-o", str(target),
                "-q", "--vf", "null"]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=default_sigint)
     process.stdin.write(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\n".encode())
     written = 0
     deadline = time.time() + 60

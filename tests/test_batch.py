@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import ray  # the test extra installs it: these tests are never skipped
 
-from helpers import decode_all, make_clip, read_index, run_cli
+from helpers import decode_all, default_sigint, make_clip, read_index, run_cli
 from vdf_stream.batch import BatchOptions, Protection, run_batch
 from vdf_stream.batch.driver import FAULT_VARIABLE
 from vdf_stream.batch.manifest import MANIFEST_NAME
@@ -254,7 +254,8 @@ def test_ctrl_c_keeps_the_manifest_consistent_and_leaves_nothing_that_looks_done
     output = tmp_path / "out"
     command = [sys.executable, "-m", "vdf_stream", "batch", str(library), "-o", str(output),
                "--vf", "null", "--preset", "veryslow", "--workers", "1", "-q"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=default_sigint)
     partial = output / ".long.partial.mkv"
     deadline = time.time() + 120
     while time.time() < deadline and not partial.exists() and process.poll() is None:

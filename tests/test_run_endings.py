@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from helpers import run_cli
+from helpers import default_sigint, run_cli
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
@@ -65,7 +65,8 @@ def test_ctrl_c_cuts_the_audio_with_the_video_and_counts_frames_written(talk, tm
     target = tmp_path / "out.mp4"
     command = [sys.executable, "-m", "vdf_stream", "protect", "-", "-o", str(target),
                "--vf", "vdf", "--preset", "ultrafast"]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=default_sigint)
     process.stdin.write(stream[:len(stream) // 2])
     process.stdin.flush()
     deadline = time.time() + 120

@@ -617,6 +617,7 @@ def render_models(data: dict, stem: str) -> list[str]:
 APPLY_STAGES = ("detect", "prepare", "prepare.small", "prepare.crop", "prepare.warp",
                 "prepare.attention", "prepare.bounds", "change", "bound", "apply", "total",
                 "whole_frame")
+OPTIMISER_STEP = ("perturb", "terms", "backward_and_update", "step")
 APPLY_STAGES_BEFORE = ("detect", "prepare.small", "prepare.crop", "prepare.attention",
                        "prepare.bounds", "change.frame", "change.face", "bound", "total")
 
@@ -639,6 +640,13 @@ def render_apply_stages(data: dict, stem: str) -> list[str]:
     if minimums:
         lines += ["The fastest run of each stage (ms):", ""]
         lines += table(["size", "threads", *stages], minimums)
+    steps = [[case.get("size"), num(case.get("threads"))]
+             + [num((case.get("ms") or {}).get("optimiser_step", {}).get(name))
+                for name in OPTIMISER_STEP]
+             for case in cases if (case.get("ms") or {}).get("optimiser_step")]
+    if steps:
+        lines += ["One optimiser step on the face mesh's window (ms, medians):", ""]
+        lines += table(["size", "threads", *OPTIMISER_STEP], steps)
     return lines
 
 
