@@ -3,7 +3,7 @@
 On a CPU the optimiser and the per-frame path share a few cores, and as two threads of one
 Python process they also share its interpreter lock: each waits on the other for the lock
 between every two tensor operations, and the frames pay for it (measured on 2 cores at
-640x360: 199 of 216 frames delivered with the optimiser as a thread, the per-frame path
+640x360: 198-200 of 216 frames delivered with the optimiser as a thread, the per-frame path
 slowed from 26 to 35 ms; 216 of 216 with the same optimisation in another process,
 ``docs/speed.md``). :class:`OptimiserProcess` runs the same
 :class:`~vdf_stream.live.optimiser.Optimiser` in a child process at the scheduler's lowest
