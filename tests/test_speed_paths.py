@@ -166,8 +166,12 @@ def test_the_optimiser_process_publishes_and_stops(face_frames):
         assert board.publications > 0 and optimiser.error is None
         latest = board.latest()
         assert latest.keyframe_index == 7 and latest.generation >= 1
-        assert latest.params.face_spatial.shape == board.latest().params.face_spatial.shape
-        assert optimiser.decisions["new"] == 1 or optimiser.steps >= 0
+        assert latest.params.face_spatial.shape == (1, 3, 192, 192)
+        assert not torch.equal(latest.params.face_spatial,
+                               fallback_params(height, width, 4 / 255).face_spatial)
+        while optimiser.steps == 0 and time.monotonic() < deadline:  # its counters follow
+            time.sleep(0.05)
+        assert optimiser.decisions["new"] >= 1 and optimiser.steps >= 1
         optimiser._process.kill()  # a child that dies is an error of the run, in one line
         deadline = time.monotonic() + 10
         while optimiser.error is None and time.monotonic() < deadline:
