@@ -80,6 +80,12 @@ class Keyframe:
     ready: object = None  # CUDA: an event recorded on the protector's stream after both
 
 
+def reuse_rate(decisions: dict) -> float:
+    """The share of keyframe candidates whose scene was reused as it was."""
+    total = sum(decisions.values())
+    return decisions["reuse"] / total if total else 0.0
+
+
 class Optimiser:
     """Optimises on the newest keyframe candidate and publishes (see the module docstring)."""
 
@@ -138,8 +144,7 @@ class Optimiser:
 
     @property
     def reuse_rate(self) -> float:
-        total = sum(self.decisions.values())
-        return self.decisions["reuse"] / total if total else 0.0
+        return reuse_rate(self.decisions)
 
     def _run(self) -> None:
         import torch

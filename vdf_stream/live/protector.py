@@ -8,7 +8,7 @@ Shape::
                                                                    v       |
                                        optimiser (a process on a CPU, a thread on a GPU)
 
-The prepare thread (:meth:`LiveProtector._detect`, the capture's ``prepare``) finds the face
+The prepare thread (:meth:`LiveProtector._prepare`, the capture's ``prepare``) finds the face
 region of the newest decoded frame and makes what the apply path takes from the frame
 alone, while the protector (the calling thread) applies the newest published parameters to
 the frame prepared before (the cheap apply path: no optimisation) and hands it to the
@@ -31,13 +31,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..errors import UsageError
 from ..media.capture import Capture, pattern_frame
 from ..media.outputs import Output
 from ..media.colour import to_uint8
-from ..media.frames import image_to_batch
+from ..media.frames import image_to_batch, to_pixels
 from ..resources import keep_freed_memory
 from ..protection.options import ProtectionOptions
 from .optimiser import Keyframe, Optimiser, ParameterBoard, Published, fallback_params
@@ -178,9 +176,9 @@ class LiveProtector:
         outputs are raised after the same clean-up."""
         from ..models.detection import FaceDetector
 
-        keep_freed_memory()  # frame-sized tensors reuse freed memory (vdf_stream.resources)
         import torch
 
+        keep_freed_memory()  # frame-sized tensors reuse freed memory (vdf_stream.resources)
         previous_threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.threads:
             # half the cores, as protect: on 2 cores one thread delivered every frame at
@@ -196,7 +194,7 @@ class LiveProtector:
             self._warm_up()
             started = time.perf_counter()
             if self.capture._thread is None:
-                self.capture.prepare = self._detect
+                self.capture.prepare = self._prepare
                 self.capture.start()
             self._loop(started)
         except BaseException as error:
@@ -271,7 +269,7 @@ class LiveProtector:
             # made by the prepare thread while the frame before was protected (or here,
             # when the capture was started without it)
             clean, region, found, prepared = (frame.prepared if frame.prepared is not None
-                                              else self._detect(frame.pixels))
+                                              else self._prepare(frame.pixels))
             with torch.no_grad():
                 moment_applied = time.perf_counter()
                 published = self.board.latest()
@@ -284,13 +282,11 @@ class LiveProtector:
                                     face_present=found,
                                     gain=None if published.gain == 1.0 else published.gain,
                                     prepared=prepared, box_only=True, **self.apply_options)
-                out = to_uint8(protected[0]).permute(1, 2, 0).cpu().numpy()
+                (out,) = to_pixels(to_uint8(protected), "rgb24")
                 if prepared.in_box:  # the rest of the frame is the captured pixels
                     x0, y0, x1, y1 = prepared.box
                     box, out = out, frame.pixels.copy()
                     out[y0:y1, x0:x1] = box
-                else:
-                    out = np.ascontiguousarray(out)
                 self.stats.apply_seconds += time.perf_counter() - moment_applied
             self._offer(clean, region, found, frame)
             if self.slow_down:
@@ -309,7 +305,7 @@ class LiveProtector:
             if self.status is not None:
                 self.status.update(self, latency)
 
-    def _detect(self, pixels):
+    def _prepare(self, pixels):
         """``(frame as a float batch, face region, found, prepared)``: the per-frame work
         that needs no parameters (the face detection, and what the apply path takes from
         the frame alone: :func:`~vdf_stream.protection.perturb.prepare_apply`). Set as the

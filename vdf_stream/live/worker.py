@@ -123,8 +123,9 @@ class OptimiserProcess:
 
     @property
     def reuse_rate(self) -> float:
-        total = sum(self.decisions.values())
-        return self.decisions["reuse"] / total if total else 0.0
+        from .optimiser import reuse_rate
+
+        return reuse_rate(self.decisions)
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping = True

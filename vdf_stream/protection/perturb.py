@@ -440,25 +440,20 @@ def raw_change(frames: torch.Tensor, params: PerturbParams, regions: RegionOfInt
         change = F.interpolate(frame_change, size=(height, width), mode="bilinear",
                                align_corners=False)
     x0, y0, x1, y1 = box = prepared.box
-    if prepared.in_box:  # the box's change only, its face term added in place
+    if prepared.in_box:  # the box's change only
         change = change[..., y0:y1, x0:x1].clone()
-        window = taper_window(size, device=frames.device, dtype=change.dtype)
-        change += _into_box(reduce((_modulated(prepared.crops, prepared.crop_spectrum,
-                                               expand(params.face_amplitude),
-                                               expand(params.face_phase))
-                                    + expand(params.face_spatial)) * window),
-                            regions, (height, width), box, face_present, prepared.warp)
+    if prepared.crops is None or x1 <= x0 or y1 <= y0:
         return change
-    if prepared.crops is not None and x1 > x0 and y1 > y0:
-        window = taper_window(size, device=frames.device, dtype=change.dtype)
-        face = reduce((_modulated(prepared.crops, prepared.crop_spectrum,
-                                  expand(params.face_amplitude), expand(params.face_phase))
-                       + expand(params.face_spatial)) * window)
-        face = _into_box(face, regions, (height, width), box, face_present, prepared.warp)
-        if change.requires_grad or face.requires_grad:
-            change = change + F.pad(face, (x0, width - x1, y0, height - y1))
-        else:  # the apply path: added where it is, in the frame term's own tensor
-            change[..., y0:y1, x0:x1] += face
+    window = taper_window(size, device=frames.device, dtype=change.dtype)
+    face = reduce((_modulated(prepared.crops, prepared.crop_spectrum,
+                              expand(params.face_amplitude), expand(params.face_phase))
+                   + expand(params.face_spatial)) * window)
+    face = _into_box(face, regions, (height, width), box, face_present, prepared.warp)
+    if prepared.in_box:  # the apply path: in the box's own tensor
+        return change.add_(face)
+    if change.requires_grad or face.requires_grad:
+        return change + F.pad(face, (x0, width - x1, y0, height - y1))
+    change[..., y0:y1, x0:x1] += face  # the apply path: added where it is, in place
     return change
 
 
@@ -588,11 +583,9 @@ def perturb(frames: torch.Tensor, params: PerturbParams, regions: RegionOfIntere
         x0, y0, x1, y1 = prepared.box
         output = None
         if not box_only:
-            output = x.clamp(0, 1)
+            output = x.clamp(0, 1)  # a tensor of its own
             if quantize:
                 output = output.mul_(prepared.levels).round_().div_(prepared.levels)
-            elif output is x:
-                output = x.clone()
         x = x[..., y0:y1, x0:x1]
     # luma only (chroma 0): a (B, 1, H, W) change, the same offset on R, G and B
     change = raw_change(whole, params, regions, face_present, luma=chroma <= 0,
