@@ -126,7 +126,7 @@ def test_unreadable_files_are_refused_clearly(cache, tmp_path):
     assert "weights_only=False" not in str(refused.value)  # never advise the unsafe load
     with pytest.raises(AssetError, match="no such file"):
         bisenet.add_bisenet(tmp_path / "absent.pth")
-    with pytest.raises(AssetError, match="not registered"):
+    with pytest.raises(AssetError, match="not added"):
         bisenet.load_bisenet()
 
 

@@ -308,6 +308,17 @@ def bisenet_path() -> Path:
     return cache_dir() / "models" / BISENET_FILE
 
 
+# Weights a user adds (`vdf-stream models add NAME PATH`): on no registry, so not pinned;
+# kept in the cache under these names once verified.
+USER_WEIGHTS = {"bisenet": BISENET_FILE, "fan": "fan_2dfan4.pth", "s3fd": "s3fd.pth"}
+
+
+def user_weights_path(name: str) -> Path:
+    """Where the added weights of ``name`` (of :data:`USER_WEIGHTS`) are kept, whether or not
+    they are there."""
+    return cache_dir() / "models" / USER_WEIGHTS[name]
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

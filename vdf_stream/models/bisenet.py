@@ -46,6 +46,7 @@ from torch import nn
 
 from ..assets import BISENET_FILE as CACHE_NAME  # noqa: F401  (its name in the cache)
 from ..errors import AssetError
+from . import weights
 
 CLASS_COUNT = 19
 INPUT_SIZE = 512
@@ -278,49 +279,24 @@ def expected_state_shapes(classes: int = CLASS_COUNT) -> dict[str, tuple[int, ..
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
-def _describe(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+NETWORK = "the face-parsing.PyTorch BiSeNet checkpoint (79999_iter.pth, 19 classes)"
+# What a user is told when the checkpoint is asked for and not added.
+MISSING_MESSAGE = (
+    "BiSeNet's checkpoint (79999_iter.pth) is not added: download it from the "
+    "face-parsing.PyTorch project, then run `vdf-stream models add bisenet 79999_iter.pth`")
 
 
 def verify_state_dict(state: object, source: str = "the checkpoint") -> dict[str, torch.Tensor]:
-    """Check a loaded BiSeNet state dict; return it cleaned (``module.`` prefixes removed,
-    missing ``num_batches_tracked`` counters added as 0, tensors made contiguous).
+    """Check a loaded BiSeNet state dict; return it cleaned
+    (:func:`vdf_stream.models.weights.verify_state_dict`).
 
     Raises:
         AssetError: not a state dict, or a key missing, unexpected or of the wrong shape.
     """
-    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+    if not isinstance(state, Mapping):
         raise AssetError(f"{source} is not a BiSeNet state dict (a mapping of parameter names "
                          f"to tensors); it holds a {type(state).__name__}")
-    if state and all(key.startswith("module.") for key in state):  # saved from DataParallel
-        state = {key[len("module."):]: value for key, value in state.items()}
-    expected = expected_state_shapes()
-    not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-    missing = [key for key in expected if key not in state and not key.endswith("num_batches_tracked")]
-    unexpected = [key for key in state if key not in expected]
-    wrong_shape = [f"{key} {tuple(state[key].shape)} (expected {expected[key]})"
-                   for key in expected if key in state and isinstance(state[key], torch.Tensor)
-                   and tuple(state[key].shape) != expected[key]]
-    problems = []
-    if not_tensors:
-        problems.append(f"values that are not tensors: {_describe(not_tensors)}")
-    if missing:
-        problems.append(f"{len(missing)} missing parameters: {_describe(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected parameters: {_describe(unexpected)}")
-    if wrong_shape:
-        problems.append(f"wrong shapes: {_describe(wrong_shape)}")
-    if problems:
-        raise AssetError(f"{source} is not the face-parsing.PyTorch BiSeNet checkpoint "
-                         f"(79999_iter.pth, 19 classes): " + "; ".join(problems))
-    cleaned = {}
-    for key, shape in expected.items():
-        if key in state:
-            cleaned[key] = state[key].detach().contiguous()
-        else:  # a num_batches_tracked counter absent from an old checkpoint
-            cleaned[key] = torch.zeros((), dtype=torch.long)
-    return cleaned
+    return weights.verify_state_dict(state, expected_state_shapes(), NETWORK, source)
 
 
 def cached_path() -> Path:
@@ -330,46 +306,19 @@ def cached_path() -> Path:
     return bisenet_path()
 
 
-def _load_file(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise AssetError(f"no such file: {path}") from None
-    except Exception as error:  # corrupt archive, or a pickle weights_only refuses
-        # torch's own message advises weights_only=False, which must never be taken for a
-        # file from elsewhere: say what is wrong without repeating that advice
-        text = str(error)
-        if "Unsupported global" in text:
-            reason = "it holds objects other than tensors (not a plain state dict)"
-        elif "weights_only" in text or "zip" in text.lower() or "magic" in text.lower() \
-                or "load key" in text:
-            reason = "not a PyTorch checkpoint (damaged, truncated or another kind of file)"
-        else:
-            reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-        raise AssetError(f"cannot read {path} as a PyTorch checkpoint: {reason}") from None
-
-
 def add_bisenet(path: str | os.PathLike) -> Path:
     """Verify a downloaded ``79999_iter.pth`` and keep it in the cache; return the cached path.
 
-    The file is loaded with ``torch.load(path, map_location="cpu", weights_only=True)``
-    (no code from the file runs), every expected parameter name and shape is checked, and
-    the cleaned state dict is written atomically to :func:`cached_path`.
+    The file is read without running code from it (:func:`weights.read_checkpoint`), every
+    expected parameter name and shape is checked, and the cleaned state dict is written
+    atomically to :func:`cached_path`.
 
     Raises:
         AssetError: the file is missing, unreadable, or not this network's checkpoint.
     """
     source = Path(path).expanduser()
-    state = verify_state_dict(_load_file(source), source=str(source))
-    target = cached_path()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
-        torch.save(state, partial)
-        os.replace(partial, target)
-    except OSError as error:
-        raise AssetError(f"cannot write {target}: {error.strerror or error}") from None
-    return target
+    return weights.keep(verify_state_dict(weights.read_checkpoint(source), str(source)),
+                        cached_path())
 
 
 def load_bisenet(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -377,18 +326,13 @@ def load_bisenet(device: str | torch.device = "cpu", dtype: torch.dtype = torch.
     """The face parser with the registered checkpoint (or ``path``), eval mode, frozen.
 
     Raises:
-        AssetError: no checkpoint registered (the message says how to add one), or the file
-            does not verify.
+        AssetError: no checkpoint registered (:data:`MISSING_MESSAGE`), or the file does not
+            verify.
     """
     source = Path(path).expanduser() if path is not None else cached_path()
     if path is None and not source.is_file():
-        raise AssetError(
-            "the BiSeNet face-parsing checkpoint 79999_iter.pth is not registered: download it "
-            "from the face-parsing.PyTorch project, then run "
-            "`python -c \"from vdf_stream.models.bisenet import add_bisenet; "
-            "add_bisenet('79999_iter.pth')\"`"
-        )
-    state = verify_state_dict(_load_file(source), source=str(source))
+        raise AssetError(MISSING_MESSAGE)
+    state = verify_state_dict(weights.read_checkpoint(source), source=str(source))
     model = BiSeNet()
     model.load_state_dict(state, strict=True)
     model = model.to(device=device, dtype=dtype).eval()
