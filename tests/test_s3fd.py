@@ -37,7 +37,6 @@ def caches(tmp_path, monkeypatch):
     where face-alignment keeps its downloads."""
     monkeypatch.setenv("VDF_STREAM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(s3fd, "_LOADED", {})
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 

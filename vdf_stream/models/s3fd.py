@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AssetError
-from . import shared, weights
+from . import weights
 from .mtcnn import non_max_suppression
 
 PACKAGE_FILE = "s3fd-619a316812.pth"  # the name in face-alignment's download URL
@@ -320,21 +320,15 @@ def add_s3fd(path: str | os.PathLike) -> Path:
     return weights.keep(state, user_weights_path("s3fd"))
 
 
-_LOADED: dict[tuple[torch.device, torch.dtype], S3FD] = {}
-
-
 def load_s3fd(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> S3FD:
     """The network with the real weights (:func:`weights_path`, loaded ``strict=True``), in
-    eval mode, frozen, on ``device`` in ``dtype``; one copy per device and dtype.
+    eval mode, frozen, on ``device`` in ``dtype``; one copy per file, device and dtype.
 
     Raises:
         S3fdWeightsMissing: no weights (:data:`MISSING_MESSAGE`).
         AssetError: the file does not verify.
     """
-    key = (shared.canonical_device(device), dtype)
-    if key not in _LOADED:
-        path = weights_path()
-        if path is None:
-            raise S3fdWeightsMissing(MISSING_MESSAGE)
-        _LOADED[key] = weights.load_kept(S3FD, path, NETWORK, key[0], dtype)
-    return _LOADED[key]
+    path = weights_path()
+    if path is None:
+        raise S3fdWeightsMissing(MISSING_MESSAGE)
+    return weights.load_shared(S3FD, path, NETWORK, device, dtype)

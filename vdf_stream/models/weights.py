@@ -15,7 +15,11 @@ One home for reading, checking and keeping them:
 
 from __future__ import annotations
 
+import collections
+import io
 import os
+import pickle
+import types
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -46,14 +50,176 @@ def is_torchscript(path: Path) -> bool:
         return False
 
 
+# Storage classes a TorchScript pickle names (``torch FloatStorage`` ...) and their dtypes.
+_STORAGE_TYPES = {
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64, "IntStorage": torch.int32, "ShortStorage": torch.int16,
+    "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+}
+
+
+class _ScriptModule:
+    """What a ``__torch__.*`` class of a TorchScript pickle becomes: its pickled attributes
+    (``training``, submodules, parameters, buffers, constants) in a plain dict."""
+
+    attributes: Mapping = types.MappingProxyType({})  # until the pickle's BUILD sets them
+
+    def __setstate__(self, state: object) -> None:
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError(f"a module's state is a {type(state).__name__}, "
+                                         f"not a dict of attributes")
+        self.attributes = state
+
+
+def _same(value: object, *_: object) -> object:
+    """``torch.jit._pickle``'s list builders and type tags: the plain value."""
+    return value
+
+
+# What data.pkl may name besides the module classes, and what it gets instead.
+_JIT_PICKLE_HELPERS = {"build_intlist", "build_doublelist", "build_boollist",
+                       "build_tensorlist", "restore_type_tag"}
+
+
+class _StorageType:
+    """A storage class named by the pickle: the dtype of the bytes it persists."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+
+class _TorchScriptUnpickler(pickle.Unpickler):
+    """Unpickles a TorchScript ``data.pkl`` into :class:`_ScriptModule` trees, refusing every
+    global but the few that pickle needs; tensors are rebuilt here from the archive's
+    ``data/<key>`` records (never by torch's own reconstruction functions)."""
+
+    def __init__(self, archive: zipfile.ZipFile, root: str, source: Path):
+        super().__init__(io.BytesIO(archive.read(f"{root}/data.pkl")))
+        self.archive = archive
+        self.root = root
+        self.source = source
+        self.storages: dict[str, torch.Tensor] = {}
+
+    def find_class(self, module: str, name: str):
+        if module == "__torch__" or module.startswith("__torch__."):
+            return _ScriptModule
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+            return self.rebuild_tensor
+        if module == "torch" and name in _STORAGE_TYPES:
+            return _StorageType(_STORAGE_TYPES[name])
+        if module == "torch.jit._pickle" and name in _JIT_PICKLE_HELPERS:
+            return _same
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        raise AssetError(f"cannot read {self.source}: its data.pkl asks for {module}.{name}, "
+                         f"which no TorchScript module's weights need (refused)")
+
+    def persistent_load(self, pid: object) -> torch.Tensor:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)
+                and isinstance(pid[4], int)):
+            raise AssetError(f"cannot read {self.source}: a storage record {pid!r:.80} is not "
+                             f"one of a TorchScript archive")
+        _, kind, key, _, count = pid
+        if key not in self.storages:
+            try:
+                data = bytearray(self.archive.read(f"{self.root}/data/{key}"))
+            except KeyError:
+                raise AssetError(f"cannot read {self.source}: its storage {key} is missing") from None
+            size = torch.empty((), dtype=kind.dtype).element_size()
+            if len(data) != count * size:
+                raise AssetError(f"cannot read {self.source}: storage {key} holds {len(data)} "
+                                 f"bytes, not {count} of {kind.dtype}")
+            self.storages[key] = (torch.frombuffer(data, dtype=kind.dtype) if data
+                                  else torch.empty(0, dtype=kind.dtype))
+        return self.storages[key]
+
+    def rebuild_tensor(self, storage: object, offset: object, size: object, stride: object,
+                       *_: object) -> torch.Tensor:
+        """``_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[,
+        metadata])``: a view of the storage, checked to lie inside it, copied out."""
+        shape_ok = (isinstance(size, tuple) and isinstance(stride, tuple)
+                    and len(size) == len(stride)
+                    and all(isinstance(n, int) and n >= 0 for n in (*size, *stride)))
+        if not (isinstance(storage, torch.Tensor) and isinstance(offset, int) and offset >= 0
+                and shape_ok):
+            raise AssetError(f"cannot read {self.source}: a tensor record is malformed")
+        extent = offset + sum((n - 1) * step for n, step in zip(size, stride)) + 1
+        if 0 not in size and extent > storage.numel():
+            raise AssetError(f"cannot read {self.source}: a tensor of shape {list(size)} runs "
+                             f"past its storage of {storage.numel()} elements")
+        if 0 in size:
+            return torch.empty(size, dtype=storage.dtype)
+        return storage.as_strided(size, stride, offset).clone()
+
+
+def _archive_root(archive: zipfile.ZipFile, path: Path) -> str:
+    """The top folder holding ``data.pkl`` (the name the archive was saved under)."""
+    roots = [name[:-len("/data.pkl")] for name in archive.namelist()
+             if name.endswith("/data.pkl") and name.count("/") == 1]
+    if len(roots) != 1:
+        raise AssetError(f"cannot read {path}: not a TorchScript archive (no single "
+                         f"<folder>/data.pkl in it)")
+    root = roots[0]
+    order = f"{root}/byteorder"
+    if order in archive.namelist() and archive.read(order).strip() not in (b"little", b""):
+        raise AssetError(f"cannot read {path}: its tensors are stored big-endian")
+    return root
+
+
+def _collect_tensors(node: _ScriptModule, prefix: str, state: dict[str, torch.Tensor],
+                     ancestors: tuple[int, ...] = ()) -> None:
+    """Every tensor attribute under ``node`` by dotted name, depth first in pickle order (a
+    module reached under two names is listed under both, as ``state_dict`` does)."""
+    if id(node) in ancestors:
+        raise AssetError(f"a module contains itself at {prefix[:-1] or 'the root'}")
+    for name, value in node.attributes.items():
+        if not isinstance(name, str):
+            continue
+        if isinstance(value, torch.Tensor):
+            state[prefix + name] = value.detach()  # whatever the pickle set on it, dropped
+        elif isinstance(value, _ScriptModule):
+            _collect_tensors(value, f"{prefix}{name}.", state, (*ancestors, id(node)))
+
+
 def read_torchscript_state(path: Path) -> dict[str, torch.Tensor]:
     """The parameters and buffers of a TorchScript archive, by their dotted module names,
     read without running code from it (no ``torch.jit.load``).
 
+    A TorchScript archive is a zip of one folder: ``data.pkl`` pickles the module tree
+    (``__torch__.*`` classes whose state is a dict of attributes: ``training``, submodules,
+    parameters, buffers), ``data/<key>`` holds each tensor storage's raw little-endian bytes,
+    ``code/`` the TorchScript source and ``constants.pkl`` the code's constants (neither
+    read). ``data.pkl`` is unpickled with every global refused but the module classes (which
+    become plain attribute holders), the tensor and storage reconstruction (done here from
+    ``data/<key>``), the JIT's list builders and ``collections.OrderedDict``; the state is
+    every tensor attribute, named by its path (``conv2.downsample.0.running_mean``).
+
     Raises:
         AssetError: the archive cannot be read this way.
     """
-    raise AssetError(f"cannot read {path}: TorchScript archives are not read yet")
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            root = _archive_root(archive, path)
+            tree = _TorchScriptUnpickler(archive, root, path).load()
+    except AssetError:
+        raise
+    except (zipfile.BadZipFile, OSError) as error:
+        raise AssetError(f"cannot read {path} as a TorchScript archive: {error}") from None
+    except Exception as error:  # a malformed pickle: any of pickle's many exceptions
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise AssetError(f"cannot read {path}: its data.pkl is damaged ({reason})") from None
+    if not isinstance(tree, _ScriptModule):
+        raise AssetError(f"cannot read {path}: its data.pkl holds a {type(tree).__name__}, "
+                         f"not a module")
+    state: dict[str, torch.Tensor] = {}
+    try:
+        _collect_tensors(tree, "", state)
+    except AssetError as error:
+        raise AssetError(f"cannot read {path}: {error}") from None
+    return state
 
 
 def read_checkpoint(path: str | os.PathLike, unwrap: tuple[str, ...] = ("state_dict",)) -> object:
@@ -160,3 +326,21 @@ def load_kept(make: Callable[[], nn.Module], path: Path, network: str,
     model = model.to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
     return model
+
+
+# load_shared's networks: (network class, file, its modification time, device, dtype) -> module
+_SHARED: dict[tuple, nn.Module] = {}
+
+
+def load_shared(make: Callable[[], nn.Module], path: Path, network: str,
+                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+                ) -> nn.Module:
+    """:func:`load_kept`, once per file, device and dtype: a later call gets the same frozen
+    module, and a file replaced since (a new ``models add``) is read again."""
+    from .shared import canonical_device
+
+    device = canonical_device(device)
+    key = (make, str(path), path.stat().st_mtime_ns, device, dtype)
+    if key not in _SHARED:
+        _SHARED[key] = load_kept(make, path, network, device, dtype)
+    return _SHARED[key]
