@@ -212,6 +212,9 @@ class Surrogate(nn.Module, abc.ABC):
     docstring for the contract)."""
 
     name: str
+    # The reading whose median decides whether the model's target is reached (early stop):
+    # "nme" against Targets.surrogate_nme, "flip" against Targets.parse_flip.
+    goal = "nme"
 
     @abc.abstractmethod
     def reference(self, frames: torch.Tensor, regions: RegionOfInterest,
@@ -223,9 +226,10 @@ class Surrogate(nn.Module, abc.ABC):
              reference: BoxReference) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(B,)`` loss to minimise (``-1``: target reached) and ``(B,)`` readings."""
 
-    @abc.abstractmethod
     def read(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Independent reading: ``(found (B,), points (B, N, 2))``, ``NaN`` where not found."""
+        """Independent reading: ``(found (B,), points (B, N, 2))``, ``NaN`` where not found
+        (the point readers; a parser reads no points)."""
+        raise NotImplementedError(f"{self.name} reads no points")
 
 
 class MtcnnSurrogate(Surrogate):

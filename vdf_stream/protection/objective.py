@@ -570,16 +570,20 @@ def balanced_gradient(objective: Objective, terms: dict[str, torch.Tensor], extr
 
 def targets_met(objective: Objective, reading: StepReading, targets: Targets) -> bool:
     """Whether the step reached the targets of every model the objective attacks (the mesh's
-    NME and pose, the segmenter's parse flip, each surrogate's landmark error)."""
+    NME and pose, the segmenter's parse flip, each other model's own goal: its landmark
+    error, or BiSeNet's parse flip)."""
     w = objective.weights
     if w.landmarks or w.pose:
         if reading.landmark_nme < targets.landmark_nme or reading.pose_degrees < targets.pose_degrees:
             return False
     if w.parsing and reading.parse_flip < targets.parse_flip:
         return False
-    for name in objective.surrogates:
-        if w.surrogates.get(name, 0.0) and (reading.surrogates.get(f"{name}_nme", 0.0)
-                                            < targets.surrogate_nme):
+    for name, model in objective.surrogates.items():
+        if not w.surrogates.get(name, 0.0):
+            continue
+        goal = getattr(model, "goal", "nme")
+        target = targets.parse_flip if goal == "flip" else targets.surrogate_nme
+        if reading.surrogates.get(f"{name}_{goal}", 0.0) < target:
             return False
     return True
 

@@ -33,7 +33,17 @@ ROBUST_PRESETS: dict[str, bool] = {"low": False, "medium": False, "high": False}
 REGION_FLOOR_PRESETS: dict[str, float] = {"low": 0.5, "medium": 0.0, "high": 0.5}
 # Models the optimiser can attack besides MediaPipe's (vdf_stream.models.surrogate's)
 SURROGATES = ("mtcnn", "faceapi68", "faceapi68tiny", "faceapidet")
-TARGETS = ("mesh", "parsing", "detection") + SURROGATES
+# The networks the talking-face pipelines themselves run (vdf_stream.models.talking_face's),
+# attacked when the user has their weights
+PIPELINE_MODELS = ("fan", "bisenet")
+TARGETS = ("mesh", "parsing", "detection") + SURROGATES + PIPELINE_MODELS
+# against=NAME: what that pipeline reads faces with (the face mesh always, the rest when
+# their weights are here). RAD-NeRF, SyncTalk and TalkingGaussian preprocess with
+# ER-NeRF's scripts; GeneFace with AD-NeRF's, which run the same two networks.
+RECIPES: dict[str, tuple[str, ...]] = {
+    name: ("mesh", "fan", "bisenet")
+    for name in ("ernerf", "radnerf", "synctalk", "talkinggaussian", "geneface")}
+Against = Literal["none", "ernerf", "radnerf", "synctalk", "talkinggaussian", "geneface"]
 EPS_RANGE = (1 / 255, 1.0)
 
 
@@ -86,14 +96,23 @@ class ProtectionOptions:
     targets: str = field(default="mesh", metadata=_help(
         "the face models attacked, joined by +: mesh (MediaPipe face mesh: landmarks and "
         "head pose), parsing (selfie segmentation), detection (BlazeFace), mtcnn, faceapi68, "
-        "faceapi68tiny, faceapidet (face-api's detector); e.g. mesh+mtcnn. More models: "
-        "slower, and the same budget shared between them"))
+        "faceapi68tiny, faceapidet (face-api's detector), fan (FAN's 68 points in S3FD's "
+        "crop) and bisenet (BiSeNet's head/neck/torso parse), the last two with your copy of "
+        "their weights (`vdf-stream models list`); e.g. mesh+mtcnn. More models: slower, "
+        "and the same budget shared between them"))
+    against: Against = field(default="none", metadata=_help(
+        "protect against what a talking-face pipeline reads faces with: ernerf (also "
+        "radnerf, synctalk, talkinggaussian, geneface: the face mesh, FAN and BiSeNet), "
+        "adding to targets the models whose weights are here and saying in one line which "
+        "are missing and how to get them"))
     parsing: float = field(default=1.0, metadata=_help(
         "weight of the segmentation model, when targeted"))
     detection: float = field(default=1.0, metadata=_help(
         "weight of the face detector, when targeted"))
     surrogate_weight: float = field(default=1.0, metadata=_help(
         "weight of each of mtcnn, faceapi68, faceapi68tiny, faceapidet, when targeted"))
+    fan: float = field(default=1.0, metadata=_help("weight of FAN, when targeted"))
+    bisenet: float = field(default=1.0, metadata=_help("weight of BiSeNet, when targeted"))
     fidelity: float = field(default=1.0, metadata=_help(
         "how hard the optimiser gives back change that does not fool the face models "
         "(higher: a smaller change)"))
@@ -165,6 +184,13 @@ class ProtectionOptions:
                              f"{self.targets!r}")
         return list(dict.fromkeys(names))
 
+    def other_models(self, chosen: list[str]) -> dict[str, float]:
+        """The models of ``chosen`` besides MediaPipe's, with their weights (the objective's
+        balanced terms)."""
+        weights = {"fan": self.fan, "bisenet": self.bisenet}
+        return {name: weights.get(name, self.surrogate_weight) for name in chosen
+                if name in SURROGATES or name in PIPELINE_MODELS}
+
     def direction(self) -> str | None:
         """The field every landmark term pushes along (None: each its own way)."""
         return None if self.toward == "none" else self.toward
@@ -203,6 +229,9 @@ class ProtectionOptions:
                             ("region_floor", self.resolved_region_floor())):
             if not (0 <= value <= 1):
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.against not in get_args(Against):
+            raise ValueError(f"against must be one of {', '.join(get_args(Against))}, got "
+                             f"{self.against!r}")
         if self.toward not in get_args(Toward):
             raise ValueError(f"toward must be one of {', '.join(get_args(Toward))}, got "
                              f"{self.toward!r}")

@@ -20,12 +20,14 @@ on the newest keyframe candidate, while the capture thread applies what was publ
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable
 
 import torch
 
-from .options import SURROGATES, ProtectionOptions
+from .options import ProtectionOptions
+from .recipes import resolve_targets
 
 # The surrogates' losses keep pushing up to this NME, past their 0.05 target (more after
 # CRF 23 at no cost to the mesh's: docs/filter.md).
@@ -33,7 +35,8 @@ SURROGATE_MARGIN = 0.15
 
 
 def build_surrogates(names, device: torch.device, direction: str | None = None) -> dict:
-    """The surrogate models named (of :data:`SURROGATES`), on ``device``; their landmark
+    """The other models named (of :data:`~.options.SURROGATES` and
+    :data:`~.options.PIPELINE_MODELS`), on ``device``; their landmark
     terms push along ``direction`` when given (the detector's box is left as it is)."""
     if not names:
         return {}
@@ -42,11 +45,20 @@ def build_surrogates(names, device: torch.device, direction: str | None = None) 
 
     classes = {"mtcnn": MtcnnSurrogate, "faceapi68": FaceApi68Surrogate,
                "faceapi68tiny": FaceApi68TinySurrogate, "faceapidet": FaceApiDetectorSurrogate}
+    if "fan" in names or "bisenet" in names:
+        from ..models.talking_face import BiSeNetTarget, FanTarget
+
+        classes.update(fan=FanTarget, bisenet=BiSeNetTarget)
     # "auto": the objective points them at every step (Objective.consensus)
     directed = {"direction": direction} if direction not in (None, "auto") else {}
-    return {name: classes[name](device=device, nme_target=SURROGATE_MARGIN,
-                                **({} if name == "faceapidet" else directed))
-            for name in names}
+    built = {}
+    for name in names:
+        if name == "bisenet":  # a parser: no landmark error, no direction
+            built[name] = classes[name](device=device)
+        else:
+            built[name] = classes[name](device=device, nme_target=SURROGATE_MARGIN,
+                                        **({} if name == "faceapidet" else directed))
+    return built
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -84,7 +96,9 @@ class Protector:
         self.scale_new_start = scale_new_start
         self.eps, self.keyframe_steps = options.resolved()
         self.backend = resolve_backend(options.backend, device)
-        chosen = options.target_models()
+        chosen, note = resolve_targets(options)
+        if note is not None and not options.quiet:
+            print(f"note: {note}", file=sys.stderr)
         # The selfie segmentation is only read by the parsing term.
         self.pipeline = FacePipeline(device=device, segmentation="parsing" in chosen)
         mesh = "mesh" in chosen
@@ -93,7 +107,7 @@ class Protector:
             options.parsing if "parsing" in chosen else 0.0,
             options.detection if "detection" in chosen else 0.0, options.fidelity,
             balance=options.balance,
-            surrogates={name: options.surrogate_weight for name in chosen if name in SURROGATES},
+            surrogates=options.other_models(chosen),
             direction=options.direction())
         transformations = (Transformations() if options.resolved_robust()
                            else Transformations().none())
