@@ -131,3 +131,22 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def cut_clip(source: Path, target: Path, frames: int) -> Path:
+    """The first ``frames`` frames of ``source``, re-encoded nearly losslessly."""
+    import av
+
+    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
+        stream = writer.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        stream.options = {"crf": "12", "preset": "ultrafast"}
+        for index, frame in enumerate(reader.decode(video=0)):
+            if index == frames:
+                break
+            assert (frame.width, frame.height) == (640, 360)
+            copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), "rgb24")
+            copy.pts = index
+            writer.mux(stream.encode(copy.reformat(format="yuv420p")))
+        writer.mux(stream.encode(None))
+    return target

@@ -44,9 +44,10 @@ def private_cache(tmp_path, model_folder):
     return cache
 
 
-def run_models(*args, cache=None, offline: bool = True):
-    """``vdf-stream models ARGS`` -> (exit code, stdout text, stderr lines)."""
-    env = {}
+def run_models(*args, cache=None, offline: bool = True, torch_home=None):
+    """``vdf-stream models ARGS`` -> (exit code, stdout text, stderr lines); ``torch_home``:
+    where face-alignment's downloads are looked for."""
+    env = {} if torch_home is None else {"TORCH_HOME": str(torch_home)}
     if cache is not None:
         env["VDF_STREAM_CACHE"] = str(cache)
     if offline:  # a command that tries to download fails at once instead
@@ -213,6 +214,70 @@ def test_add_bisenet_missing_file_is_an_input_error(tmp_path):
                                       cache=tmp_path / "cache")
     assert code == 3
     assert "no such file" in assert_one_error_line(stderr)
+
+
+def test_list_says_how_to_get_each_network_the_user_brings(private_cache, tmp_path):
+    from vdf_stream.models import s3fd
+    from seeded_weights import state
+
+    torch_home = tmp_path / "torch"
+    code, stdout, stderr = run_models("list", cache=private_cache, torch_home=torch_home)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    for name, command in (("bisenet_79999_iter.pth", "models add bisenet PATH"),
+                          ("fan_2dfan4.pth", "models add fan PATH"),
+                          ("s3fd.pth", "models add s3fd PATH")):
+        row = table_row(stdout, name)
+        assert " not added " in row, row
+        below = " ".join(line.strip() for line in lines[lines.index(row) + 1:][:3])
+        assert command in below, below
+    # face-alignment's own download is found where the package keeps it
+    folder = torch_home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(state("s3fd"), folder / s3fd.PACKAGE_FILE)
+    code, stdout, stderr = run_models("list", cache=private_cache, torch_home=torch_home)
+    assert " in face-alignment's cache " in table_row(stdout, s3fd.PACKAGE_FILE)
+    code, stdout, stderr = run_models("verify", cache=private_cache, torch_home=torch_home)
+    assert code == 0, stderr
+    assert " checked " in table_row(stdout, s3fd.PACKAGE_FILE)
+
+
+@pytest.mark.slow
+def test_add_fan_shows_its_checksum_and_keeps_a_strict_copy(private_cache, tmp_path):
+    from vdf_stream.models import fan
+    from seeded_weights import state
+
+    # the form of face-alignment 1.0-1.2's download: a training checkpoint of DataParallel
+    download = tmp_path / "2DFAN4-11f355bf06.pth.tar"
+    torch.save({"state_dict": {f"module.{key}": value for key, value in state("fan").items()}},
+               download)
+    code, stdout, stderr = run_models("add", "fan", download, cache=private_cache,
+                                      torch_home=tmp_path / "torch")
+    assert code == 0, stderr
+    kept = private_cache / "models" / "fan_2dfan4.pth"
+    assert str(kept) in stdout and assets.sha256_of(download) in stdout
+    network = fan.FAN()
+    network.load_state_dict(torch.load(kept, map_location="cpu", weights_only=True), strict=True)
+    assert all(torch.equal(network.state_dict()[key], value)
+               for key, value in state("fan").items())
+    code, stdout, stderr = run_models("list", cache=private_cache, torch_home=tmp_path / "torch")
+    assert " added " in table_row(stdout, "fan_2dfan4.pth")
+    code, stdout, stderr = run_models("verify", cache=private_cache,
+                                      torch_home=tmp_path / "torch")
+    assert code == 0 and " checked " in table_row(stdout, "fan_2dfan4.pth"), stderr
+
+
+def test_add_fan_refuses_another_networks_checkpoint_in_one_line(tmp_path):
+    from seeded_weights import state
+
+    other = tmp_path / "79999_iter.pth"
+    torch.save(state("bisenet"), other)
+    code, stdout, stderr = run_models("add", "fan", other, cache=tmp_path / "cache",
+                                      torch_home=tmp_path / "torch")
+    assert code == 6
+    line = assert_one_error_line(stderr)
+    assert "is not face-alignment's FAN" in line and "missing parameters" in line
+    assert not (tmp_path / "cache" / "models" / "fan_2dfan4.pth").exists()
 
 
 # -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import cut_clip, run_cli
 from vdf_stream.errors import UsageError
 from vdf_stream.pipeline.engine import torch_threads
 from vdf_stream.pipeline.session import build_graph
@@ -39,25 +39,6 @@ def test_strength_and_seed_fill_what_the_graph_leaves_unset():
         build_graph("vdf", seed=-1)
 
 
-def _cut(source: Path, target: Path, frames: int) -> Path:
-    """The first ``frames`` frames of ``source``, re-encoded nearly losslessly."""
-    import av
-
-    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
-        stream = writer.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        stream.options = {"crf": "12", "preset": "ultrafast"}
-        for index, frame in enumerate(reader.decode(video=0)):
-            if index == frames:
-                break
-            assert (frame.width, frame.height) == (640, 360)
-            copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), "rgb24")
-            copy.pts = index
-            writer.mux(stream.encode(copy.reformat(format="yuv420p")))
-        writer.mux(stream.encode(None))
-    return target
-
-
 def _frame_hashes(path: Path) -> list[str]:
     import av
 
@@ -75,7 +56,7 @@ def test_api_cli_and_batch_write_the_same_frames_with_the_same_seed(tmp_path, cl
     from vdf_stream.batch.tasks import UnitSpec, execute_unit
     from vdf_stream.media.sinks import EncodeOptions
 
-    source = _cut(clip("single_face.mp4"), tmp_path / "cut.mp4", frames=4)
+    source = cut_clip(clip("single_face.mp4"), tmp_path / "cut.mp4", frames=4)
     lossless = EncodeOptions(codec="ffv1", copy_audio=False)  # as --codec ffv1 --no-audio
 
     by_cli = tmp_path / "cli.mkv"
@@ -114,7 +95,7 @@ def test_a_chain_keeps_the_protection_and_a_graph_without_it_says_so(tmp_path, c
     """``--vf`` replaces the default graph: ``scale=...,vdf`` downscales then protects (the
     example the help and the README show); ``scale=...`` alone writes unprotected frames and
     says so."""
-    source = _cut(clip("single_face.mp4"), tmp_path / "cut.mp4", frames=2)
+    source = cut_clip(clip("single_face.mp4"), tmp_path / "cut.mp4", frames=2)
     outputs = {}
     for name, graph in (("chain", "scale=w=320:h=-2,vdf=steps=2"), ("plain", "scale=w=320:h=-2")):
         outputs[name] = tmp_path / f"{name}.mkv"

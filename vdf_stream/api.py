@@ -34,7 +34,7 @@ def protect(input: str, output: str, vf: str = "vdf", device: str = "auto",
             encode: EncodeOptions | None = None, stdout_format: str = "y4m",
             raw: RawFormat | None = None, batch_size: int = 1, progress=None,
             strength: str | None = None, seed: int | None = None,
-            torch_threads: int = 0) -> RunStats:
+            torch_threads: int = 0, against: str | None = None) -> RunStats:
     """Run ``input`` through the filter graph ``vf`` into ``output`` (``-`` = stdout).
 
     The default graph is the protection filter, as on the command line, and the run is the
@@ -42,8 +42,8 @@ def protect(input: str, output: str, vf: str = "vdf", device: str = "auto",
     arguments and seed write the same frames.
 
     Args:
-        strength, seed: as ``--strength`` and ``--seed``: set on every ``vdf`` filter of
-            the graph that does not set them itself.
+        strength, seed, against: as ``--strength``, ``--seed`` and ``--against``: set on
+            every ``vdf`` filter of the graph that does not set them itself.
         torch_threads: threads of the filters' CPU computations during the run (0: half
             the cores, at least 1, as on the command line); the caller's setting is put
             back afterwards.
@@ -52,7 +52,7 @@ def protect(input: str, output: str, vf: str = "vdf", device: str = "auto",
         vdf_stream.errors.VdfError: a subclass naming what went wrong (see errors.py).
     """
     spec = SessionSpec(input=input, output=output, vf=vf, strength=strength, seed=seed,
-                       device=device, encode=encode or EncodeOptions(),
+                       against=against, device=device, encode=encode or EncodeOptions(),
                        stdout_format=stdout_format, raw=raw, torch_threads=torch_threads,
                        batch_size=batch_size)
     return Session(spec).run(progress)

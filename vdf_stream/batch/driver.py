@@ -373,7 +373,7 @@ def run_batch(input_spec: str, options: BatchOptions, log: Callable[[str], None]
     output = options.output.resolve()
     options = replace(options, output=output)
     protection = options.protection  # a bad graph fails before any work
-    build_graph(protection.vf, protection.strength, protection.seed)
+    build_graph(protection.vf, protection.strength, protection.seed, protection.against)
     discovery = discover(input_spec, output)
     try:
         output.mkdir(parents=True, exist_ok=True)

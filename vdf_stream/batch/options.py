@@ -30,10 +30,12 @@ class Protection:
     vf: str = "vdf"
     strength: str | None = None
     seed: int | None = None
+    against: str | None = None
     encode: EncodeOptions = field(default_factory=EncodeOptions)
 
     def describe(self) -> dict:
         return {"vf": self.vf, "strength": self.strength, "seed": self.seed,
+                **({"against": self.against} if self.against else {}),
                 "codec": self.encode.codec, "crf": self.encode.crf,
                 "preset": self.encode.preset, "pix_fmt": self.encode.pix_fmt or "yuv420p",
                 "copy_audio": self.encode.copy_audio}

@@ -150,7 +150,8 @@ def execute_unit(spec: UnitSpec, board=None) -> UnitResult:
     segment = spec.segment
     session = SessionSpec(
         input=spec.source, output=str(partial), vf=protection.vf,
-        strength=protection.strength, seed=protection.seed, device=spec.device,
+        strength=protection.strength, seed=protection.seed,
+        against=protection.against, device=spec.device,
         encode=replace(protection.encode, threads=spec.threads),
         container_format=SEGMENT_CONTAINER if segment is not None else None,
         segment=segment, decoder_threads=spec.threads, torch_threads=max(1, spec.threads),

@@ -97,7 +97,8 @@ def options_from_args(args) -> BatchOptions:
         raise UsageError(f"--split-long: {error}") from None
     encode = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset,
                            pix_fmt=args.pix_fmt, copy_audio=not args.no_audio)
-    protection = Protection(vf=args.vf, strength=args.strength, seed=args.seed, encode=encode)
+    protection = Protection(vf=args.vf, strength=args.strength, seed=args.seed,
+                            against=args.against, encode=encode)
     return BatchOptions(output=Path(args.output), protection=protection,
                         split_seconds=split or None, address=args.address,
                         workers=args.workers, gpus_per_task=args.gpus_per_task,

@@ -58,7 +58,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_strength_options(parser) -> None:
-    """--strength, --seed and --device: how strong the protection is and where it runs
+    """--strength, --seed, --against and --device: how strong the protection is and where it runs
     (``protect``, ``batch`` and ``live``). Left unset they are ``None``: the graph's own
     options, else the defaults, apply."""
     parser.add_argument("--strength", choices=("low", "medium", "high"), default=None,
@@ -69,6 +69,13 @@ def add_strength_options(parser) -> None:
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the protection's random starts (default 0): the same "
                              "seed gives the same output")
+    parser.add_argument("--against", default=None, metavar="PIPELINE",
+                        choices=("ernerf", "radnerf", "synctalk", "talkinggaussian", "geneface"),
+                        help="also attack what this talking-face pipeline reads faces with: "
+                             "ernerf, radnerf, synctalk, talkinggaussian or geneface (each: "
+                             "FAN and BiSeNet besides the face mesh), those whose weights you "
+                             "have; one line names any that are missing and how to get them "
+                             "(`vdf-stream models list`)")
     parser.add_argument("--device", default="auto", metavar="DEVICE",
                         help="where frames are processed: auto (a CUDA GPU when present), "
                              "cpu, cuda, cuda:1 (default: auto)")

@@ -66,10 +66,12 @@ def add_parser(commands) -> None:
                           help="evaluate the common frames of videos of different lengths "
                                "instead of stopping with an error")
     evaluate.add_argument("--transfer", action="store_true",
-                          help="also read both videos with face readers of other families, "
-                               "each with its own detection (MTCNN: 5-point NME and faces "
-                               "lost; face-api: 68-point NME), beside the floor of H.264 "
-                               "CRF 23 alone")
+                          help="also read both videos with other face readers, each with "
+                               "its own detection, beside the floor of H.264 CRF 23 alone: "
+                               "MTCNN (5-point NME, faces lost), face-api (68-point NME, "
+                               "its detector), and FAN in S3FD's crop as ER-NeRF reads it "
+                               "(68-point NME, faces lost) when you have their weights "
+                               "(`vdf-stream models list`)")
     evaluate.add_argument("--no-visibility", dest="visibility", action="store_false",
                           help="skip ColorVideoVDP (the slowest part of eval: about 0.6 s "
                                "per frame at 640x360 on 2 CPU cores, protected and floor)")

@@ -12,6 +12,7 @@ from ..media.capture import (Capture, DeviceCapture, RealtimeCapture, default_ca
                              list_cameras, list_cameras_hint)
 from ..media.outputs import (OriginalOutput, Output, PreviewOutput, RecordOutput,
                              VirtualCameraOutput, display_available, import_pyvirtualcam)
+from ..protection.recipes import resolve_targets
 from .common import add_common_options, add_strength_options, parse_rate, parse_size
 
 
@@ -104,8 +105,10 @@ def run_command(args) -> int:
     if args.realtime and args.camera:
         raise UsageError("give either --camera or --realtime, not both")
     options = LiveOptions(strength=args.strength or "medium", seed=args.seed or 0,
+                          against=args.against or "none",
                           fallback="hold" if args.hold else "perturb")
     options.check()
+    resolve_targets(options)  # weights named but absent: exit 6 before the camera opens
     device = resolve_device(args.device)
     for path in (args.record, args.record_original):
         if path and os.path.exists(path) and not args.overwrite:

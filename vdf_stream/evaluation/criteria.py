@@ -104,7 +104,8 @@ BY_NAME = {criterion.name: criterion for criterion in CRITERIA}
 TRANSFER_THRESHOLDS = {"mtcnn_nme": TRANSFER_NME, "mtcnn_faces_lost": DETECTION_LOSS,
                        "faceapi68_nme": TRANSFER_NME, "faceapi68tiny_nme": TRANSFER_NME,
                        "faceapidet_faces_lost": DETECTION_LOSS,
-                       "faceapidet_box_shift": TRANSFER_NME}
+                       "faceapidet_box_shift": TRANSFER_NME,
+                       "fan_nme": TRANSFER_NME, "fan_faces_lost": DETECTION_LOSS}
 
 # How a judgement reads for one degradation of the robustness test.
 HOLDS = {"good": "holds", "fair": "partly holds", "poor": "fails", "unknown": "not measured"}

@@ -93,8 +93,9 @@ REFERENCES = {
                   "mask are read in the clean original's face region",
     "missing": "frames where the clean original has no face are left out of the efficacy "
                "figures (None) and counted as missing",
-    "transfer.efficacy": "MTCNN and face-api (own detection) on PROTECTED against the same on "
-                         "ORIGINAL; read in the original's MTCNN box where MTCNN finds no face",
+    "transfer.efficacy": "MTCNN, face-api and, with its weights, FAN in S3FD's crop (each "
+                         "with its own detection) on PROTECTED against the same on ORIGINAL; "
+                         "read in the original's box where the detector finds no face",
     "transfer.floor": "the same on H.264 CRF 23 of ORIGINAL against ORIGINAL",
 }
 
@@ -221,10 +222,11 @@ def _json_list(values: torch.Tensor) -> list:
     return [None if math.isnan(value) else value for value in values.tolist()]
 
 
-def summarize_transfer(series: Series) -> dict:
-    """Summaries of the transfer metrics, with the thresholds of the metric each one uses."""
-    return {name: metrics.summarize_metric(kind, series.get(name))
-            for name, kind in TRANSFER_METRICS.items()}
+def summarize_transfer(series: Series, names) -> dict:
+    """Summaries of the transfer metrics ``names``, with the thresholds of the metric each
+    one uses."""
+    return {name: metrics.summarize_metric(TRANSFER_METRICS[name], series.get(name))
+            for name in names}
 
 
 # ---------------------------------------------------------------------------------------
@@ -460,6 +462,9 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
         raise InputError(f"no frame could be decoded from {original} and {protected}")
     notes += [note for note in (pairs.length_note, pairs.time_note(),
                                 measurements.face_note(original)) if note]
+    if transfer is not None and transfer.fan_missing is not None:
+        notes.append("--transfer: FAN, the landmark reader of ER-NeRF and its kin, was not "
+                     f"read. {transfer.fan_missing}")
     visible = None
     if options.visibility:
         from . import visibility
@@ -505,10 +510,11 @@ def evaluate(original: str, protected: str, options: EvalOptions | None = None,
             for degradation, series in zip(chosen, measurements.robust)],
         **({"transfer": {
             "description": TRANSFER_DESCRIPTIONS,
-            "efficacy": summarize_transfer(measurements.transferred["efficacy"]),
-            "floor": summarize_transfer(measurements.transferred["floor"]),
+            "efficacy": summarize_transfer(measurements.transferred["efficacy"],
+                                           transfer.metrics),
+            "floor": summarize_transfer(measurements.transferred["floor"], transfer.metrics),
             "floor_label": transfer_floor.label,
-            "per_frame": measurements.transferred["efficacy"].lists(TRANSFER_METRICS),
+            "per_frame": measurements.transferred["efficacy"].lists(transfer.metrics),
         }} if transfer is not None else {}),
         "notes": notes,
         "timing": {"seconds": seconds,

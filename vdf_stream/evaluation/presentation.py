@@ -130,6 +130,18 @@ METRICS: dict[str, Metric] = {
         "detector finds lie on the protected frame from those on the original, as a share "
         "of the original box's diagonal (frames where it finds a face in both).", digits=3,
         threshold=criteria.TRANSFER_THRESHOLDS["faceapidet_box_shift"], kind="transfer"),
+    "fan_nme": Metric(
+        "FAN landmark shift (NME)", "How far FAN's 68 points lie on the protected frame from "
+        "those on the original, read as ER-NeRF and its kin read them (face-alignment's "
+        "2DFAN-4 in the crop of S3FD's first face), as a share of the original's "
+        "outer-eye-corner distance. Their 3DMM fit turns these points into the head poses "
+        "the generator is trained on.", digits=3,
+        threshold=criteria.TRANSFER_THRESHOLDS["fan_nme"], kind="transfer"),
+    "fan_faces_lost": Metric(
+        "S3FD faces lost", "The share of frames where S3FD, the detector FAN crops from, "
+        "finds a face in the original but none in the protected video: the pipelines drop "
+        "those frames.", percent=True, statistic="mean",
+        threshold=criteria.TRANSFER_THRESHOLDS["fan_faces_lost"], kind="transfer"),
 }
 
 KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip",
@@ -137,7 +149,8 @@ KEY_FIGURES = ("psnr", "ssim", "landmark_nme", "pose_error_degrees", "parse_flip
 FIDELITY_ORDER = ("psnr", "ssim", "max_abs_difference", "temporal_flicker")
 EFFICACY_ORDER = ("landmark_nme", "pose_error_degrees", "parse_flip", "detection_loss",
                   "presence")
-TRANSFER_ORDER = ("mtcnn_nme", "mtcnn_faces_lost", "faceapi68_nme", "faceapi68tiny_nme",
+TRANSFER_ORDER = ("fan_nme", "fan_faces_lost", "mtcnn_nme", "mtcnn_faces_lost",
+                  "faceapi68_nme", "faceapi68tiny_nme",
                   "faceapidet_faces_lost", "faceapidet_box_shift")
 ROBUSTNESS_ALWAYS = ("landmark_nme", "pose_error_degrees")
 # the criteria of "Is my video protected?", in the report's names

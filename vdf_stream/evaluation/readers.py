@@ -202,7 +202,10 @@ def compare(reading: Reading, reference: Reading) -> dict[str, torch.Tensor]:
 TRANSFER_METRICS = {"mtcnn_nme": "landmark_nme", "mtcnn_faces_lost": "detection_loss",
                     "faceapi68_nme": "landmark_nme", "faceapi68tiny_nme": "landmark_nme",
                     "faceapidet_faces_lost": "detection_loss",
-                    "faceapidet_box_shift": "landmark_nme"}
+                    "faceapidet_box_shift": "landmark_nme",
+                    "fan_nme": "landmark_nme", "fan_faces_lost": "detection_loss"}
+# measured only where the user has FAN's and S3FD's weights
+FAN_METRICS = ("fan_nme", "fan_faces_lost")
 TRANSFER_DESCRIPTIONS = {
     "mtcnn_nme": "MTCNN's 5 points (own detection, largest face), mean distance over the "
                  "original's eye-centre distance",
@@ -215,6 +218,11 @@ TRANSFER_DESCRIPTIONS = {
                              "original and none in the compared frame",
     "faceapidet_box_shift": "face-api's tiny face detector's best box, mean distance of its "
                             "two corners over the original box's diagonal",
+    "fan_nme": "FAN's 68 points (2DFAN-4) in the crop of S3FD's first face, as the "
+               "talking-face pipelines read them, mean distance over the original's "
+               "outer-eye-corner distance (points 36, 45)",
+    "fan_faces_lost": "1 when S3FD finds a face in the original and none in the compared "
+                      "frame: the pipelines drop that frame",
 }
 
 
@@ -230,6 +238,9 @@ class TransferReading:
         faceapi_tiny_points: ``(B, 68, 2)`` its tiny network's 68 points in that box.
         detector_found: ``(B,)`` face-api's tiny face detector found a face.
         detector_corners: ``(B, 2, 2)`` its best box's corners (``NaN`` where none).
+        fan_found: ``(B,)`` S3FD found a face (``None`` without FAN's weights).
+        fan_boxes: ``(B, 4)`` S3FD's first face (``NaN`` where none).
+        fan_points: ``(B, 68, 2)`` FAN's points in its crop.
     """
 
     found: torch.Tensor
@@ -239,28 +250,43 @@ class TransferReading:
     faceapi_tiny_points: torch.Tensor
     detector_found: torch.Tensor
     detector_corners: torch.Tensor
+    fan_found: torch.Tensor | None = None
+    fan_boxes: torch.Tensor | None = None
+    fan_points: torch.Tensor | None = None
 
     @staticmethod
     def cat(readings: list[TransferReading]) -> TransferReading:
-        return TransferReading(*(torch.cat([getattr(r, name) for r in readings]) for name in
+        def joined(name: str) -> torch.Tensor | None:
+            parts = [getattr(r, name) for r in readings]
+            return None if any(part is None for part in parts) else torch.cat(parts)
+
+        return TransferReading(*(joined(name) for name in
                                  ("found", "boxes", "mtcnn_points", "faceapi_points",
                                   "faceapi_tiny_points", "detector_found",
-                                  "detector_corners")))
+                                  "detector_corners", "fan_found", "fan_boxes",
+                                  "fan_points")))
 
 
 class TransferReader:
     """MTCNN, face-api's two 68-point networks and its tiny face detector reading 8-bit
     frames on their own (the surrogates' independent readings,
-    :mod:`vdf_stream.models.surrogate`).
+    :mod:`vdf_stream.models.surrogate`); and, where the user has their weights, FAN in
+    S3FD's crop as the talking-face pipelines read it
+    (:class:`~vdf_stream.models.talking_face.FanTarget`).
 
     Args:
         device: where the networks run.
         batch_size: frames per forward pass.
+
+    Attributes:
+        metrics: the per-frame metrics it measures (of :data:`TRANSFER_METRICS`).
+        fan_missing: without FAN's weights, how to get them (else ``None``).
     """
 
     def __init__(self, device: torch.device, batch_size: int = PIPELINE_BATCH):
         from ..models.surrogate import (FaceApi68Surrogate, FaceApi68TinySurrogate,
                                        FaceApiDetectorSurrogate, MtcnnSurrogate)
+        from ..protection.recipes import missing
 
         self.device = device
         self.batch_size = batch_size
@@ -269,6 +295,14 @@ class TransferReader:
         self.landmarkers = [kind(device=device, detector=self.mtcnn.detector)
                             for kind in (FaceApi68Surrogate, FaceApi68TinySurrogate)]
         self.detector = FaceApiDetectorSurrogate(device=device)
+        self.fan_missing = missing("fan")
+        self.fan = None
+        if self.fan_missing is None:
+            from ..models.talking_face import FanTarget
+
+            self.fan = FanTarget(device=device)
+        self.metrics = [name for name in TRANSFER_METRICS
+                        if self.fan is not None or name not in FAN_METRICS]
 
     @torch.no_grad()
     def read(self, frames: torch.Tensor, reference: TransferReading | None = None
@@ -293,9 +327,35 @@ class TransferReader:
                     for model, read in zip(self.landmarkers, points68):
                         read[tracked] = model.landmarker(images[tracked], clean_boxes)
             detector_found, corners = self.detector.read(images)
+            fan = self._read_fan(images, None if reference is None or reference.fan_found is None
+                                 else (reference.fan_found[start:stop],
+                                       reference.fan_boxes[start:stop]))
             readings.append(TransferReading(found, boxes, points, *points68, detector_found,
-                                            corners))
+                                            corners, *fan))
         return TransferReading.cat(readings)
+
+    def _read_fan(self, images: torch.Tensor, reference) -> tuple:
+        """``(found, boxes, points)`` of FAN in S3FD's first face (``None`` x 3 without
+        FAN); where S3FD finds no face and the original had one (``reference``: its found
+        and boxes), FAN reads in the original's box, as a tracker would."""
+        if self.fan is None:
+            return None, None, None
+        count = images.shape[0]
+        found = torch.zeros(count, dtype=torch.bool, device=images.device)
+        boxes = images.new_full((count, 4), float("nan"))
+        for index, faces in enumerate(self.fan.detector.detect(images)):
+            if len(faces.boxes):
+                found[index] = True
+                boxes[index] = faces.boxes[0].to(images)
+        read_in = boxes.clone()
+        if reference is not None:
+            tracked = reference[0].to(found.device) & ~found
+            read_in[tracked] = reference[1].to(images)[tracked]
+        usable = ~read_in.isnan().any(dim=-1)
+        points = images.new_full((count, 68, 2), float("nan"))
+        if bool(usable.any()):
+            points[usable] = self.fan.landmarker(images[usable], read_in[usable])[1]
+        return found, boxes, points
 
 
 def compare_transfer(reading: TransferReading, reference: TransferReading
@@ -310,7 +370,19 @@ def compare_transfer(reading: TransferReading, reference: TransferReading
     def masked(values: torch.Tensor) -> torch.Tensor:
         return torch.where(valid, values.detach().float().cpu(), nan)
 
-    return {
+    fan_metrics = {}
+    if reading.fan_found is not None and reference.fan_found is not None:
+        from ..models import fan
+
+        fan_valid = reference.fan_found.cpu()
+        fan_metrics = {
+            "fan_nme": torch.where(fan_valid, metrics.landmark_nme(
+                reading.fan_points, reference.fan_points,
+                (fan.RIGHT_EYE_OUTER, fan.LEFT_EYE_OUTER)).detach().float().cpu(), nan),
+            "fan_faces_lost": metrics.detection_loss(reference.fan_found,
+                                                     reading.fan_found).cpu(),
+        }
+    return fan_metrics | {
         "mtcnn_nme": masked(metrics.landmark_nme(reading.mtcnn_points, reference.mtcnn_points,
                                                  (mtcnn.RIGHT_EYE, mtcnn.LEFT_EYE))),
         "mtcnn_faces_lost": metrics.detection_loss(reference.found, reading.found).cpu(),

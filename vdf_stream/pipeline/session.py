@@ -34,16 +34,17 @@ PROTECTION_FILTER = "vdf"  # the filter that --strength and --seed configure
 
 
 def build_graph(vf: str = PROTECTION_FILTER, strength: str | None = None,
-                seed: int | None = None) -> list[Filter]:
-    """The filters of the graph ``vf``, with validated options. ``strength`` and ``seed``
-    (the command line's ``--strength`` and ``--seed``) set those options of every ``vdf``
-    filter whose own text does not: ``vdf=strength=high`` wins over ``strength="low"``.
+                seed: int | None = None, against: str | None = None) -> list[Filter]:
+    """The filters of the graph ``vf``, with validated options. ``strength``, ``seed`` and
+    ``against`` (the command line's ``--strength``, ``--seed`` and ``--against``) set those
+    options of every ``vdf`` filter whose own text does not: ``vdf=strength=high`` wins over
+    ``strength="low"``.
 
     Raises:
         UsageError: an unknown filter, or an option that is unknown or out of range.
     """
-    given = {name: value for name, value in (("strength", strength), ("seed", seed))
-             if value is not None}
+    given = {name: value for name, value in (("strength", strength), ("seed", seed),
+                                             ("against", against)) if value is not None}
     return build_filters(vf, defaults={PROTECTION_FILTER: given} if given else None)
 
 
@@ -69,7 +70,7 @@ class SessionSpec:
             ``raw`` describes them).
         output: a file (its extension chooses the container), or ``-`` for stdout.
         vf: the filter graph, ffmpeg-like (``scale=w=1280:h=-2,vdf``).
-        strength, seed: for every ``vdf`` filter that does not set them (see
+        strength, seed, against: for every ``vdf`` filter that does not set them (see
             :func:`build_graph`); ``None`` keeps the filter's own default.
         device: ``auto`` (a CUDA GPU when present), ``cpu``, ``cuda``, ``cuda:1``.
         encode: the encoder's settings (file output); ``copy_audio`` copies the input's
@@ -92,6 +93,7 @@ class SessionSpec:
     vf: str = PROTECTION_FILTER
     strength: str | None = None
     seed: int | None = None
+    against: str | None = None
     device: str = "auto"
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     stdout_format: str = "y4m"
@@ -124,7 +126,7 @@ class Session:
         self.spec = spec
         self.warn = warn
         self.device = resolve_device(spec.device)
-        self.filters = build_graph(spec.vf, spec.strength, spec.seed)
+        self.filters = build_graph(spec.vf, spec.strength, spec.seed, spec.against)
         self.source: Source | None = None
 
     @property
