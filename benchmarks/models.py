@@ -12,9 +12,11 @@ Cases (inputs RGB in [0, 1]):
     Forward + backward: what an attack step costs: the regions chosen once on the clean
     frames (not timed), then mesh, pose, iris, segmentation and the detector's face score
     on frames that require a gradient, and one backward pass to the pixels;
-``bisenet``
-    :class:`vdf_stream.models.bisenet.BiSeNet` at 512x512 with random weights (eval mode;
-    the checkpoint is not needed to time it), uniform random input.
+``bisenet``, ``fan``, ``s3fd``
+    the networks the talking-face pipelines run, with random weights (eval mode; their
+    checkpoints are not needed to time them), uniform random input:
+    :class:`vdf_stream.models.bisenet.BiSeNet` at 512x512, :class:`vdf_stream.models.fan.FAN`
+    on its 256x256 crop, :class:`vdf_stream.models.s3fd.S3FD` on a 640x360 frame.
 
 Forward runs under ``torch.no_grad``; forward + backward sums every output into one scalar
 and calls ``backward`` (the weights are frozen, as in an attack: the gradient goes to the
@@ -57,11 +59,13 @@ RESULTS_FOLDER = REPOSITORY / "benchmarks" / "results"
 SCHEMA_VERSION = 1
 
 ZOO_CASES = ("face_detection", "face_landmark", "iris_landmark", "selfie_segmentation")
-CASES = ZOO_CASES + ("face_pipeline", "bisenet")
+# the user's networks, timed with random weights: case -> (module, class, input height, width)
+USER_NETWORKS = {"bisenet": ("bisenet", "BiSeNet", 512, 512), "fan": ("fan", "FAN", 256, 256),
+                 "s3fd": ("s3fd", "S3FD", 360, 640)}
+CASES = ZOO_CASES + ("face_pipeline",) + tuple(USER_NETWORKS)
 MODES = ("forward", "forward_backward")
 PIPELINE_CLIP = "single_face.mp4"
 PIPELINE_SIZE = (640, 360)  # width, height of the clip's frames
-BISENET_SIZE = 512
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
@@ -207,16 +211,19 @@ def prepare_pipeline(device, dtype, batch: int) -> Prepared:
     return Prepared([batch, 3, height, width], forward, forward_backward, parameters)
 
 
-def prepare_bisenet(device, dtype, batch: int) -> Prepared:
+def prepare_network(case: str, device, dtype, batch: int) -> Prepared:
+    """One of :data:`USER_NETWORKS` with seed-0 random weights, on uniform random input."""
+    import importlib
+
     import torch
 
-    from vdf_stream.models.bisenet import BiSeNet
-
+    module, name, height, width = USER_NETWORKS[case]
     torch.manual_seed(0)
-    model = BiSeNet().to(device=device, dtype=dtype).eval()
+    model = getattr(importlib.import_module(f"vdf_stream.models.{module}"), name)()
+    model = model.to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
     generator = torch.Generator().manual_seed(0)
-    images = torch.rand(batch, 3, BISENET_SIZE, BISENET_SIZE, generator=generator)
+    images = torch.rand(batch, 3, height, width, generator=generator)
     images = images.to(device=device, dtype=dtype)
 
     def forward():
@@ -227,7 +234,7 @@ def prepare_bisenet(device, dtype, batch: int) -> Prepared:
         pixels = images.clone().requires_grad_(True)
         _total(model(pixels)).backward()
 
-    return Prepared([batch, 3, BISENET_SIZE, BISENET_SIZE], forward, forward_backward,
+    return Prepared([batch, 3, height, width], forward, forward_backward,
                     _parameter_count(model))
 
 
@@ -236,8 +243,8 @@ def prepare(case: str, device, dtype, batch: int) -> Prepared:
         return prepare_zoo(case, device, dtype, batch)
     if case == "face_pipeline":
         return prepare_pipeline(device, dtype, batch)
-    if case == "bisenet":
-        return prepare_bisenet(device, dtype, batch)
+    if case in USER_NETWORKS:
+        return prepare_network(case, device, dtype, batch)
     raise BenchmarkError(f"unknown case {case!r}; known cases: {', '.join(CASES)}")
 
 
@@ -563,8 +570,9 @@ def main(argv: list[str] | None = None) -> int:
             "pipeline_clip": PIPELINE_CLIP,
             "pipeline_frame_size": list(PIPELINE_SIZE),
             "pipeline_options": {"iris": True, "segmentation": True},
-            "bisenet_input_size": BISENET_SIZE,
-            "bisenet_weights": "random (torch.manual_seed(0)), eval mode",
+            "user_networks": {case: {"input": [height, width],
+                                     "weights": "random (torch.manual_seed(0)), eval mode"}
+                              for case, (_, _, height, width) in USER_NETWORKS.items()},
             "inputs": "uniform random in [0, 1] (generator seed 0), face_pipeline: real frames",
             "forward": "torch.no_grad()",
             "forward_backward": "all outputs summed to one scalar, backward to the input "

@@ -16,7 +16,7 @@ import pytest
 REPOSITORY = Path(__file__).resolve().parent.parent
 SCRIPT = REPOSITORY / "benchmarks" / "models.py"
 CASES = {"face_detection", "face_landmark", "iris_landmark", "selfie_segmentation",
-         "face_pipeline", "bisenet"}
+         "face_pipeline", "bisenet", "fan", "s3fd"}
 
 
 def _assets_available() -> bool:
@@ -52,7 +52,8 @@ def test_quick_models_benchmark_writes_a_complete_report(tmp_path):
     assert configuration["quick"] is True and configuration["batches"] == [1]
     assert configuration["devices"] == ["cpu"] and configuration["dtypes"] == ["float32"]
     assert set(configuration["cases"]) == CASES
-    assert configuration["bisenet_input_size"] == 512
+    assert configuration["user_networks"]["bisenet"]["input"] == [512, 512]
+    assert configuration["user_networks"]["fan"]["input"] == [256, 256]
     assert configuration["pipeline_frame_size"] == [640, 360]
     assert {"python", "vdf_stream", "torch", "numpy"} <= report["versions"].keys()
     machine = report["machine"]
