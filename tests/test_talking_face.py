@@ -99,6 +99,7 @@ def test_bisenet_loss_reaches_the_parameters(cache, pipeline, frames):
 
 
 def test_a_few_steps_flip_bisenets_parse(cache, pipeline, frames):
+    frames = frames[:1]
     model = BiSeNetTarget()
     clean = model.labels(frames)
     protected = _attack(model, pipeline, frames)
@@ -106,7 +107,7 @@ def test_a_few_steps_flip_bisenets_parse(cache, pipeline, frames):
     attacked = head_flip(clean, model.labels(protected))
     noise = head_flip(clean, model.labels(_noise(frames)))
     # the optimiser, on the face only, moves the parse well past what sign noise of the same
-    # size on every pixel does (measured: 0.066 and 0.074 against 0.030 and 0.029)
+    # size on every pixel does (measured: 0.066 against 0.030)
     assert (attacked > 1.8 * noise).all(), (attacked, noise)
 
 
