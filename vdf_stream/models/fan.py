@@ -448,12 +448,7 @@ def package_cache_files() -> list[Path]:
 def weights_path() -> Path | None:
     """The weights to load: the user's added copy, else face-alignment's download, else
     ``None``."""
-    from ..assets import user_weights_path
-
-    for path in [user_weights_path("fan"), *package_cache_files()]:
-        if path.is_file():
-            return path
-    return None
+    return weights.located("fan", package_cache_files())
 
 
 def add_fan(path: str | os.PathLike) -> Path:
@@ -467,13 +462,7 @@ def add_fan(path: str | os.PathLike) -> Path:
     Raises:
         AssetError: the file is missing, unreadable, or not FAN's weights.
     """
-    from ..assets import user_weights_path
-
-    source = Path(path).expanduser()
-    state = weights.verify_state_dict(weights.read_checkpoint(source), expected_state_shapes(),
-                                      NETWORK, str(source))
-    kept = weights.keep(state, user_weights_path("fan"))
-    return kept
+    return weights.add("fan", path, expected_state_shapes(), NETWORK)
 
 
 def load_fan(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> FAN:

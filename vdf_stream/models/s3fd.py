@@ -295,12 +295,7 @@ def package_cache_files() -> list[Path]:
 def weights_path() -> Path | None:
     """The weights to load: the user's added copy, else face-alignment's download, else
     ``None``."""
-    from ..assets import user_weights_path
-
-    for path in [user_weights_path("s3fd"), *package_cache_files()]:
-        if path.is_file():
-            return path
-    return None
+    return weights.located("s3fd", package_cache_files())
 
 
 def add_s3fd(path: str | os.PathLike) -> Path:
@@ -312,12 +307,7 @@ def add_s3fd(path: str | os.PathLike) -> Path:
     Raises:
         AssetError: the file is missing, unreadable, or not S3FD's weights.
     """
-    from ..assets import user_weights_path
-
-    source = Path(path).expanduser()
-    state = weights.verify_state_dict(weights.read_checkpoint(source),
-                                      weights.expected_shapes(S3FD()), NETWORK, str(source))
-    return weights.keep(state, user_weights_path("s3fd"))
+    return weights.add("s3fd", path, weights.expected_shapes(S3FD()), NETWORK)
 
 
 def load_s3fd(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> S3FD:

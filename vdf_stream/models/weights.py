@@ -304,6 +304,33 @@ def verify_state_dict(state: object, expected: Mapping[str, tuple[int, ...]], ne
     return cleaned
 
 
+def located(name: str, package_files: list[Path] | tuple = ()) -> Path | None:
+    """The weights of ``name`` (of :data:`vdf_stream.assets.USER_WEIGHTS`) to load: the
+    user's added copy, else the first of ``package_files`` (where another package keeps its
+    own download) that is there, else ``None``."""
+    from ..assets import user_weights_path
+
+    for path in [user_weights_path(name), *package_files]:
+        if path.is_file():
+            return path
+    return None
+
+
+def add(name: str, path: str | os.PathLike, expected: Mapping[str, tuple[int, ...]],
+        network: str) -> Path:
+    """Read a user's copy of ``name``'s weights without running code from it, verify it
+    against ``expected`` and keep the cleaned state dict in the cache; return the kept path.
+
+    Raises:
+        AssetError: the file is missing, unreadable, or not ``network``'s weights.
+    """
+    from ..assets import user_weights_path
+
+    source = Path(path).expanduser()
+    state = verify_state_dict(read_checkpoint(source), expected, network, str(source))
+    return keep(state, user_weights_path(name))
+
+
 def keep(state: dict[str, torch.Tensor], target: Path) -> Path:
     """Write a verified state dict to ``target`` atomically (a ``.part`` file renamed)."""
     try:
