@@ -124,3 +124,17 @@ def test_fan_and_bisenet_end_to_end_with_seeded_weights(tmp_path, clip):
     measured = json.loads(report.read_text())
     assert "fan_nme" not in measured["transfer"]["efficacy"]
     assert any(note.startswith("--transfer: FAN") for note in measured["notes"])
+
+
+def test_batch_without_the_weights_stops_before_any_work(empty, capsys):
+    from helpers import make_clip
+    from vdf_stream.cli.main import main
+
+    (empty / "in").mkdir()
+    make_clip(empty / "in" / "a.mp4", frames=3)
+    code = main(["batch", str(empty / "in"), "-o", str(empty / "out"), "--vf",
+                 "vdf=targets=bisenet", "-q"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 6 and len(lines) == 1, lines
+    assert lines[0].endswith(f"targets=bisenet: {bisenet.MISSING_MESSAGE}")
+    assert not (empty / "out").exists()

@@ -15,6 +15,8 @@ from typing import Callable
 
 from ..errors import EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_OK, OutputError, UsageError
 from ..pipeline.session import build_graph
+from ..protection.options import ProtectionOptions
+from ..protection.recipes import resolve_targets
 from .cluster import Resources, import_ray, remote_tasks, shutdown_ray, start_ray
 from .manifest import Manifest
 from .options import BatchOptions
@@ -372,8 +374,14 @@ def run_batch(input_spec: str, options: BatchOptions, log: Callable[[str], None]
     options.validate()
     output = options.output.resolve()
     options = replace(options, output=output)
-    protection = options.protection  # a bad graph fails before any work
-    build_graph(protection.vf, protection.strength, protection.seed, protection.against)
+    protection = options.protection  # a bad graph, or weights it names and lacks,
+    graph = build_graph(protection.vf, protection.strength, protection.seed,  # fail first
+                        protection.against)
+    for item in graph:
+        if isinstance(item.options, ProtectionOptions):
+            _, note = resolve_targets(item.options)
+            if note is not None:
+                log(f"note: {note}")
     discovery = discover(input_spec, output)
     try:
         output.mkdir(parents=True, exist_ok=True)
