@@ -61,6 +61,8 @@ class VdfFilter(Filter):
             self.protector = Protector(self.options, device, bit_depth=info.bit_depth)
         except ValueError as error:  # backend=cupy without a GPU
             raise UsageError(f"{self.name}: {error}") from None
+        if self.protector.note is not None and not self.options.quiet:
+            self.say(f"note: {self.protector.note}")
         self.eps = self.protector.eps
         self.stats = self.protector.stats
         return output

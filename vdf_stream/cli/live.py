@@ -108,7 +108,10 @@ def run_command(args) -> int:
                           against=args.against or "none",
                           fallback="hold" if args.hold else "perturb")
     options.check()
-    resolve_targets(options)  # weights named but absent: exit 6 before the camera opens
+    # weights named but absent: exit 6 before the camera opens
+    _, note = resolve_targets(options)
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
     device = resolve_device(args.device)
     for path in (args.record, args.record_original):
         if path and os.path.exists(path) and not args.overwrite:

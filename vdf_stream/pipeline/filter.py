@@ -22,10 +22,11 @@ escapes ``,`` ``:`` ``=`` and ``\\`` inside a value.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, ClassVar, Literal, get_args, get_origin
+from typing import Any, Callable, ClassVar, Literal, get_args, get_origin
 
 import torch
 
@@ -69,6 +70,15 @@ class Filter:
         # rest a while. Callers that need a batch back whole (the Python API, eval) leave
         # it False.
         self.streaming = False
+        # Set by the session: where a filter's one-line notes go (stderr when left None).
+        self.warn: Callable[[str], None] | None = None
+
+    def say(self, message: str) -> None:
+        """A one-line note for the user: to the session's ``warn``, else stderr."""
+        if self.warn is not None:
+            self.warn(message)
+        else:
+            print(message, file=sys.stderr)
 
     def setup(self, info: VideoInfo, device: torch.device) -> VideoInfo:
         """Negotiate once with the incoming stream; return the outgoing stream's description.

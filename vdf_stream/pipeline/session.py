@@ -114,7 +114,8 @@ class Session:
     ``with``), which lets a caller read :attr:`source`'s description before the run, e.g. a
     progress bar's total; :meth:`run` opens it when nobody did and closes what it opened.
 
-    ``warn`` receives the sink's one-line warnings (an encoder replaced, audio not copied).
+    ``warn`` receives the sink's one-line warnings (an encoder replaced, audio not copied)
+    and the filters' notes (a recipe's models left out).
 
     Raises:
         UsageError: an unknown device, filter or option (on construction).
@@ -127,6 +128,8 @@ class Session:
         self.warn = warn
         self.device = resolve_device(spec.device)
         self.filters = build_graph(spec.vf, spec.strength, spec.seed, spec.against)
+        for item in self.filters:
+            item.warn = warn
         self.source: Source | None = None
 
     @property

@@ -20,7 +20,6 @@ on the newest keyframe candidate, while the capture thread applies what was publ
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Callable
 
@@ -96,9 +95,8 @@ class Protector:
         self.scale_new_start = scale_new_start
         self.eps, self.keyframe_steps = options.resolved()
         self.backend = resolve_backend(options.backend, device)
-        chosen, note = resolve_targets(options)
-        if note is not None and not options.quiet:
-            print(f"note: {note}", file=sys.stderr)
+        # note: the recipe's models left out for want of weights, for the caller to say
+        chosen, self.note = resolve_targets(options)
         # The selfie segmentation is only read by the parsing term.
         self.pipeline = FacePipeline(device=device, segmentation="parsing" in chosen)
         mesh = "mesh" in chosen
