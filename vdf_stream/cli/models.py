@@ -317,7 +317,7 @@ def _table(entries: list[Entry], columns: tuple[str, ...], width: int = 100) -> 
         lines.append(line)
         if below and number:
             lines.extend(textwrap.wrap(notes[number], width, initial_indent="    ",
-                                       subsequent_indent="    "))
+                                       subsequent_indent="    ", break_on_hyphens=False))
     return "\n".join(lines)
 
 
