@@ -84,6 +84,11 @@ def test_protect_against_a_pipeline_says_what_it_left_out(empty, clip):
 
 
 def test_the_options_name_the_recipes():
+    from typing import get_args
+
+    from vdf_stream.protection.options import RECIPES, Against
+
+    assert get_args(Against) == ("none", *RECIPES)  # the option's values and the recipes agree
     with pytest.raises(ValueError, match="against must be one of none, ernerf"):
         ProtectionOptions(against="nerface").validate()
     result = run_cli("protect", "--help")

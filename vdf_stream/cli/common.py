@@ -8,6 +8,7 @@ import argparse
 from fractions import Fraction
 
 from ..errors import UsageError
+from ..protection.options import RECIPES
 
 EXAMPLES = """\
 examples:
@@ -69,8 +70,7 @@ def add_strength_options(parser) -> None:
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the protection's random starts (default 0): the same "
                              "seed gives the same output")
-    parser.add_argument("--against", default=None, metavar="PIPELINE",
-                        choices=("ernerf", "radnerf", "synctalk", "talkinggaussian", "geneface"),
+    parser.add_argument("--against", default=None, metavar="PIPELINE", choices=tuple(RECIPES),
                         help="also attack what this talking-face pipeline reads faces with: "
                              "ernerf, radnerf, synctalk, talkinggaussian or geneface (each: "
                              "FAN and BiSeNet besides the face mesh), those whose weights you "

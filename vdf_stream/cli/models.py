@@ -239,10 +239,10 @@ def _user_entry(model: str, check: bool) -> tuple[Entry, str | None]:
     from .. import assets
 
     description = USER_DESCRIPTIONS[model]
-    path = assets.user_weights_path(model)  # without importing torch: `list` stays quick
+    path = assets.user_weights_path(model)
     state = "added"
     if not path.is_file() and model != "bisenet":
-        found = _package_cache_file(model)
+        found = _weights_module(model).weights_path()  # then face-alignment's own download
         if found is not None:
             path, state = found, "in face-alignment's cache"
     if not path.is_file():
@@ -259,13 +259,11 @@ def _user_entry(model: str, check: bool) -> tuple[Entry, str | None]:
     return Entry(path.name, "model", "checked", size, path, description), None
 
 
-def _package_cache_file(model: str) -> Path | None:
-    """The face-alignment package's own download of ``fan`` or ``s3fd``, when present."""
-    if model == "fan":
-        from ..models import fan as module
-    else:
-        from ..models import s3fd as module
-    return next((path for path in module.package_cache_files() if path.is_file()), None)
+def _weights_module(model: str):
+    """The module of ``models/`` that finds, adds and loads ``model``'s weights."""
+    from ..models import bisenet, fan, s3fd
+
+    return {"bisenet": bisenet, "fan": fan, "s3fd": s3fd}[model]
 
 
 def _load_user_weights(model: str, path: Path) -> None:
@@ -408,7 +406,6 @@ def run_verify(args) -> int:
 
 def run_add(args) -> int:
     from .. import assets
-    from ..models import bisenet, fan, s3fd
 
     source = Path(args.path).expanduser()
     if not source.exists():
@@ -417,6 +414,8 @@ def run_add(args) -> int:
         raise InputError(f"{args.path}: is a folder, not a checkpoint file")
     if not os.access(source, os.R_OK):
         raise InputError(f"{args.path}: permission denied")
+    from ..models import bisenet, fan, s3fd
+
     add = {"bisenet": bisenet.add_bisenet, "fan": fan.add_fan, "s3fd": s3fd.add_s3fd}[args.model]
     target = add(source)
     print(f"{USER_NAMES[args.model]} verified (every parameter name and shape) and kept at "

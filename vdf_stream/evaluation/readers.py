@@ -340,22 +340,12 @@ class TransferReader:
         and boxes), FAN reads in the original's box, as a tracker would."""
         if self.fan is None:
             return None, None, None
-        count = images.shape[0]
-        found = torch.zeros(count, dtype=torch.bool, device=images.device)
-        boxes = images.new_full((count, 4), float("nan"))
-        for index, faces in enumerate(self.fan.detector.detect(images)):
-            if len(faces.boxes):
-                found[index] = True
-                boxes[index] = faces.boxes[0].to(images)
+        found, boxes = self.fan.first_faces(images)
         read_in = boxes.clone()
         if reference is not None:
             tracked = reference[0].to(found.device) & ~found
             read_in[tracked] = reference[1].to(images)[tracked]
-        usable = ~read_in.isnan().any(dim=-1)
-        points = images.new_full((count, 68, 2), float("nan"))
-        if bool(usable.any()):
-            points[usable] = self.fan.landmarker(images[usable], read_in[usable])[1]
-        return found, boxes, points
+        return found, boxes, self.fan.points_in(images, read_in)
 
 
 def compare_transfer(reading: TransferReading, reference: TransferReading

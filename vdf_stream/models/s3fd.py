@@ -307,7 +307,9 @@ def add_s3fd(path: str | os.PathLike) -> Path:
     Raises:
         AssetError: the file is missing, unreadable, or not S3FD's weights.
     """
-    return weights.add("s3fd", path, weights.expected_shapes(S3FD()), NETWORK)
+    with torch.device("meta"):  # the names and shapes, without making the weights
+        expected = weights.expected_shapes(S3FD())
+    return weights.add("s3fd", path, expected, NETWORK)
 
 
 def load_s3fd(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> S3FD:

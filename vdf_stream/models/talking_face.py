@@ -116,17 +116,31 @@ class FanTarget(Surrogate):
     def read(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The 68 points of the first face S3FD finds, as ``get_landmarks`` gives them to
         the pipelines (they use the first face only)."""
+        found, boxes = self.first_faces(frames)
+        return found, self.points_in(frames, boxes)
+
+    @torch.no_grad()
+    def first_faces(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(found (B,), boxes (B, 4))``: the first face S3FD finds in each frame, the one
+        the pipelines keep (``NaN`` where there is none)."""
         _check_frames(frames)
         found = torch.zeros(frames.shape[0], dtype=torch.bool, device=frames.device)
-        boxes = frames.new_zeros(frames.shape[0], 4)
+        boxes = frames.new_full((frames.shape[0], 4), float("nan"))
         for index, faces in enumerate(self.detector.detect(frames)):
             if len(faces.boxes):
                 found[index] = True
                 boxes[index] = faces.boxes[0].to(frames)
+        return found, boxes
+
+    @torch.no_grad()
+    def points_in(self, frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """``(B, 68, 2)`` FAN's points as the package decodes them, read in ``boxes``
+        (``NaN`` where a box is ``NaN``)."""
+        usable = ~boxes.isnan().any(dim=-1)
         points = frames.new_full((frames.shape[0], fan.POINT_COUNT, 2), float("nan"))
-        if found.any():
-            points[found] = self.landmarker(frames[found], boxes[found])[1]
-        return found, points
+        if bool(usable.any()):
+            points[usable] = self.landmarker(frames[usable], boxes[usable])[1]
+        return points
 
 
 @dataclass
